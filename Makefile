@@ -1,0 +1,36 @@
+# Quick start:  make report   (set up, build, run the report)      make test   (set up, build, run the tests)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Compile jobs for the extension (torch's builder reads MAX_JOBS).
+export MAX_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: setup build test report bench clean
+
+setup: $(VENV)/.deps
+
+$(VENV)/.deps: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -r requirements-dev.txt
+	touch $@
+
+# Builds glo_kernels._C in place (CPU kernels; CUDA kernels too when nvcc and a CUDA torch are present) and
+# installs the package in editable mode. Rebuilds only what changed (ninja).
+build: setup
+	$(BIN)/python -m pip install --no-build-isolation --no-deps -e . -v > build.log 2>&1 || (tail -n 60 build.log; exit 1)
+	@grep "glo_kernels:" build.log || true
+	$(BIN)/python -c "import glo_kernels, sys; s = glo_kernels.available_backends(); print({k: v.available for k, v in s.items()}); sys.exit(0 if s['cpu'].available else 1)"
+
+test: build
+	$(BIN)/python -m pytest tests -q
+	GLO_BENCH_SMALL=1 $(BIN)/python -m pytest bench -q --benchmark-disable
+
+report: build
+	$(BIN)/python -m bench.report
+
+bench: build
+	$(BIN)/python -m pytest bench --benchmark-json=results/benchmark.json
+
+clean:
+	rm -rf build build.log *.egg-info glo_kernels/_C*.so

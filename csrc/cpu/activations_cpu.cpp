@@ -1,0 +1,229 @@
+// CPU kernels: loops over the functors of glo/activations.h, split across threads with at::parallel_for.
+// Work goes in chunks of kChunk elements: 16-bit inputs are converted to float in a small buffer, the element math
+// runs on opmath arrays (loops GCC vectorizes: fixed trip counts, no float reductions across iterations), and results
+// are converted back. Reductions use a fixed tiling that depends only on the shape, so results are bitwise
+// reproducible whatever the number of threads.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "glo/cpu_convert.h"
+#include "glo/op_impls.h"
+
+namespace glo {
+namespace {
+
+using cpu::kChunk;
+using cpu::opmath_t;
+
+constexpr int64_t kChunkWords = kChunk / kMaskBits;
+constexpr int64_t kGrainChunks = 32;          // 32K elements per parallel task
+constexpr int64_t kTile = int64_t{1} << 15;   // elements per reduction tile
+constexpr int64_t kRun = 512;                 // contiguous elements a reduction tile should at least span
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// y = f.forward(x) and (if mask) the packed keep bits, over elements [0, n); x and y may be the same memory.
+template <typename scalar_t, typename F>
+void mask_forward_loop(const scalar_t* x, scalar_t* y, int32_t* mask, int64_t n, const F functor) {
+  using T = opmath_t<scalar_t>;
+  at::parallel_for(0, ceil_div(n, kChunk), kGrainChunks, [&](int64_t c0, int64_t c1) {
+    const F f = functor;  // a local copy: stores to y cannot alias its parameters, so loops vectorize
+    alignas(64) T xbuf[kChunk];
+    alignas(64) T ybuf[kChunk];
+    alignas(64) uint32_t keep[kChunk];
+    for (int64_t chunk = c0; chunk < c1; ++chunk) {
+      const int64_t base = chunk * kChunk;
+      const int64_t cnt = std::min(kChunk, n - base);
+      const T* xs = cpu::load_chunk(x + base, xbuf, cnt);
+      T* ys = cpu::out_chunk(y + base, ybuf, x + base);
+      for (int64_t j = 0; j < cnt; ++j) ys[j] = f.forward(xs[j]);
+      if (mask != nullptr) {
+        for (int64_t j = 0; j < cnt; ++j) keep[j] = f.keep(xs[j]) ? 1u : 0u;
+        for (int64_t j = cnt; j < kChunk; ++j) keep[j] = 0u;
+        const int64_t words = std::min(kChunkWords, mask_words(n) - chunk * kChunkWords);
+        for (int64_t w = 0; w < words; ++w) {
+          mask[chunk * kChunkWords + w] = static_cast<int32_t>(cpu::pack_bits32(keep + w * 32));
+        }
+      }
+      cpu::store_chunk(ys, y + base, cnt);
+    }
+  });
+}
+
+struct CpuKernels {
+  template <class Factory>
+  static void mask_forward(const Tensor& x, const Tensor& y, const Tensor& mask, Factory factory) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "glo_mask_forward_cpu", [&] {
+      const auto f = factory(opmath_t<scalar_t>{});
+      int32_t* mp = mask.numel() > 0 ? mask.mutable_data_ptr<int32_t>() : nullptr;
+      mask_forward_loop(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), mp, x.numel(), f);
+    });
+  }
+
+  template <class Factory>
+  static void mask_backward(const Tensor& grad, const Tensor& mask, const Tensor& dx, Factory factory) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "glo_mask_backward_cpu", [&] {
+      using T = opmath_t<scalar_t>;
+      const auto f = factory(T{});
+      const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+      const int32_t* mp = mask.const_data_ptr<int32_t>();
+      scalar_t* dp = dx.mutable_data_ptr<scalar_t>();
+      const int64_t n = grad.numel();
+      at::parallel_for(0, ceil_div(n, kChunk), kGrainChunks, [&](int64_t c0, int64_t c1) {
+        const auto fl = f;  // local copy (see mask_forward_loop)
+        alignas(64) T gbuf[kChunk];
+        alignas(64) T dbuf[kChunk];
+        alignas(64) uint32_t keep[kChunk];
+        for (int64_t chunk = c0; chunk < c1; ++chunk) {
+          const int64_t base = chunk * kChunk;
+          const int64_t cnt = std::min(kChunk, n - base);
+          const int64_t words = ceil_div(cnt, kMaskBits);
+          for (int64_t w = 0; w < words; ++w) {
+            const uint32_t bits = static_cast<uint32_t>(mp[chunk * kChunkWords + w]);
+            for (int b = 0; b < 32; ++b) keep[w * 32 + b] = (bits >> b) & 1u;
+          }
+          const T* gs = cpu::load_chunk(gp + base, gbuf, cnt);
+          T* ds = cpu::out_chunk(dp + base, dbuf, gp + base);
+          for (int64_t j = 0; j < cnt; ++j) ds[j] = fl.backward(gs[j], keep[j] != 0u);
+          cpu::store_chunk(ds, dp + base, cnt);
+        }
+      });
+    });
+  }
+
+  static void prelu_forward(const Tensor& x, const Tensor& w, const Tensor& y, ChannelGeometry g) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "glo_prelu_forward_cpu", [&] {
+      using T = opmath_t<scalar_t>;
+      const PReLU<T> f;
+      const scalar_t* xp = x.const_data_ptr<scalar_t>();
+      scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+      const int64_t C = g.channels, S = g.inner;
+      std::vector<T> wv(static_cast<size_t>(C));
+      cpu::to_opmath(w.const_data_ptr<scalar_t>(), wv.data(), C);
+      // Rows of `len` elements; row r uses weight wv[r % C] when len == S, or all of wv (per element) when S == 1.
+      const bool channel_innermost = (S == 1 && C > 1);
+      const int64_t len = channel_innermost ? C : S;
+      const int64_t rows = x.numel() / len;
+      at::parallel_for(0, rows, std::max<int64_t>(1, kTile / len), [&](int64_t r0, int64_t r1) {
+        alignas(64) T xbuf[kChunk];
+        alignas(64) T ybuf[kChunk];
+        for (int64_t r = r0; r < r1; ++r) {
+          const T wc = wv[channel_innermost ? 0 : r % C];
+          for (int64_t s0 = 0; s0 < len; s0 += kChunk) {
+            const int64_t cnt = std::min(kChunk, len - s0);
+            const int64_t base = r * len + s0;
+            const T* xs = cpu::load_chunk(xp + base, xbuf, cnt);
+            T* ys = cpu::out_chunk(yp + base, ybuf, xp + base);
+            if (channel_innermost) {
+              const T* ws = wv.data() + s0;
+              for (int64_t j = 0; j < cnt; ++j) ys[j] = f.forward(xs[j], ws[j]);
+            } else {
+              for (int64_t j = 0; j < cnt; ++j) ys[j] = f.forward(xs[j], wc);
+            }
+            cpu::store_chunk(ys, yp + base, cnt);
+          }
+        }
+      });
+    });
+  }
+
+  // One pass over x and grad: dx written, dweight accumulated per tile of [outer, channels, inner] into a small
+  // partial buffer [tiles over outer x tiles over inner, channels] (double), then summed per channel in a fixed order.
+  static void prelu_backward(const Tensor& grad, const Tensor& x, const Tensor& w, const Tensor& dx, const Tensor& dw,
+                             ChannelGeometry g) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "glo_prelu_backward_cpu", [&] {
+      using T = opmath_t<scalar_t>;
+      using acc_t = double;
+      const PReLU<T> f;
+      const scalar_t* xp = x.const_data_ptr<scalar_t>();
+      const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+      scalar_t* dxp = dx.mutable_data_ptr<scalar_t>();
+      const int64_t N = g.outer, C = g.channels, S = g.inner;
+      std::vector<T> wv(static_cast<size_t>(C));
+      cpu::to_opmath(w.const_data_ptr<scalar_t>(), wv.data(), C);
+      const int64_t sb = std::min(S, kTile);
+      const int64_t cb = std::min(C, std::max<int64_t>(1, kRun / sb));
+      const int64_t nb = std::min(N, std::max<int64_t>(1, kTile / (cb * sb)));
+      const int64_t nt = ceil_div(N, nb), ct = ceil_div(C, cb), st = ceil_div(S, sb);
+      std::vector<acc_t> partial(static_cast<size_t>(nt * st * C));
+      at::parallel_for(0, nt * ct * st, 1, [&](int64_t t0, int64_t t1) {
+        alignas(64) T xbuf[kChunk];
+        alignas(64) T gbuf[kChunk];
+        alignas(64) T dbuf[kChunk];
+        alignas(64) T contrib[kChunk];
+        std::vector<acc_t> acc(static_cast<size_t>(cb));
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t it = t / (ct * st), ic = (t / st) % ct, is = t % st;
+          const int64_t n0 = it * nb, n1 = std::min(N, n0 + nb);
+          const int64_t c0 = ic * cb, c1 = std::min(C, c0 + cb);
+          const int64_t s0 = is * sb, s1 = std::min(S, s0 + sb);
+          std::fill(acc.begin(), acc.end(), acc_t(0));
+          for (int64_t n = n0; n < n1; ++n) {
+            if (S == 1) {  // channel innermost: a run of channels [c0, c1) is contiguous
+              for (int64_t q0 = c0; q0 < c1; q0 += kChunk) {
+                const int64_t cnt = std::min(kChunk, c1 - q0);
+                const int64_t base = n * C + q0;
+                const T* xs = cpu::load_chunk(xp + base, xbuf, cnt);
+                const T* gs = cpu::load_chunk(gp + base, gbuf, cnt);
+                T* ds = cpu::out_chunk(dxp + base, dbuf, gp + base);
+                const T* ws = wv.data() + q0;
+                acc_t* a = acc.data() + (q0 - c0);
+                for (int64_t j = 0; j < cnt; ++j) {
+                  ds[j] = f.backward_input(xs[j], ws[j], gs[j]);
+                  a[j] += static_cast<acc_t>(f.backward_weight(xs[j], gs[j]));
+                }
+                cpu::store_chunk(ds, dxp + base, cnt);
+              }
+            } else {
+              for (int64_t c = c0; c < c1; ++c) {
+                const T wc = wv[c];
+                acc_t lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                for (int64_t q0 = s0; q0 < s1; q0 += kChunk) {
+                  const int64_t cnt = std::min(kChunk, s1 - q0);
+                  const int64_t base = (n * C + c) * S + q0;
+                  const T* xs = cpu::load_chunk(xp + base, xbuf, cnt);
+                  const T* gs = cpu::load_chunk(gp + base, gbuf, cnt);
+                  T* ds = cpu::out_chunk(dxp + base, dbuf, gp + base);
+                  for (int64_t j = 0; j < cnt; ++j) {
+                    ds[j] = f.backward_input(xs[j], wc, gs[j]);
+                    contrib[j] = f.backward_weight(xs[j], gs[j]);
+                  }
+                  int64_t j = 0;
+                  for (; j + 8 <= cnt; j += 8) {
+                    for (int l = 0; l < 8; ++l) lanes[l] += static_cast<acc_t>(contrib[j + l]);
+                  }
+                  for (int l = 0; j < cnt; ++j, ++l) lanes[l] += static_cast<acc_t>(contrib[j]);
+                  cpu::store_chunk(ds, dxp + base, cnt);
+                }
+                acc[c - c0] += ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+                               ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+              }
+            }
+          }
+          acc_t* out = partial.data() + (it * st + is) * C;
+          for (int64_t c = c0; c < c1; ++c) out[c] = acc[c - c0];
+        }
+      });
+      // Per-channel sum of the partials, rows in a fixed order.
+      std::vector<T> dwv(static_cast<size_t>(C));
+      const int64_t rows = nt * st;
+      at::parallel_for(0, C, 4096, [&](int64_t q0, int64_t q1) {
+        for (int64_t c = q0; c < q1; ++c) {
+          acc_t sum = 0;
+          for (int64_t r = 0; r < rows; ++r) sum += partial[r * C + c];
+          dwv[c] = static_cast<T>(sum);
+        }
+      });
+      cpu::from_opmath(dwv.data(), dw.mutable_data_ptr<scalar_t>(), C);
+    });
+  }
+};
+
+}  // namespace
+}  // namespace glo
+
+TORCH_LIBRARY_IMPL(glo_kernels, CPU, m) { GLO_REGISTER_OPS(m, ::glo::CpuKernels); }

@@ -1,0 +1,30 @@
+// The schemas of every glo_kernels operator. Device kernels are registered beside their code
+// (cpu/activations_cpu.cpp, cuda/activations.cu); autograd and fake (meta) kernels in glo_kernels/ops.py.
+// Importing glo_kernels._C runs these static registrations; the module itself is empty (no pybind).
+#include <Python.h>
+#include <torch/library.h>
+
+TORCH_LIBRARY(glo_kernels, m) {
+  // ReLU: returns (y, mask); mask is the packed int32 bit mask of x > 0 for backward, empty unless save_mask.
+  m.def("relu(Tensor x, bool save_mask) -> (Tensor, Tensor)");
+  // In-place ReLU on x; returns the mask.
+  m.def("relu_(Tensor(a!) x, bool save_mask) -> Tensor");
+  // dx from the upstream gradient and the forward's mask.
+  m.def("relu_backward(Tensor grad, Tensor mask) -> Tensor");
+  // Leaky ReLU: as relu, with the slope for x <= 0.
+  m.def("leaky_relu(Tensor x, float negative_slope, bool save_mask) -> (Tensor, Tensor)");
+  // In-place Leaky ReLU; returns the mask (so any slope, negative too, has a right backward).
+  m.def("leaky_relu_(Tensor(a!) x, float negative_slope, bool save_mask) -> Tensor");
+  // dx from the upstream gradient, the mask and the slope.
+  m.def("leaky_relu_backward(Tensor grad, Tensor mask, float negative_slope) -> Tensor");
+  // PReLU with a weight of 1 or C (= x.size(1)) elements.
+  m.def("prelu(Tensor x, Tensor weight) -> Tensor");
+  // (dx, dweight) in one pass over x and grad, dweight reduced deterministically.
+  m.def("prelu_backward(Tensor grad, Tensor x, Tensor weight) -> (Tensor, Tensor)");
+}
+
+// An importable, empty module: `import glo_kernels._C` loads the library and runs the registrations above.
+PyMODINIT_FUNC PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}

@@ -1,0 +1,32 @@
+"""glo_kernels: fused activation kernels for PyTorch (CUDA C++, Triton, CPU) with a plain-torch reference.
+
+Functional API: :func:`relu`, :func:`leaky_relu`, :func:`prelu`; modules in :mod:`glo_kernels.nn`.
+Backends: :func:`available_backends`, :func:`use_backend` and the environment variable ``GLO_KERNELS_BACKEND``.
+"""
+from glo_kernels import backends as _backends
+from glo_kernels import ops as _ops
+from glo_kernels.backends import BACKENDS, BackendStatus, available_backends, backend_for, use_backend
+from glo_kernels.functional import leaky_relu, prelu, relu
+
+__version__ = "0.1.0"
+
+if _backends._EXT_LOADED:
+    _ops.register("glo_kernels")
+if _backends.available_backends()["triton"].available:
+    from glo_kernels.triton import ops as _triton_ops  # noqa: F401  (defines the glo_kernels_triton ops)
+
+    _ops.register("glo_kernels_triton")
+
+from glo_kernels import nn  # noqa: E402
+
+__all__ = [
+    "BACKENDS",
+    "BackendStatus",
+    "available_backends",
+    "backend_for",
+    "leaky_relu",
+    "nn",
+    "prelu",
+    "relu",
+    "use_backend",
+]

@@ -1,0 +1,150 @@
+"""Builds glo_kernels._C: CPU kernels always, CUDA kernels whenever nvcc and a CUDA build of torch are present.
+
+Whether a GPU is visible plays no part (CI compiles the CUDA sources on machines without one). Switches:
+  GLO_KERNELS_CUDA=1   require the CUDA kernels (fail if nvcc or a CUDA torch is missing)
+  GLO_KERNELS_CUDA=0   build the CPU kernels only
+  TORCH_CUDA_ARCH_LIST defaults to "8.0;9.0+PTX" when unset (torch's builder needs it when no GPU is visible)
+  MAX_JOBS             parallel compile jobs (torch's builder; defaults to the number of cores)
+"""
+import glob
+import os
+import shutil
+import sys
+
+from setuptools import find_packages, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_ARCH_LIST = "8.0;9.0+PTX"
+
+
+def _find_cuda_home():
+    """Set CUDA_HOME to the toolkit's real folder when unset (torch guesses it from nvcc's folder on PATH, which is
+    wrong when nvcc is a wrapper script, e.g. /usr/local/bin/nvcc: the link then misses libcudart)."""
+    if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH"):
+        return
+    candidates = []
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    candidates += ["/usr/local/cuda"] + sorted(glob.glob("/usr/local/cuda-*"), reverse=True)
+    for home in candidates:
+        has_nvcc = os.path.exists(os.path.join(home, "bin", "nvcc"))
+        has_rt = any(glob.glob(os.path.join(home, lib, "libcudart.so*")) for lib in ("lib64", "lib"))
+        if has_nvcc and has_rt:
+            os.environ["CUDA_HOME"] = home
+            return
+
+
+_find_cuda_home()
+
+
+def _cuda_wanted():
+    import torch
+    from torch.utils import cpp_extension
+
+    switch = os.environ.get("GLO_KERNELS_CUDA", "auto").strip().lower()
+    if switch in ("0", "off", "false", "no"):
+        return False, "disabled by GLO_KERNELS_CUDA=0"
+    have_nvcc = cpp_extension.CUDA_HOME is not None and (
+        shutil.which("nvcc") is not None or os.path.exists(os.path.join(cpp_extension.CUDA_HOME, "bin", "nvcc"))
+    )
+    have_torch_cuda = torch.version.cuda is not None
+    if switch in ("1", "on", "true", "yes"):
+        if not (have_nvcc and have_torch_cuda):
+            sys.exit(
+                "glo_kernels: GLO_KERNELS_CUDA=1 but "
+                + ("nvcc was not found (set CUDA_HOME)" if not have_nvcc else "torch is a CPU-only build")
+            )
+        return True, "forced by GLO_KERNELS_CUDA=1"
+    if not have_nvcc:
+        return False, "nvcc not found"
+    if not have_torch_cuda:
+        return False, "torch is a CPU-only build"
+    return True, "nvcc and a CUDA build of torch found"
+
+
+def _cpu_arch_flags():
+    """-march for the CPU kernels: x86-64-v3 (AVX2, FMA, F16C) when this machine has it, unless overridden.
+
+    GLO_KERNELS_CPU_ARCH=<value> passes -march=<value>; GLO_KERNELS_CPU_ARCH=none passes nothing (portable build).
+    """
+    arch = os.environ.get("GLO_KERNELS_CPU_ARCH", "auto").strip()
+    if arch.lower() == "none":
+        return []
+    if arch.lower() != "auto":
+        return [f"-march={arch}"]
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    if all(flag in flags for flag in ("avx2", "fma", "f16c", "bmi2", "movbe")):
+        return ["-march=x86-64-v3"]
+    return []
+
+
+def _extensions():
+    from torch.utils import cpp_extension
+
+    use_cuda, why = _cuda_wanted()
+    print(f"glo_kernels: CUDA kernels {'ON' if use_cuda else 'OFF'} ({why})", flush=True)
+    sources = ["csrc/registration.cpp", "csrc/cpu/activations_cpu.cpp"]
+    include_dirs = [os.path.join(ROOT, "csrc", "include")]
+    # -fopenmp: at::parallel_for is an inline OpenMP loop in torch's headers; without it our loops run on one thread.
+    # The library then needs libgomp.so.1, which torch has already loaded.
+    # -fno-trapping-math lets GCC turn selects between computed values into vector blends (results are unchanged).
+    cxx_flags = ["-O3", "-DNDEBUG", "-fvisibility=hidden", "-fopenmp", "-fno-trapping-math"] + _cpu_arch_flags()
+    link_flags = ["-fopenmp"]
+    print(f"glo_kernels: C++ flags {' '.join(cxx_flags)}", flush=True)
+    if use_cuda:
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCH_LIST)
+        print(f"glo_kernels: TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}", flush=True)
+        sources.append("csrc/cuda/activations.cu")
+        nvcc_flags = ["-O3", "-DNDEBUG", "--expt-relaxed-constexpr", "-lineinfo"]
+        return [
+            cpp_extension.CUDAExtension(
+                "glo_kernels._C",
+                sources,
+                include_dirs=include_dirs,
+                extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
+                extra_link_args=link_flags,
+                define_macros=[("GLO_WITH_CUDA", "1")],
+            )
+        ]
+    return [
+        cpp_extension.CppExtension(
+            "glo_kernels._C",
+            sources,
+            include_dirs=include_dirs,
+            extra_compile_args={"cxx": cxx_flags},
+            extra_link_args=link_flags,
+        )
+    ]
+
+
+def _build_ext_cls():
+    from torch.utils.cpp_extension import BuildExtension
+
+    return BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None or _has_ninja_module())
+
+
+def _has_ninja_module():
+    try:
+        import ninja  # noqa: F401
+
+        return True
+    except ImportError:
+        return False
+
+
+setup(
+    name="glo_kernels",
+    version="0.1.0",
+    description="Fused activation kernels for PyTorch (CUDA, Triton, CPU) with a plain-torch reference",
+    packages=find_packages(include=["glo_kernels", "glo_kernels.*"]),
+    python_requires=">=3.10",
+    install_requires=["torch>=2.8"],
+    ext_modules=_extensions(),
+    cmdclass={"build_ext": _build_ext_cls()},
+    zip_safe=False,
+)

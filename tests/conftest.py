@@ -1,0 +1,47 @@
+"""Test setup: Triton runs under its interpreter on CPU tensors when no GPU is visible; helpers shared by tests."""
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    # Must be set before triton or glo_kernels is imported: it decides how @triton.jit kernels run.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+import glo_kernels  # noqa: E402
+
+DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
+
+
+def backend_params():
+    """One pytest param per backend, each with the device its tests use; unavailable ones skip with the reason."""
+    status = glo_kernels.available_backends()
+    params = []
+    for name in glo_kernels.BACKENDS:
+        if name == "cuda":
+            device = "cuda"
+        elif name == "triton":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        else:
+            device = "cpu"
+        marks = [] if status[name].available else [pytest.mark.skip(reason=f"backend {name}: {status[name].reason}")]
+        if device == "cuda":
+            marks.append(pytest.mark.cuda)
+        params.append(pytest.param((name, device), id=name, marks=marks))
+    return params
+
+
+def pytest_report_header(config):
+    lines = [f"torch {torch.__version__}, cuda available: {torch.cuda.is_available()}"]
+    for name, st in glo_kernels.available_backends().items():
+        lines.append(f"glo_kernels backend {name}: {'yes' if st.available else 'NO'} - {st.reason}")
+    return lines
+
+
+@pytest.fixture(params=backend_params())
+def backend(request):
+    """(name, device) of a backend, forced for the duration of the test."""
+    name, device = request.param
+    with glo_kernels.use_backend(name):
+        yield name, device

@@ -1,0 +1,76 @@
+"""Inputs and comparisons against the float64 reference."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+# Relative tolerance of one rounding to the dtype, and the floor below which values count as zero.
+EPS = {torch.float64: 1e-15, torch.float32: 1.2e-7, torch.bfloat16: 7.9e-3, torch.float16: 9.8e-4}
+TINY = {torch.float64: 1e-300, torch.float32: 1e-37, torch.bfloat16: 1e-37, torch.float16: 6.1e-5}
+
+SPECIALS = (float("nan"), float("inf"), -float("inf"), -0.0, 0.0, 1e30, -1e30, 1e-30, -1e-30, 1.0, -1.0, 65504.0)
+
+
+def make_input(shape, dtype, device="cpu", specials=True, generator=None, scale=3.0) -> torch.Tensor:
+    """Random normal values (times `scale`), plus every special value at random positions when specials=True."""
+    x = torch.randn(shape, dtype=torch.float64, generator=generator) * scale
+    flat = x.view(-1)
+    if specials and flat.numel() > 0:
+        idx = torch.randperm(flat.numel(), generator=generator)[: len(SPECIALS)]
+        for i, v in zip(idx.tolist(), SPECIALS):
+            flat[i] = v
+    return x.to(dtype=dtype, device=device)
+
+
+def non_contiguous(x: torch.Tensor) -> torch.Tensor:
+    """A non-contiguous tensor with the values of x: every other element of a twice-as-long last dim."""
+    if x.dim() == 0:
+        return x
+    big = torch.empty(*x.shape[:-1], x.shape[-1] * 2, dtype=x.dtype, device=x.device)
+    big.fill_(float("nan"))
+    view = big[..., ::2]
+    view.copy_(x)
+    assert not view.is_contiguous() or x.numel() <= 1
+    return view
+
+
+def assert_matches_reference(ours: torch.Tensor, ref64: torch.Tensor, dtype: torch.dtype, eager: torch.Tensor | None = None,
+                             factor: float = 2.0, rel: float | None = None, atol=0.0, what: str = ""):
+    """Compare `ours` (dtype) with the float64 reference `ref64`.
+
+    NaN and infinities must sit where the reference has them (after rounding the reference to dtype, for values that
+    overflow). Finite values: error <= max(factor * eager's own error on the same input, `rel` relative error + atol),
+    atol being a number or a tensor shaped like the reference (e.g. the accumulation error allowed for a sum).
+    """
+    assert ours.shape == ref64.shape, f"{what}: shape {tuple(ours.shape)} != {tuple(ref64.shape)}"
+    assert ours.dtype == dtype, f"{what}: dtype {ours.dtype} != {dtype}"
+    o = ours.detach().double().cpu()
+    r = ref64.detach().double().cpu()
+    r_rounded = r.to(dtype).double()
+    nan_o, nan_r = torch.isnan(o), torch.isnan(r)
+    assert torch.equal(nan_o, nan_r), f"{what}: NaN at {torch.nonzero(nan_o != nan_r)[:5].tolist()} differs"
+    inf_r = torch.isinf(r_rounded) & ~nan_r
+    assert torch.equal(o[inf_r], r_rounded[inf_r]), f"{what}: infinities differ"
+    fin = ~nan_r & ~inf_r
+    if not fin.any():
+        return
+    err = (o[fin] - r[fin]).abs()
+    rel = rel if rel is not None else 2 * EPS[dtype]
+    allowed = rel * r[fin].abs() + TINY[dtype]
+    if isinstance(atol, torch.Tensor):
+        allowed = allowed + atol.detach().double().cpu().expand_as(r)[fin]
+    else:
+        allowed = allowed + atol
+    if eager is not None:
+        e = eager.detach().double().cpu()[fin]
+        eager_err = (e - r[fin]).abs()
+        eager_err = torch.where(torch.isnan(eager_err), torch.zeros_like(eager_err), eager_err)
+        allowed = torch.maximum(allowed, factor * eager_err.max().expand_as(allowed))
+    bad = err > allowed
+    if bad.any():
+        i = torch.nonzero(bad)[0].item()
+        raise AssertionError(
+            f"{what}: {int(bad.sum())} of {fin.sum().item()} values off; first: ours {o[fin][i].item()!r} vs "
+            f"reference {r[fin][i].item()!r} (allowed error {allowed[i].item():.3g}, max error {err.max().item():.3g})"
+        )

@@ -1,0 +1,114 @@
+"""gradcheck / gradgradcheck in float64, torch.library.opcheck on every registered op, torch.compile(fullgraph=True)."""
+import pytest
+import torch
+
+import glo_kernels
+from glo_kernels._registry import OPS
+
+
+def _away_from_kinks(shape, device, gen):
+    x = torch.randn(shape, dtype=torch.float64, generator=gen)
+    x = torch.where(x.abs() < 0.1, x.sign() * 0.1 + x, x)  # finite differences must not straddle 0
+    return x.to(device)
+
+
+@pytest.mark.parametrize(
+    "op,per_channel",
+    [(op, pc) for op in OPS for pc in ((False, True) if op.param_names else (False,))],
+    ids=lambda v: v.name if hasattr(v, "name") else ("per_channel" if v else "shared"),
+)
+def test_gradcheck_and_gradgradcheck(op, backend, per_channel):
+    device = backend[1]
+    gen = torch.Generator().manual_seed(0)
+    for kwargs in op.kwargs_cases:
+        x = _away_from_kinks((3, 4, 5), device, gen).requires_grad_()
+        params = [p.requires_grad_() for p in op.make_params(x.shape, torch.float64, device, per_channel)]
+        fn = lambda x, *p: op.fn(x, *p, **kwargs)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (x, *params))
+        assert torch.autograd.gradgradcheck(fn, (x, *params))
+
+
+def _op_namespaces():
+    status = glo_kernels.available_backends()
+    out = [pytest.param("glo_kernels", "cpu", id="cpp-cpu")]
+    out.append(pytest.param("glo_kernels", "cuda", id="cpp-cuda", marks=pytest.mark.skipif(
+        not status["cuda"].available, reason=f"backend cuda: {status['cuda'].reason}")))
+    triton_device = "cuda" if torch.cuda.is_available() else "cpu"
+    out.append(pytest.param("glo_kernels_triton", triton_device, id="triton", marks=pytest.mark.skipif(
+        not status["triton"].available, reason=f"backend triton: {status['triton'].reason}")))
+    return out
+
+
+def _opcheck_cases(device):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 3, 5, dtype=torch.float64, generator=g).to(device)
+    w1 = torch.tensor([0.25], dtype=torch.float64, device=device)
+    wc = torch.rand(3, dtype=torch.float64, generator=g).to(device)
+    dy = torch.randn(4, 3, 5, dtype=torch.float64, generator=g).to(device)
+    xr = x.clone().requires_grad_()
+    cases = []
+    for save in (True, False):
+        xs = xr if save else x  # backward needs the mask: with save_mask=False the input must not require grad
+        cases += [("relu", (xs, save)), ("leaky_relu", (xs, 0.2, save)),
+                  ("relu_", (x.clone(), save)), ("leaky_relu_", (x.clone(), -0.3, save))]
+    mask = torch.ops.glo_kernels.relu(x.cpu(), True)[1].to(device)
+    lmask = torch.ops.glo_kernels.leaky_relu(x.cpu(), 0.2, True)[1].to(device)
+    cases += [
+        ("relu_backward", (dy.clone().requires_grad_(), mask)),
+        ("leaky_relu_backward", (dy.clone().requires_grad_(), lmask, 0.2)),
+        ("prelu", (xr, w1.clone().requires_grad_())),
+        ("prelu", (xr, wc.clone().requires_grad_())),
+        ("prelu_backward", (dy.clone().requires_grad_(), xr, wc.clone().requires_grad_())),
+        ("prelu_backward", (dy.clone().requires_grad_(), xr, w1.clone().requires_grad_())),
+    ]
+    return cases
+
+
+@pytest.mark.parametrize("ns,device", _op_namespaces())
+def test_opcheck_every_op(ns, device):
+    ops = getattr(torch.ops, ns)
+    seen = set()
+    for name, args in _opcheck_cases(device):
+        torch.library.opcheck(getattr(ops, name).default, args)
+        seen.add(name)
+    schemas = {s.name.split("::")[1] for s in torch._C._jit_get_all_schemas() if s.name.startswith("glo_kernels::")}
+    assert schemas <= seen, f"ops without an opcheck case: {schemas - seen}"
+
+
+class _Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.l1 = torch.nn.Linear(16, 32)
+        self.a1 = glo_kernels.nn.ReLU()
+        self.l2 = torch.nn.Linear(32, 32)
+        self.a2 = glo_kernels.nn.LeakyReLU(0.1, inplace=True)
+        self.l3 = torch.nn.Linear(32, 8)
+        self.a3 = glo_kernels.nn.PReLU(8)
+        self.a4 = glo_kernels.nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        h = self.a2(self.l2(self.a1(self.l1(x))))
+        return self.a4(self.a3(self.l3(h)) * 1.0)
+
+
+@pytest.mark.parametrize("compile_backend", ["aot_eager", "inductor"])
+def test_torch_compile_fullgraph(backend, compile_backend):
+    """The model traces with no graph break; compiled forward and gradients equal eager ones."""
+    name, device = backend
+    if compile_backend == "inductor" and name != "cpu":
+        pytest.skip("inductor compile is slow on 2 cores: run once, with the cpu backend")
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    net = _Net().to(device)
+    x = torch.randn(6, 16, device=device)
+    eager_out = net(x)
+    eager_grads = torch.autograd.grad(eager_out.square().sum(), list(net.parameters()))
+    compiled = torch.compile(net, fullgraph=True, backend=compile_backend)
+    out = compiled(x)
+    grads = torch.autograd.grad(out.square().sum(), list(net.parameters()))
+    torch.testing.assert_close(out, eager_out)
+    for g, ge in zip(grads, eager_grads):
+        torch.testing.assert_close(g, ge)
+    # no grad: the in-place ops run without saving masks
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), eager_out.detach())

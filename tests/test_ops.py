@@ -1,0 +1,180 @@
+"""Every op x backend x dtype against the float64 reference: forward, input gradient, parameter gradients.
+
+Inputs: random values plus NaN, +-inf, -0.0, huge and tiny values; odd sizes, 0-d, empty and non-contiguous tensors.
+"""
+import pytest
+import torch
+
+import glo_kernels
+from glo_kernels._registry import OPS
+from helpers import EPS, assert_matches_reference, make_input, non_contiguous
+from conftest import DTYPES
+
+SHAPES = [(), (1,), (31,), (33,), (1000,), (7, 13), (2, 3, 5, 7), (4, 6, 1, 9), (0,), (3, 0, 2)]
+
+
+def _cases(op, shape):
+    for kwargs in op.kwargs_cases:
+        for per_channel in (False, True) if op.param_names else (False,):
+            if per_channel and len(shape) < 2:
+                continue
+            yield kwargs, per_channel
+
+
+def _channel_abs_sum(contrib: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Per-channel sum of |terms| of a parameter gradient, shaped like the parameter."""
+    from glo_kernels.ops import reduce_to_param
+
+    return reduce_to_param(contrib.abs(), weight)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)) or "scalar")
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).replace("torch.", ""))
+@pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
+def test_matches_reference(op, backend, dtype, shape, layout):
+    name, device = backend
+    gen = torch.Generator().manual_seed(hash((op.name, name, str(dtype), shape, layout)) % 2**31)
+    for kwargs, per_channel in _cases(op, shape):
+        x = make_input(shape, dtype, device, generator=gen)
+        if layout == "strided":
+            x = non_contiguous(x)
+        params = op.make_params(shape, dtype, device, per_channel)
+        dy = make_input(shape, dtype, device, specials=False, generator=gen)
+        what = f"{op.name}[{name}, {dtype}, {shape}, {layout}, {kwargs}, per_channel={per_channel}]"
+
+        # ours
+        xo = x.detach().clone().requires_grad_()
+        po = [p.detach().clone().requires_grad_() for p in params]
+        y = op.fn(xo, *po, **kwargs)
+        grads = torch.autograd.grad(y, [xo, *po], dy)
+        assert x.equal(xo.detach()) or torch.isnan(x).any(), f"{what}: input modified"
+
+        # float64 reference on the same (rounded) values, and eager's own result in this dtype
+        x64 = x.detach().double().cpu().requires_grad_()
+        p64 = [p.detach().double().cpu().requires_grad_() for p in params]
+        y64 = op.reference(x64, *p64, **kwargs)
+        g64 = torch.autograd.grad(y64, [x64, *p64], dy.double().cpu())
+        xe = x.detach().cpu().clone().requires_grad_()
+        pe = [p.detach().cpu().clone().requires_grad_() for p in params]
+        ye = op.reference(xe, *pe, **kwargs)
+        ge = torch.autograd.grad(ye, [xe, *pe], dy.cpu())
+
+        assert y.device == x.device
+        assert_matches_reference(y, y64, dtype, eager=ye, what=f"{what} forward")
+        assert_matches_reference(grads[0], g64[0], dtype, eager=ge[0], what=f"{what} grad x")
+        for pname, p, g, gref, geager in zip(op.param_names, params, grads[1:], g64[1:], ge[1:]):
+            # A parameter gradient is a sum: allow the accumulation error of its terms (fp32 or fp64 accumulators).
+            contrib = (gref.abs() * 0 + 1) if x.numel() == 0 else None
+            acc_eps = 1e-13 if dtype == torch.float64 else 4e-6
+            terms = torch.zeros_like(gref) if contrib is not None else _param_terms(op, x64, p64, dy, kwargs, pname)
+            assert_matches_reference(g, gref, dtype, eager=geager, atol=acc_eps * terms, what=f"{what} grad {pname}")
+
+
+def _param_terms(op, x64, p64, dy, kwargs, pname):
+    """Sum over each parameter's elements of |d out / d param * dy|, from the reference (float64)."""
+    x = x64.detach()
+    params = [p.detach().clone().requires_grad_() for p in p64]
+    # |per-element contributions| via the gradient of sum(|dy| * |dy/dparam|) is not linear; use the analytic terms
+    # through autograd on each element: contributions are grad of y * dy wrt params with dy replaced by |dy| and the
+    # parameters' partials made non-negative by evaluating on |x|.
+    y = op.reference(-x.abs(), *params, **kwargs)  # every element on the parameter's side of the kink
+    (g,) = torch.autograd.grad(y, [params[op.param_names.index(pname)]], dy.double().cpu().abs())
+    return g.abs()
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
+def test_dropin_exact_float32(op, backend):
+    """Same numbers as the torch.nn twin in float32: forward bit for bit (sign of zero, NaN), input gradient too."""
+    name, device = backend
+    x = make_input((64, 33), torch.float32, device)
+    x.view(-1)[:6] = torch.tensor([0.0, -0.0, float("nan"), 1e-45, -1e-45, float("inf")])
+    for kwargs, per_channel in _cases(op, x.shape):
+        params = op.make_params(x.shape, torch.float32, device, per_channel)
+        dy = make_input(x.shape, torch.float32, device, specials=False)
+        xo = x.clone().requires_grad_()
+        y = op.fn(xo, *params, **kwargs)
+        (gx,) = torch.autograd.grad(y, xo, dy)
+        xt = x.clone().requires_grad_()
+        yt = op.reference(xt, *params, **kwargs)
+        (gt,) = torch.autograd.grad(yt, xt, dy)
+        assert torch.equal(y.signbit(), yt.signbit()), f"{op.name}: sign of results differs"
+        torch.testing.assert_close(y, yt, rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(gx, gt, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("op", [op for op in OPS if op.inplace], ids=lambda op: op.name)
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_inplace(op, backend, layout):
+    """inplace=True returns the same storage, changes x as the out-of-place op would, and autograd stays right."""
+    name, device = backend
+    for kwargs, _ in _cases(op, (5, 40)):
+        x = make_input((5, 40), torch.float32, device)
+        if layout == "strided":
+            x = non_contiguous(x)
+        expected = op.reference(x.clone(), **kwargs)
+        # without autograd
+        xi = x.clone() if layout == "contiguous" else non_contiguous(x)
+        out = op.fn(xi, inplace=True, **kwargs)
+        assert out.data_ptr() == xi.data_ptr() and out is xi
+        torch.testing.assert_close(xi, expected, rtol=0, atol=0, equal_nan=True)
+        # with autograd: a non-leaf input (as after a linear layer)
+        leaf = x.clone().requires_grad_()
+        h = leaf * 1.0
+        h_ptr = h.data_ptr()
+        out = op.fn(h, inplace=True, **kwargs)
+        assert out.data_ptr() == h_ptr
+        dy = torch.randn_like(out)
+        (g,) = torch.autograd.grad(out, leaf, dy)
+        leaf2 = x.clone().requires_grad_()
+        (g_ref,) = torch.autograd.grad(op.reference(leaf2, **kwargs), leaf2, dy)
+        torch.testing.assert_close(g, g_ref, rtol=0, atol=0, equal_nan=True)
+
+
+def test_inplace_leaf_requiring_grad_raises(backend):
+    x = torch.randn(8, requires_grad=True, device=backend[1])
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        glo_kernels.relu(x, inplace=True)
+
+
+def test_inplace_on_saved_tensor_detected(backend):
+    """Overwriting in place a value that autograd saved is caught at backward, as with torch's own ops."""
+    x = torch.randn(8, requires_grad=True, device=backend[1])
+    h = x * 1.0
+    z = h.sin()  # saves h
+    glo_kernels.relu(h, inplace=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        z.sum().backward()
+
+
+def test_leaky_inplace_negative_slope_backward(backend):
+    """torch refuses in-place leaky_relu backward with a negative slope; the 1-bit mask makes ours right."""
+    x = make_input((100,), torch.float32, backend[1], specials=False)
+    leaf = x.clone().requires_grad_()
+    out = glo_kernels.leaky_relu(leaf * 1.0, -0.5, inplace=True)
+    (g,) = torch.autograd.grad(out, leaf, torch.ones_like(out))
+    torch.testing.assert_close(g, torch.where(x > 0, 1.0, -0.5))
+
+
+def test_outputs_do_not_alias_inputs(backend):
+    x = torch.randn(4, 8, device=backend[1])
+    for op in OPS:
+        params = op.make_params(x.shape, x.dtype, x.device, True)
+        y = op.fn(x, *params)
+        assert y.data_ptr() != x.data_ptr()
+
+
+def test_empty_and_scalar_gradients(backend):
+    device = backend[1]
+    for op in OPS:
+        for shape in [(0,), (2, 0, 3), ()]:
+            x = torch.randn(shape, device=device, requires_grad=True)
+            params = [p.requires_grad_() for p in op.make_params(shape, torch.float32, device, False)]
+            y = op.fn(x, *params)
+            assert y.shape == x.shape
+            grads = torch.autograd.grad(y.sum(), [x, *params])
+            assert grads[0].shape == x.shape
+            for p, g in zip(params, grads[1:]):
+                assert g.shape == p.shape
+                if x.numel() == 0:
+                    assert torch.equal(g, torch.zeros_like(p))
