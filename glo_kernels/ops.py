@@ -70,15 +70,20 @@ def _register(ns: str) -> None:
 
     # ---- autograd: ReLU / Leaky ReLU save only the 1-bit mask ----
     def _save_mask(ctx, inputs, output):
+        ctx.set_materialize_grads(False)  # the mask gets no gradient: don't build a zero tensor for it
         ctx.save_for_backward(output[1])
         ctx.mark_non_differentiable(output[1])
         ctx.extra = inputs[1:-1]  # scalar parameters between x and save_mask (the slope)
 
     def _relu_bwd(ctx, grad_y, _grad_mask):
+        if grad_y is None:  # grads are not materialized (see _save_mask)
+            return None, None
         (mask,) = ctx.saved_tensors
         return ops.relu_backward(grad_y, mask), None
 
     def _leaky_bwd(ctx, grad_y, _grad_mask):
+        if grad_y is None:
+            return None, None, None
         (mask,) = ctx.saved_tensors
         return ops.leaky_relu_backward(grad_y, mask, ctx.extra[0]), None, None
 

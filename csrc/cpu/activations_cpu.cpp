@@ -34,16 +34,21 @@ void mask_forward_loop(const scalar_t* x, scalar_t* y, int32_t* mask, int64_t n,
     const F f = functor;  // a local copy: stores to y cannot alias its parameters, so loops vectorize
     alignas(64) T xbuf[kChunk];
     alignas(64) T ybuf[kChunk];
-    alignas(64) uint32_t keep[kChunk];
+    alignas(64) uint8_t keep[kChunk];
     for (int64_t chunk = c0; chunk < c1; ++chunk) {
       const int64_t base = chunk * kChunk;
       const int64_t cnt = std::min(kChunk, n - base);
       const T* xs = cpu::load_chunk(x + base, xbuf, cnt);
       T* ys = cpu::out_chunk(y + base, ybuf, x + base);
-      for (int64_t j = 0; j < cnt; ++j) ys[j] = f.forward(xs[j]);
-      if (mask != nullptr) {
-        for (int64_t j = 0; j < cnt; ++j) keep[j] = f.keep(xs[j]) ? 1u : 0u;
-        for (int64_t j = cnt; j < kChunk; ++j) keep[j] = 0u;
+      if (mask == nullptr) {
+        for (int64_t j = 0; j < cnt; ++j) ys[j] = f.forward(xs[j]);
+      } else {
+        for (int64_t j = 0; j < cnt; ++j) {
+          const T v = xs[j];
+          keep[j] = f.keep(v) ? uint8_t{0xFF} : uint8_t{0};
+          ys[j] = f.forward(v);
+        }
+        for (int64_t j = cnt; j < kChunk; ++j) keep[j] = 0;
         const int64_t words = std::min(kChunkWords, mask_words(n) - chunk * kChunkWords);
         for (int64_t w = 0; w < words; ++w) {
           mask[chunk * kChunkWords + w] = static_cast<int32_t>(cpu::pack_bits32(keep + w * 32));

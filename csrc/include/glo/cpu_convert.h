@@ -15,7 +15,7 @@
 
 namespace glo::cpu {
 
-constexpr int64_t kChunk = 1024;  // elements converted at a time (32 mask words)
+constexpr int64_t kChunk = 4096;  // elements per chunk (a multiple of 32: whole mask words)
 
 template <typename scalar_t>
 using opmath_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
@@ -111,18 +111,13 @@ inline void store_chunk(const opmath_t<scalar_t>* out, scalar_t* dst, int64_t n)
   }
 }
 
-// Packs 32 flags (each 0 or 1) into one word: bit j = flags[j].
-inline uint32_t pack_bits32(const uint32_t* flags) {
+// Packs 32 flags (each 0 or 0xFF) into one word: bit j = flags[j] != 0.
+inline uint32_t pack_bits32(const uint8_t* flags) {
 #if defined(__AVX2__)
-  uint32_t bits = 0;
-  for (int q = 0; q < 4; ++q) {
-    const __m256i v = _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(flags + 8 * q)), 31);
-    bits |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(v))) << (8 * q);
-  }
-  return bits;
+  return static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(flags))));
 #else
   uint32_t bits = 0;
-  for (int j = 0; j < 32; ++j) bits |= flags[j] << j;
+  for (int j = 0; j < 32; ++j) bits |= static_cast<uint32_t>(flags[j] & 1u) << j;
   return bits;
 #endif
 }
