@@ -68,28 +68,33 @@ def median_time(fn, device: torch.device, warmup: int = 3, reps: int | None = No
     return statistics.median(times)
 
 
-def make_case(op: OpSpec, shape, dtype, device, per_channel: bool = True, seed: int = 0):
+def make_case(op: OpSpec, shape, dtype, device, per_channel: bool = True, seed: int = 0, kwargs: dict | None = None):
+    """x, the op's learned parameters and an upstream gradient dy (shaped like the op's output)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, dtype=torch.float32, generator=g).to(dtype=dtype, device=device)
-    dy = torch.randn(shape, dtype=torch.float32, generator=g).to(dtype=dtype, device=device)
+    with torch.no_grad():
+        out_shape = op.reference(x, *op.make_params(shape, dtype, device, per_channel),
+                                 **(kwargs or {})).shape
+    dy = torch.randn(out_shape, dtype=torch.float32, generator=g).to(dtype=dtype, device=device)
     torch.manual_seed(seed)
     params = tuple(p.requires_grad_() for p in op.make_params(shape, dtype, device, per_channel))
     return x, params, dy
 
 
-def runner(fn, x, params, dy, direction: str):
+def runner(fn, x, params, dy, direction: str, kwargs: dict | None = None):
     """A no-argument callable running fn forward ('fwd', no autograd) or forward + backward ('fwd+bwd')."""
+    kw = kwargs or {}
     if direction == "fwd":
 
         def run():
             with torch.no_grad():
-                fn(x, *params)
+                fn(x, *params, **kw)
 
     elif direction == "fwd+bwd":
 
         def run():
             xi = x.detach().requires_grad_()
-            fn(xi, *params).backward(dy)
+            fn(xi, *params, **kw).backward(dy)
 
     else:
         raise ValueError(direction)
@@ -97,26 +102,34 @@ def runner(fn, x, params, dy, direction: str):
 
 
 def ours(op: OpSpec, backend: str):
-    def call(x, *params):
+    def call(x, *params, **kwargs):
         with glo_kernels.use_backend(backend):
-            return op.fn(x, *params)
+            return op.fn(x, *params, **kwargs)
 
     return call
 
 
 def eager(op: OpSpec):
-    fn = op.eager or op.reference
-    return lambda x, *params: fn(x, *params)
+    return op.eager or op.reference
 
 
 def min_bytes(op: OpSpec, direction: str, numel: int, elem: int) -> int:
-    """Fewest bytes the op must move (each input read once, each output written once), ours incl. saved state."""
-    fwd = op.bytes_fwd * numel * elem + (numel / 8 if op.saved_ours < 1 else 0)  # + the 1-bit mask written
-    bwd = op.bytes_bwd * numel * elem + (numel / 8 if op.saved_ours < 1 else 0)  # + the mask read
+    """Fewest bytes the op must move (each input read once, each output written once), with ours' saved state."""
+    fwd = op.bytes_fwd * numel * elem + op.aux_bytes * numel
+    bwd = op.bytes_bwd * numel * elem + op.aux_bytes * numel
     return int(fwd if direction == "fwd" else fwd + bwd)
 
 
-def saved_bytes(op: OpSpec, numel: int, elem: int) -> tuple[int, int]:
-    """Bytes kept for backward: (eager, ours)."""
-    ours_b = numel / 8 if op.saved_ours < 1 else op.saved_ours * numel * elem
-    return int(op.saved_eager * numel * elem), int(ours_b)
+def saved_bytes(fn, x, params, kwargs: dict | None = None) -> int:
+    """Bytes autograd keeps for backward when fn runs on x, measured with saved-tensor hooks (each storage once)."""
+    seen = {}
+    xi = x.detach().requires_grad_()
+
+    def pack(t):
+        st = t.untyped_storage()
+        seen[st.data_ptr()] = st.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(xi, *params, **(kwargs or {}))
+    return sum(seen.values())

@@ -35,15 +35,17 @@ def _backends_for(device: torch.device) -> list[str]:
 
 def max_errors(op, backend, dtype, device) -> tuple[float, float]:
     """Max |ours - float64 reference| / max|reference| for the forward and for all gradients, on 2^16 values."""
-    x, params, dy = make_case(op, (64, 1024), dtype, device, seed=1)
+    x, params, _ = make_case(op, (64, 1024), dtype, device, seed=1)
+    kw = op.bench_kwargs
     xo = x.detach().clone().requires_grad_()
     po = [p.detach().clone().requires_grad_() for p in params]
     with glo_kernels.use_backend(backend):
-        y = op.fn(xo, *po)
+        y = op.fn(xo, *po, **kw)
+    dy = torch.randn_like(y)
     grads = torch.autograd.grad(y, [xo, *po], dy)
     x64 = x.detach().double().requires_grad_()
     p64 = [p.detach().double().requires_grad_() for p in params]
-    y64 = op.reference(x64, *p64)
+    y64 = op.reference(x64, *p64, **kw)
     g64 = torch.autograd.grad(y64, [x64, *p64], dy.double())
 
     def rel(a, b):
@@ -76,18 +78,19 @@ def main(argv=None) -> int:
     for dtype_name in args.dtypes.split(","):
         dtype = DTYPES[dtype_name]
         for op in OPS:
-            x, params, dy = make_case(op, shape, dtype, device)
+            x, params, dy = make_case(op, shape, dtype, device, kwargs=op.bench_kwargs)
+            kw = op.bench_kwargs
             base = {}
             for direction in ("fwd", "fwd+bwd"):
-                base[direction] = median_time(runner(eager(op), x, params, dy, direction), device)
-            se, so = saved_bytes(op, numel, x.element_size())
+                base[direction] = median_time(runner(eager(op), x, params, dy, direction, kw), device)
+            se = saved_bytes(eager(op), x, params, kw)
             for backend in _backends_for(device):
                 err_f, err_g = max_errors(op, backend, dtype, device)
-                saved = se if backend == "reference" else so  # the reference backend is eager PyTorch
+                saved = saved_bytes(ours(op, backend), x, params, kw)
                 row = {"op": op.name, "backend": backend, "dtype": dtype_name, "shape": "x".join(map(str, shape)),
                        "err_fwd": err_f, "err_grad": err_g, "saved_eager_MB": se / 1e6, "saved_ours_MB": saved / 1e6}
                 for direction in ("fwd", "fwd+bwd"):
-                    t = median_time(runner(ours(op, backend), x, params, dy, direction), device)
+                    t = median_time(runner(ours(op, backend), x, params, dy, direction, kw), device)
                     row[f"{direction}_eager_ms"] = base[direction] * 1e3
                     row[f"{direction}_ours_ms"] = t * 1e3
                     row[f"{direction}_speedup"] = base[direction] / t

@@ -29,9 +29,10 @@ def _providers():
 @pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
 def test_bench(benchmark, op, provider, direction):
     shape = bench_shape()
-    x, params, dy = make_case(op, shape, torch.float32, DEVICE)
+    kw = op.bench_kwargs
+    x, params, dy = make_case(op, shape, torch.float32, DEVICE, kwargs=kw)
     fn = eager(op) if provider == "eager" else ours(op, provider)
-    run = runner(fn, x, params, dy, direction)
+    run = runner(fn, x, params, dy, direction, kw)
 
     def timed():
         run()
@@ -43,5 +44,4 @@ def test_bench(benchmark, op, provider, direction):
     benchmark.extra_info["min_bytes"] = nbytes
     if benchmark.stats is not None:  # None under --benchmark-disable
         benchmark.extra_info["GB/s"] = nbytes / benchmark.stats.stats.median / 1e9
-    se, so = saved_bytes(op, x.numel(), x.element_size())
-    benchmark.extra_info["saved_for_backward_bytes"] = se if provider == "eager" else so
+    benchmark.extra_info["saved_for_backward_bytes"] = saved_bytes(fn, x, params, kw)

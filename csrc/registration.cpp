@@ -17,10 +17,30 @@ TORCH_LIBRARY(glo_kernels, m) {
   m.def("leaky_relu_(Tensor(a!) x, float negative_slope, bool save_mask) -> Tensor");
   // dx from the upstream gradient, the mask and the slope.
   m.def("leaky_relu_backward(Tensor grad, Tensor mask, float negative_slope) -> Tensor");
+  // ELU: alpha * expm1(x) for x < 0, x otherwise.
+  m.def("elu(Tensor x, float alpha) -> Tensor");
+  // In-place ELU (its backward then reads the output: elu_backward(..., is_result=True)).
+  m.def("elu_(Tensor(a!) x, float alpha) -> ()");
+  // dx from the upstream gradient and the saved input (is_result=False) or output (is_result=True).
+  m.def("elu_backward(Tensor grad, Tensor saved, float alpha, bool is_result) -> Tensor");
+  // Logistic sigmoid; its backward reads the output y.
+  m.def("sigmoid(Tensor x) -> Tensor");
+  m.def("sigmoid_backward(Tensor grad, Tensor y) -> Tensor");
+  // tanh; its backward reads the output y.
+  m.def("tanh(Tensor x) -> Tensor");
+  m.def("tanh_backward(Tensor grad, Tensor y) -> Tensor");
   // PReLU with a weight of 1 or C (= x.size(1)) elements.
   m.def("prelu(Tensor x, Tensor weight) -> Tensor");
   // (dx, dweight) in one pass over x and grad, dweight reduced deterministically.
   m.def("prelu_backward(Tensor grad, Tensor x, Tensor weight) -> (Tensor, Tensor)");
+  // PELU with parameters a, b (1 or C elements each, the same number).
+  m.def("pelu(Tensor x, Tensor a, Tensor b) -> Tensor");
+  // (dx, da, db) in one pass over x and grad, da and db reduced deterministically.
+  m.def("pelu_backward(Tensor grad, Tensor x, Tensor a, Tensor b) -> (Tensor, Tensor, Tensor)");
+  // Maxout over groups of `pieces` along `dim`: (y, uint8 index of each group's winner, empty unless save_indices).
+  m.def("maxout(Tensor x, int pieces, int dim, bool save_indices) -> (Tensor, Tensor)");
+  // dx: the upstream gradient routed to each group's winner.
+  m.def("maxout_backward(Tensor grad, Tensor indices, int pieces, int dim) -> Tensor");
 }
 
 // An importable, empty module: `import glo_kernels._C` loads the library and runs the registrations above.

@@ -87,6 +87,24 @@ class _LeakyReLUInplace(torch.autograd.Function):
         return op_namespace(ctx.backend).leaky_relu_backward(grad_y, mask, ctx.negative_slope), None, None
 
 
+class _ELUInplace(torch.autograd.Function):
+    """In-place ELU under autograd: the backward reads the output (the input is overwritten), as PyTorch does."""
+
+    @staticmethod
+    def forward(ctx, x, alpha, backend):
+        op_namespace(backend).elu_(x, alpha)
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(x)
+        ctx.alpha = alpha
+        ctx.backend = backend
+        return x
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        (y,) = ctx.saved_tensors
+        return op_namespace(ctx.backend).elu_backward(grad_y, y, ctx.alpha, True), None, None
+
+
 def relu(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """ReLU, ``max(x, 0)``, as ``torch.nn.functional.relu`` (NaN propagates, gradient 0 at 0).
 
@@ -139,3 +157,94 @@ def prelu(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     if backend == "reference":
         return reference.prelu(x, weight)
     return op_namespace(backend).prelu(x, weight)
+
+
+def elu(x: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Tensor:
+    """ELU, ``x if x > 0 else alpha * (exp(x) - 1)``, as ``torch.nn.functional.elu``.
+
+    One kernel forward, one backward. Out of place the backward reads the saved input; in place it reads the output
+    (no copy of the input is kept), which needs ``alpha >= 0`` when autograd records the call, as in PyTorch.
+    """
+    _check_x(x, "elu")
+    alpha = _check_number(alpha, "elu", "alpha")
+    backend = backends.backend_for(x.device, "elu")
+    if backend == "reference":
+        return reference.elu(x, alpha, inplace=inplace)
+    ns = op_namespace(backend)
+    if inplace:
+        if _needs_grad(x):
+            if alpha < 0:
+                raise ValueError(
+                    f"glo_kernels.elu: argument 'alpha' is {alpha}; an in-place ELU that autograd records needs "
+                    "alpha >= 0 (its backward reads the output); call it with inplace=False"
+                )
+            return _ELUInplace.apply(x, alpha, backend)
+        ns.elu_(x, alpha)
+        return x
+    return ns.elu(x, alpha)
+
+
+def sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """Logistic sigmoid ``1 / (1 + exp(-x))``, as ``torch.sigmoid``; the backward reads the saved output."""
+    _check_x(x, "sigmoid")
+    backend = backends.backend_for(x.device, "sigmoid")
+    if backend == "reference":
+        return reference.sigmoid(x)
+    return op_namespace(backend).sigmoid(x)
+
+
+def tanh(x: torch.Tensor) -> torch.Tensor:
+    """``tanh(x)``, as ``torch.tanh``; the backward reads the saved output."""
+    _check_x(x, "tanh")
+    backend = backends.backend_for(x.device, "tanh")
+    if backend == "reference":
+        return reference.tanh(x)
+    return op_namespace(backend).tanh(x)
+
+
+def pelu(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """PELU (Trottier et al. 2017): ``(a/b) * x`` for x >= 0, ``a * (exp(x/b) - 1)`` otherwise, with a, b > 0.
+
+    ``a`` and ``b`` have 1 element or one per channel (C = ``x.size(1)``), the same number each. Forward is one
+    kernel; backward is one pass over x and the upstream gradient giving dx, da and db (per-tile partial sums, then a
+    small deterministic reduction). Values of a and b are not checked (that would synchronize a GPU): keep them
+    positive, as :class:`glo_kernels.nn.PELU` does.
+    """
+    _check_x(x, "pelu")
+    _check_channel_param(x, a, "pelu", "a")
+    _check_channel_param(x, b, "pelu", "b")
+    if a.numel() != b.numel():
+        raise ValueError(f"glo_kernels.pelu: argument 'b' has {b.numel()} elements but 'a' has {a.numel()}; they must match")
+    backend = backends.backend_for(x.device, "pelu")
+    if backend == "reference":
+        return reference.pelu(x, a, b)
+    return op_namespace(backend).pelu(x, a, b)
+
+
+def maxout(x: torch.Tensor, pieces: int, dim: int = 1) -> torch.Tensor:
+    """Maxout (Goodfellow et al. 2013): the max over each group of ``pieces`` consecutive entries along ``dim``.
+
+    The size C of ``dim`` must be a multiple of ``pieces`` (1 to 256); the output has C / pieces there. The gradient
+    goes to the first maximal element of each group (to the first NaN if the group has one, as ``torch.max``). Only a
+    1-byte index per output is saved for backward.
+    """
+    _check_x(x, "maxout")
+    if isinstance(pieces, bool) or not isinstance(pieces, int):
+        raise TypeError(f"glo_kernels.maxout: argument 'pieces' must be an int, got {type(pieces).__name__}")
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"glo_kernels.maxout: argument 'dim' must be an int, got {type(dim).__name__}")
+    if x.dim() == 0:
+        raise ValueError("glo_kernels.maxout: argument 'x' must have at least one dimension")
+    if not -x.dim() <= dim < x.dim():
+        raise ValueError(f"glo_kernels.maxout: argument 'dim' ({dim}) is out of range for a {x.dim()}-d tensor")
+    dim = dim % x.dim()
+    if not 1 <= pieces <= 256:
+        raise ValueError(f"glo_kernels.maxout: argument 'pieces' must be in [1, 256], got {pieces}")
+    if x.shape[dim] % pieces != 0:
+        raise ValueError(
+            f"glo_kernels.maxout: argument 'pieces' ({pieces}) must divide the size of dim {dim} ({x.shape[dim]})"
+        )
+    backend = backends.backend_for(x.device, "maxout")
+    if backend == "reference":
+        return reference.maxout(x, pieces, dim)
+    return op_namespace(backend).maxout(x, pieces, dim, _needs_grad(x))[0]

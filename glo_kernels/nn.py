@@ -31,6 +31,78 @@ class PReLU(torch.nn.PReLU):
         return F.prelu(input, self.weight)
 
 
+class ELU(torch.nn.ELU):
+    """``torch.nn.ELU(alpha=1.0, inplace=False)`` on glo_kernels' fused kernels."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.elu(input, self.alpha, inplace=self.inplace)
+
+
+class Sigmoid(torch.nn.Sigmoid):
+    """``torch.nn.Sigmoid()`` on glo_kernels' fused kernels."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.sigmoid(input)
+
+
+class Tanh(torch.nn.Tanh):
+    """``torch.nn.Tanh()`` on glo_kernels' fused kernels."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.tanh(input)
+
+
+class PELU(torch.nn.Module):
+    """PELU (Trottier et al. 2017) with learned ``a`` and ``b`` (1 or C = ``num_parameters`` elements each).
+
+    ``f(x) = (a/b) x`` for x >= 0, ``a (exp(x/b) - 1)`` otherwise. Positivity: as in the paper's code, ``a`` and
+    ``b`` are kept at or above ``min_value`` (0.1) by projection — in training mode each forward first clamps the
+    parameters in place (without autograd), then uses them. The gradient itself is never masked, so a parameter
+    pushed to the bound can move away from it again; under ``torch.compile(fullgraph=True)`` the clamp is part of the
+    graph. In eval mode the parameters are used as they are.
+    """
+
+    def __init__(self, num_parameters: int = 1, init_a: float = 1.0, init_b: float = 1.0, device=None, dtype=None,
+                 min_value: float = 0.1):
+        super().__init__()
+        if num_parameters < 1:
+            raise ValueError(f"PELU: argument 'num_parameters' must be >= 1, got {num_parameters}")
+        if not (init_a > 0 and init_b > 0):
+            raise ValueError(f"PELU: 'init_a' and 'init_b' must be > 0, got {init_a} and {init_b}")
+        self.num_parameters = num_parameters
+        self.min_value = min_value
+        kw = {"device": device, "dtype": dtype}
+        self.a = torch.nn.Parameter(torch.full((num_parameters,), float(init_a), **kw))
+        self.b = torch.nn.Parameter(torch.full((num_parameters,), float(init_b), **kw))
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            with torch.no_grad():
+                self.a.clamp_(min=self.min_value)
+                self.b.clamp_(min=self.min_value)
+        return F.pelu(input, self.a, self.b)
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.num_parameters}"
+
+
+class Maxout(torch.nn.Module):
+    """Maxout over groups of ``pieces`` consecutive channels along ``dim`` (default 1)."""
+
+    def __init__(self, pieces: int, dim: int = 1):
+        super().__init__()
+        if isinstance(pieces, bool) or not isinstance(pieces, int) or pieces < 1:
+            raise ValueError(f"Maxout: argument 'pieces' must be an int >= 1, got {pieces!r}")
+        self.pieces = pieces
+        self.dim = dim
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.maxout(input, self.pieces, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"pieces={self.pieces}, dim={self.dim}"
+
+
 def _twin_relu(m: torch.nn.ReLU) -> torch.nn.Module:
     return ReLU(inplace=m.inplace)
 
@@ -47,6 +119,9 @@ def _twin_prelu(m: torch.nn.PReLU) -> torch.nn.Module:
 
 # torch.nn class -> function building its glo_kernels twin. Grows as ops are added.
 _TWINS = {
+    torch.nn.ELU: lambda m: ELU(alpha=m.alpha, inplace=m.inplace),
+    torch.nn.Sigmoid: lambda m: Sigmoid(),
+    torch.nn.Tanh: lambda m: Tanh(),
     torch.nn.ReLU: _twin_relu,
     torch.nn.LeakyReLU: _twin_leaky_relu,
     torch.nn.PReLU: _twin_prelu,
@@ -83,4 +158,4 @@ def replace_activations(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-__all__ = ["LeakyReLU", "PReLU", "ReLU", "replace_activations"]
+__all__ = ["ELU", "LeakyReLU", "Maxout", "PELU", "PReLU", "ReLU", "Sigmoid", "Tanh", "replace_activations"]

@@ -68,6 +68,42 @@ def _register(ns: str) -> None:
     def _(grad, x, weight):
         return x.new_empty(x.shape), weight.new_empty(weight.shape)
 
+    @lib.register_fake(f"{ns}::pelu")
+    def _(x, a, b):
+        return x.new_empty(x.shape)
+
+    @lib.register_fake(f"{ns}::pelu_backward")
+    def _(grad, x, a, b):
+        return x.new_empty(x.shape), a.new_empty(a.shape), b.new_empty(b.shape)
+
+    @lib.register_fake(f"{ns}::maxout")
+    def _(x, pieces, dim, save_indices):
+        shape = list(x.shape)
+        shape[dim] = shape[dim] // pieces
+        return x.new_empty(shape), x.new_empty(shape if save_indices else (0,), dtype=torch.uint8)
+
+    @lib.register_fake(f"{ns}::maxout_backward")
+    def _(grad, indices, pieces, dim):
+        shape = list(grad.shape)
+        shape[dim] = shape[dim] * pieces
+        return grad.new_empty(shape)
+
+    @lib.register_fake(f"{ns}::elu")
+    def _(x, alpha):
+        return x.new_empty(x.shape)
+
+    @lib.register_fake(f"{ns}::elu_")
+    def _(x, alpha):
+        return None
+
+    @lib.register_fake(f"{ns}::elu_backward")
+    def _(grad, saved, alpha, is_result):
+        return grad.new_empty(grad.shape)
+
+    for name in ("sigmoid", "tanh"):
+        lib.register_fake(f"{ns}::{name}", lambda x: x.new_empty(x.shape))
+        lib.register_fake(f"{ns}::{name}_backward", lambda grad, y: grad.new_empty(grad.shape))
+
     # ---- autograd: ReLU / Leaky ReLU save only the 1-bit mask ----
     def _save_mask(ctx, inputs, output):
         ctx.set_materialize_grads(False)  # the mask gets no gradient: don't build a zero tensor for it
@@ -106,6 +142,54 @@ def _register(ns: str) -> None:
     lib.register_autograd(f"{ns}::relu_backward", _relu_bwd_bwd, setup_context=_save_bwd_mask)
     lib.register_autograd(f"{ns}::leaky_relu_backward", _leaky_bwd_bwd, setup_context=_save_bwd_mask)
 
+    # ---- autograd: ELU saves its input (out of place), sigmoid and tanh their output ----
+    def _elu_setup(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+        ctx.alpha = inputs[1]
+
+    def _elu_bwd(ctx, grad_y):
+        (x,) = ctx.saved_tensors
+        return ops.elu_backward(grad_y, x, ctx.alpha, False), None
+
+    lib.register_autograd(f"{ns}::elu", _elu_bwd, setup_context=_elu_setup)
+
+    def _save_output(ctx, inputs, output):
+        ctx.save_for_backward(output)
+
+    lib.register_autograd(f"{ns}::sigmoid", lambda ctx, g: ops.sigmoid_backward(g, ctx.saved_tensors[0]),
+                          setup_context=_save_output)
+    lib.register_autograd(f"{ns}::tanh", lambda ctx, g: ops.tanh_backward(g, ctx.saved_tensors[0]),
+                          setup_context=_save_output)
+
+    # Double backward of the saved-tensor ops, in plain torch ops: each backward is linear in grad (same op on the
+    # incoming gradient) plus the derivative through the saved tensor.
+    def _save_bwd_inputs(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0], inputs[1])
+        ctx.extra = inputs[2:]
+
+    def _elu_bwd_bwd(ctx, gg):
+        grad, saved = ctx.saved_tensors
+        alpha, is_result = ctx.extra
+        d_grad = ops.elu_backward(gg, saved, alpha, is_result)
+        zero = torch.zeros((), dtype=saved.dtype, device=saved.device)
+        if is_result:  # dx = grad * (y + alpha) unless y > 0
+            d_saved = torch.where(saved > 0, zero, gg * grad)
+        else:  # dx = grad * alpha * exp(x) unless x > 0
+            d_saved = torch.where(saved > 0, zero, gg * grad * alpha * torch.exp(saved))
+        return d_grad, d_saved, None, None
+
+    def _sigmoid_bwd_bwd(ctx, gg):
+        grad, y = ctx.saved_tensors  # dx = grad * (1 - y) * y
+        return ops.sigmoid_backward(gg, y), gg * grad * (1 - 2 * y)
+
+    def _tanh_bwd_bwd(ctx, gg):
+        grad, y = ctx.saved_tensors  # dx = grad * (1 - y^2)
+        return ops.tanh_backward(gg, y), -2 * gg * grad * y
+
+    lib.register_autograd(f"{ns}::elu_backward", _elu_bwd_bwd, setup_context=_save_bwd_inputs)
+    lib.register_autograd(f"{ns}::sigmoid_backward", _sigmoid_bwd_bwd, setup_context=_save_bwd_inputs)
+    lib.register_autograd(f"{ns}::tanh_backward", _tanh_bwd_bwd, setup_context=_save_bwd_inputs)
+
     # ---- autograd: PReLU saves x and the weight ----
     def _prelu_setup(ctx, inputs, output):
         ctx.save_for_backward(*inputs)
@@ -137,6 +221,86 @@ def _register(ns: str) -> None:
         return d_grad, d_x, d_w
 
     lib.register_autograd(f"{ns}::prelu_backward", _prelu_bwd_bwd, setup_context=_prelu_bwd_setup)
+
+    # ---- autograd: PELU saves x, a, b; its backward op gets an analytic double backward ----
+    def _pelu_setup(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    def _pelu_bwd(ctx, grad_y):
+        x, a, b = ctx.saved_tensors
+        return ops.pelu_backward(grad_y, x, a, b)
+
+    lib.register_autograd(f"{ns}::pelu", _pelu_bwd, setup_context=_pelu_setup)
+
+    def _pelu_bwd_bwd(ctx, gg_x, gg_a, gg_b):
+        grad, x, a, b = ctx.saved_tensors
+        return pelu_double_backward(grad, x, a, b, gg_x, gg_a, gg_b)
+
+    lib.register_autograd(f"{ns}::pelu_backward", _pelu_bwd_bwd, setup_context=_pelu_setup)
+
+    # ---- autograd: Maxout saves the uint8 winner indices ----
+    def _maxout_setup(ctx, inputs, output):
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(output[1])
+        ctx.pieces, ctx.dim = inputs[1], inputs[2]
+
+    def _maxout_bwd(ctx, grad_y, _grad_idx):
+        if grad_y is None:
+            return None, None, None, None
+        (idx,) = ctx.saved_tensors
+        return ops.maxout_backward(grad_y, idx, ctx.pieces, ctx.dim), None, None, None
+
+    lib.register_autograd(f"{ns}::maxout", _maxout_bwd, setup_context=_maxout_setup)
+
+    def _maxout_bwd_setup(ctx, inputs, output):
+        ctx.save_for_backward(inputs[1])
+        ctx.pieces, ctx.dim = inputs[2], inputs[3]
+
+    def _maxout_bwd_bwd(ctx, gg):
+        (idx,) = ctx.saved_tensors  # maxout_backward is linear in grad: its adjoint gathers gg at the winners
+        return maxout_gather(gg, idx, ctx.pieces, ctx.dim), None, None, None
+
+    lib.register_autograd(f"{ns}::maxout_backward", _maxout_bwd_bwd, setup_context=_maxout_bwd_setup)
+
+
+def maxout_gather(t: torch.Tensor, idx: torch.Tensor, pieces: int, dim: int) -> torch.Tensor:
+    """t (the input's shape) at each group's winner: the output's shape."""
+    dim = dim % t.dim()
+    groups = t.shape[dim] // pieces
+    grouped = t.unflatten(dim, (groups, pieces))
+    return grouped.gather(dim + 1, idx.long().unsqueeze(dim + 1)).squeeze(dim + 1)
+
+
+def pelu_parts(x, a, b):
+    """Broadcast a, b; x >= 0; u = x/b; E = exp(u) on the negative side, 1 on the positive side; r = a/b."""
+    shape = channel_view_shape(x, a)
+    a_, b_ = a.reshape(shape), b.reshape(shape)
+    pos = x >= 0
+    u = x / b_
+    e = torch.where(pos, torch.ones_like(x), torch.exp(torch.where(pos, torch.zeros_like(x), u)))
+    return a_, b_, pos, u, e, a_ / b_
+
+
+def pelu_double_backward(grad, x, a, b, gg_x, gg_a, gg_b):
+    """Vector-Jacobian product of pelu_backward (dx, da, db) w.r.t. (grad, x, a, b), in plain torch ops.
+
+    With r = a/b, u = x/b, E = exp(u) on the negative side (1 on the positive side), s = x >= 0:
+      dx = r E g,  da = sum (s ? u : E - 1) g,  db = sum -r u E g.
+    """
+    a_, b_, pos, u, e, r = pelu_parts(x, a, b)
+    shape = a_.shape
+    gx = gg_x if gg_x is not None else torch.zeros_like(x)
+    ga = gg_a.reshape(shape) if gg_a is not None else torch.zeros_like(a_)
+    gb = gg_b.reshape(shape) if gg_b is not None else torch.zeros_like(b_)
+    one = torch.ones_like(x)
+    d_grad = gx * r * e + ga * torch.where(pos, u, e - 1) + gb * (-r * u * e)
+    d_x = (gx * torch.where(pos, torch.zeros_like(x), r * e / b_) + ga * e / b_
+           + gb * (-(a_ / (b_ * b_)) * e * torch.where(pos, one, 1 + u))) * grad
+    d_a = reduce_to_param(grad * (gx * e / b_ + gb * (-u / b_) * e), a)
+    d_b = reduce_to_param(grad * (gx * (-(a_ / (b_ * b_))) * e * torch.where(pos, one, 1 + u)
+                                  + ga * (-u / b_) * e
+                                  + gb * (a_ / (b_ * b_)) * u * e * torch.where(pos, 2 * one, 2 + u)), b)
+    return d_grad, d_x, d_a, d_b
 
 
 _registered: set[str] = set()

@@ -22,3 +22,94 @@ def leaky_relu(x: torch.Tensor, negative_slope: float = 0.01, inplace: bool = Fa
 
 def prelu(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return F.prelu(x, weight)
+
+
+class _ELU(torch.autograd.Function):
+    """ELU in plain torch ops with glo_kernels' conventions. PyTorch's own CPU kernel is not consistent at NaN inputs
+    (its vectorized loop gives a NaN gradient, its scalar tail passes the incoming gradient); ours always propagates
+    NaN. Elsewhere this equals torch.nn.functional.elu, including the slope alpha taken at 0."""
+
+    @staticmethod
+    def forward(ctx, x, alpha):
+        ctx.save_for_backward(x)
+        ctx.alpha = alpha
+        return torch.where(x < 0, torch.expm1(x) * alpha, x)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        (x,) = ctx.saved_tensors
+        return torch.where(x > 0, grad_y, grad_y * ctx.alpha * torch.exp(x)), None
+
+
+def elu(x: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Tensor:
+    if inplace:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return x.copy_(_ELU.apply(x.clone(), alpha))
+        with torch.no_grad():
+            return x.copy_(_ELU.apply(x, alpha))
+    return _ELU.apply(x, alpha)
+
+
+def sigmoid(x: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(x)
+
+
+def tanh(x: torch.Tensor) -> torch.Tensor:
+    return torch.tanh(x)
+
+
+def _opmath(*ts):
+    """16-bit tensors as float32 (the library computes 16-bit types in float32), others unchanged."""
+    return [t.float() if t.dtype in (torch.float16, torch.bfloat16) else t for t in ts]
+
+
+class _PELU(torch.autograd.Function):
+    """PELU in plain torch ops, mirroring the functor: only the selected side of each element enters the gradient.
+    16-bit inputs are computed in float32, as by the kernels."""
+
+    @staticmethod
+    def forward(ctx, x, a, b):
+        from glo_kernels.ops import channel_view_shape
+
+        ctx.save_for_backward(x, a, b)
+        xf, af, bf = _opmath(x, a, b)
+        shape = channel_view_shape(x, a)
+        a_, b_ = af.reshape(shape), bf.reshape(shape)
+        return torch.where(xf >= 0, (a_ / b_) * xf, a_ * torch.expm1(xf / b_)).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        from glo_kernels.ops import pelu_parts, reduce_to_param
+
+        x0, a0, b0 = ctx.saved_tensors
+        x, a, b, grad_y = _opmath(x0, a0, b0, grad_y)
+        _, _, pos, u, e, r = pelu_parts(x, a, b)
+        dx = r * e * grad_y
+        da = reduce_to_param(torch.where(pos, u, torch.expm1(torch.where(pos, torch.zeros_like(x), u))) * grad_y, a)
+        db = reduce_to_param(-(r * u) * e * grad_y, b)
+        return dx.to(x0.dtype), da.to(a0.dtype), db.to(b0.dtype)
+
+
+def pelu(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return _PELU.apply(x, a, b)
+
+
+def pelu_composite(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The eager composite the benchmarks compare with: torch.where(x >= 0, (a/b)*x, a*torch.expm1(x/b))."""
+    from glo_kernels.ops import channel_view_shape
+
+    shape = channel_view_shape(x, a)
+    a_, b_ = a.reshape(shape), b.reshape(shape)
+    return torch.where(x >= 0, (a_ / b_) * x, a_ * torch.expm1(x / b_))
+
+
+def maxout(x: torch.Tensor, pieces: int, dim: int = 1) -> torch.Tensor:
+    """view + max: the gradient goes to the first maximal element (first NaN) of each group, as torch.max's."""
+    dim = dim % x.dim()
+    return x.unflatten(dim, (x.shape[dim] // pieces, pieces)).max(dim=dim + 1).values
+
+
+def maxout_amax(x: torch.Tensor, pieces: int, dim: int = 1) -> torch.Tensor:
+    """view + amax, the eager baseline of the benchmarks (amax splits the gradient between ties)."""
+    dim = dim % x.dim()
+    return x.unflatten(dim, (x.shape[dim] // pieces, pieces)).amax(dim=dim + 1)

@@ -23,7 +23,7 @@ def test_gradcheck_and_gradgradcheck(op, backend, per_channel):
     # projection of the Jacobian) there; the compiled backends get the full Jacobian.
     fast = name == "triton" and device == "cpu"
     gen = torch.Generator().manual_seed(0)
-    for kwargs in op.kwargs_cases:
+    for kwargs in op.cases_for((3, 4, 5)):
         x = _away_from_kinks((3, 4, 5), device, gen).requires_grad_()
         params = [p.requires_grad_() for p in op.make_params(x.shape, torch.float64, device, per_channel)]
         fn = lambda x, *p: op.fn(x, *p, **kwargs)  # noqa: E731
@@ -63,6 +63,23 @@ def _opcheck_cases(device):
         ("prelu", (xr, wc.clone().requires_grad_())),
         ("prelu_backward", (dy.clone().requires_grad_(), xr, wc.clone().requires_grad_())),
         ("prelu_backward", (dy.clone().requires_grad_(), xr, w1.clone().requires_grad_())),
+        ("elu", (xr, 0.7)),
+        ("elu_", (x.clone(), 0.7)),
+        ("elu_backward", (dy.clone().requires_grad_(), xr, 0.7, False)),
+        ("elu_backward", (dy.clone().requires_grad_(), torch.nn.functional.elu(xr, 0.7), 0.7, True)),
+        ("sigmoid", (xr,)),
+        ("sigmoid_backward", (dy.clone().requires_grad_(), torch.sigmoid(xr))),
+        ("tanh", (xr,)),
+        ("tanh_backward", (dy.clone().requires_grad_(), torch.tanh(xr))),
+        ("pelu", (xr, wc.clone().requires_grad_() + 0.5, wc.clone().requires_grad_() + 0.3)),
+        ("pelu", (xr, w1.clone().requires_grad_(), w1.clone().requires_grad_() + 1.0)),
+        ("pelu_backward", (dy.clone().requires_grad_(), xr, wc.clone().requires_grad_() + 0.5,
+                           wc.clone().requires_grad_() + 0.3)),
+        ("maxout", (xr, 5, 2, True)),
+        ("maxout", (x, 3, 1, False)),
+        ("maxout", (xr, 2, 0, True)),
+        ("maxout_backward", (torch.randn(4, 1, 5, dtype=torch.float64, device=device, requires_grad=True),
+                             torch.ops.glo_kernels.maxout(x.cpu(), 3, 1, True)[1].to(device), 3, 1)),
     ]
     return cases
 

@@ -7,7 +7,7 @@ import torch
 import glo_kernels
 from glo_kernels._registry import OPS
 
-MODULE_OPS = [op for op in OPS if op.module is not None]
+MODULE_OPS = [op for op in OPS if op.torch_module is not None]
 
 
 @pytest.mark.parametrize("op", MODULE_OPS, ids=lambda op: op.name)
@@ -50,7 +50,8 @@ def _model():
         torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.LeakyReLU(0.2, inplace=True)),
         torch.nn.Linear(16, 4),
         torch.nn.PReLU(4, init=0.3),
-        torch.nn.Tanh(),  # not (yet) implemented by glo_kernels: left alone
+        torch.nn.Tanh(),
+        torch.nn.GELU(),  # not implemented by glo_kernels: left alone
     )
 
 
@@ -65,7 +66,8 @@ def test_replace_activations_matches_torch_nn():
     assert type(model[1]) is glo_kernels.nn.ReLU
     assert type(model[2][1]) is glo_kernels.nn.LeakyReLU and model[2][1].inplace and model[2][1].negative_slope == 0.2
     assert type(model[4]) is glo_kernels.nn.PReLU and model[4].weight is prelu_weight  # optimizer still sees it
-    assert type(model[5]) is torch.nn.Tanh
+    assert type(model[5]) is glo_kernels.nn.Tanh
+    assert type(model[6]) is torch.nn.GELU
     assert model.state_dict().keys() == ref.state_dict().keys()
     x = torch.randn(10, 8, dtype=torch.float64)
     torch.testing.assert_close(model(x), ref(x))

@@ -14,7 +14,7 @@ SHAPES = [(), (1,), (31,), (33,), (1000,), (7, 13), (2, 3, 5, 7), (4, 6, 1, 9), 
 
 
 def _cases(op, shape):
-    for kwargs in op.kwargs_cases:
+    for kwargs in op.cases_for(shape):
         for per_channel in (False, True) if op.param_names else (False,):
             if per_channel and len(shape) < 2:
                 continue
@@ -40,13 +40,13 @@ def test_matches_reference(op, backend, dtype, shape, layout):
         if layout == "strided":
             x = non_contiguous(x)
         params = op.make_params(shape, dtype, device, per_channel)
-        dy = make_input(shape, dtype, device, specials=False, generator=gen)
         what = f"{op.name}[{name}, {dtype}, {shape}, {layout}, {kwargs}, per_channel={per_channel}]"
 
         # ours
         xo = x.detach().clone().requires_grad_()
         po = [p.detach().clone().requires_grad_() for p in params]
         y = op.fn(xo, *po, **kwargs)
+        dy = make_input(y.shape, dtype, device, specials=False, generator=gen)
         grads = torch.autograd.grad(y, [xo, *po], dy)
         assert x.equal(xo.detach()) or torch.isnan(x).any(), f"{what}: input modified"
 
@@ -57,12 +57,16 @@ def test_matches_reference(op, backend, dtype, shape, layout):
         g64 = torch.autograd.grad(y64, [x64, *p64], dy.double().cpu())
         xe = x.detach().cpu().clone().requires_grad_()
         pe = [p.detach().cpu().clone().requires_grad_() for p in params]
-        ye = op.reference(xe, *pe, **kwargs)
+        ye = (op.eager or op.reference)(xe, *pe, **kwargs)  # PyTorch's own kernel: the error baseline
         ge = torch.autograd.grad(ye, [xe, *pe], dy.cpu())
 
         assert y.device == x.device
-        assert_matches_reference(y, y64, dtype, eager=ye, what=f"{what} forward")
-        assert_matches_reference(grads[0], g64[0], dtype, eager=ge[0], what=f"{what} grad x")
+        rel = op.ulps * EPS[dtype]
+        assert_matches_reference(y, y64, dtype, eager=ye, rel=rel, what=f"{what} forward")
+        # Backward from a saved output (sigmoid, tanh, in-place ELU) loses relative accuracy where the derivative is
+        # tiny (1 - y*y near saturation): the error is bounded by a few roundings of |dy| instead.
+        atol = 0.0 if op.exact else op.ulps * EPS[dtype] * dy.abs()
+        assert_matches_reference(grads[0], g64[0], dtype, eager=ge[0], rel=rel, atol=atol, what=f"{what} grad x")
         for pname, p, g, gref, geager in zip(op.param_names, params, grads[1:], g64[1:], ge[1:]):
             # A parameter gradient is a sum: allow the accumulation error of its terms (fp32 or fp64 accumulators).
             contrib = (gref.abs() * 0 + 1) if x.numel() == 0 else None
@@ -85,34 +89,39 @@ def _param_terms(op, x64, p64, dy, kwargs, pname):
 
 @pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
 def test_dropin_exact_float32(op, backend):
-    """Same numbers as the torch.nn twin in float32: forward bit for bit (sign of zero, NaN), input gradient too."""
+    """Same numbers as the torch.nn twin in float32: bit for bit (sign of zero, NaN, gradient conventions) for ops
+    without transcendentals; within a few ulp otherwise (exp/tanh implementations differ), same NaN and signs."""
     name, device = backend
     x = make_input((64, 33), torch.float32, device)
     x.view(-1)[:6] = torch.tensor([0.0, -0.0, float("nan"), 1e-45, -1e-45, float("inf")])
     for kwargs, per_channel in _cases(op, x.shape):
         params = op.make_params(x.shape, torch.float32, device, per_channel)
-        dy = make_input(x.shape, torch.float32, device, specials=False)
         xo = x.clone().requires_grad_()
         y = op.fn(xo, *params, **kwargs)
+        dy = make_input(y.shape, torch.float32, device, specials=False)
         (gx,) = torch.autograd.grad(y, xo, dy)
         xt = x.clone().requires_grad_()
         yt = op.reference(xt, *params, **kwargs)
         (gt,) = torch.autograd.grad(yt, xt, dy)
-        assert torch.equal(y.signbit(), yt.signbit()), f"{op.name}: sign of results differs"
-        torch.testing.assert_close(y, yt, rtol=0, atol=0, equal_nan=True)
-        torch.testing.assert_close(gx, gt, rtol=0, atol=0, equal_nan=True)
+        num = ~torch.isnan(yt)  # (the sign bit of a NaN carries no meaning)
+        assert torch.equal(y.signbit()[num], yt.signbit()[num]), f"{op.name}: sign of results differs"
+        tol = 0.0 if op.exact else op.ulps * EPS[torch.float32]
+        torch.testing.assert_close(y, yt, rtol=tol, atol=tol * 1e-30, equal_nan=True)
+        torch.testing.assert_close(gx, gt, rtol=tol, atol=tol * dy.abs().max().item(), equal_nan=True)
 
 
 @pytest.mark.parametrize("op", [op for op in OPS if op.inplace], ids=lambda op: op.name)
 @pytest.mark.parametrize("layout", ["contiguous", "strided"])
 def test_inplace(op, backend, layout):
-    """inplace=True returns the same storage, changes x as the out-of-place op would, and autograd stays right."""
+    """inplace=True returns the same storage, changes x exactly as the out-of-place op would, and autograd stays
+    right (same gradient as the reference, bit for bit for exact ops)."""
     name, device = backend
+    tol = 0.0 if op.exact else op.ulps * EPS[torch.float32]
     for kwargs, _ in _cases(op, (5, 40)):
         x = make_input((5, 40), torch.float32, device)
         if layout == "strided":
             x = non_contiguous(x)
-        expected = op.reference(x.clone(), **kwargs)
+        expected = op.fn(x.clone(), **kwargs)
         # without autograd
         xi = x.clone() if layout == "contiguous" else non_contiguous(x)
         out = op.fn(xi, inplace=True, **kwargs)
@@ -128,7 +137,7 @@ def test_inplace(op, backend, layout):
         (g,) = torch.autograd.grad(out, leaf, dy)
         leaf2 = x.clone().requires_grad_()
         (g_ref,) = torch.autograd.grad(op.reference(leaf2, **kwargs), leaf2, dy)
-        torch.testing.assert_close(g, g_ref, rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(g, g_ref, rtol=tol, atol=tol * dy.abs().max().item(), equal_nan=True)
 
 
 def test_inplace_leaf_requiring_grad_raises(backend):
@@ -160,21 +169,23 @@ def test_outputs_do_not_alias_inputs(backend):
     x = torch.randn(4, 8, device=backend[1])
     for op in OPS:
         params = op.make_params(x.shape, x.dtype, x.device, True)
-        y = op.fn(x, *params)
-        assert y.data_ptr() != x.data_ptr()
+        for kwargs in op.cases_for(x.shape):
+            y = op.fn(x, *params, **kwargs)
+            assert y.data_ptr() != x.data_ptr()
 
 
 def test_empty_and_scalar_gradients(backend):
     device = backend[1]
     for op in OPS:
         for shape in [(0,), (2, 0, 3), ()]:
-            x = torch.randn(shape, device=device, requires_grad=True)
-            params = [p.requires_grad_() for p in op.make_params(shape, torch.float32, device, False)]
-            y = op.fn(x, *params)
-            assert y.shape == x.shape
-            grads = torch.autograd.grad(y.sum(), [x, *params])
-            assert grads[0].shape == x.shape
-            for p, g in zip(params, grads[1:]):
-                assert g.shape == p.shape
-                if x.numel() == 0:
-                    assert torch.equal(g, torch.zeros_like(p))
+            for kwargs in op.cases_for(shape)[:1]:
+                x = torch.randn(shape, device=device, requires_grad=True)
+                params = [p.requires_grad_() for p in op.make_params(shape, torch.float32, device, False)]
+                y = op.fn(x, *params, **kwargs)
+                assert y.shape == op.reference(x.detach(), *params, **kwargs).shape
+                grads = torch.autograd.grad(y.sum(), [x, *params])
+                assert grads[0].shape == x.shape
+                for p, g in zip(params, grads[1:]):
+                    assert g.shape == p.shape
+                    if x.numel() == 0:
+                        assert torch.equal(g, torch.zeros_like(p))

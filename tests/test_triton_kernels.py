@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 import math
 import os
+from decimal import Decimal
 import sys
 
 import pytest
@@ -64,7 +65,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 OPS = ["relu", "relu_", "relu_backward", "leaky_relu", "leaky_relu_", "leaky_relu_backward", "prelu",
-       "prelu_backward"]
+       "prelu_backward", "pelu", "pelu_backward", "maxout", "maxout_backward", "elu", "elu_", "elu_backward",
+       "sigmoid", "sigmoid_backward", "tanh", "tanh_backward"]
 SPECIALS = [float("nan"), float("inf"), -float("inf"), -0.0, 0.0, 1e30, -1e30, 1e-30, -1e-30, 1.0, -1.0]
 # Leaky ReLU slopes: the usual one, one not exact in binary (float64 must keep all its bits), negative, zero.
 SLOPES = [0.01, 1.0 / 3.0, -0.5, 0.0]
@@ -268,6 +270,248 @@ def test_outputs_are_fresh():
     g = make_input((100,), torch.float32, seed=1).to(DEVICE)
     dx = T.relu_backward(g, mask)
     assert dx.data_ptr() != g.data_ptr()
+    for y, dx in [(T.elu(x, 1.0), T.elu_backward(g, x, 1.0, False)), (T.sigmoid(x), T.sigmoid_backward(g, x)),
+                  (T.tanh(x), T.tanh_backward(g, x))]:
+        assert y.data_ptr() != x.data_ptr() and dx.data_ptr() not in (x.data_ptr(), g.data_ptr())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ELU, sigmoid, tanh (backward from a saved tensor)
+# ---------------------------------------------------------------------------------------------------------------
+# Error bounds. In opmath: relative to a scale (|exact value| unless cancellation makes it larger), a few ulp (the
+# kernels measure <= ~2 ulp against float64 torch; the C++ functors, with the C library's functions, ~1 ulp). Then one
+# rounding to a 16-bit dtype: half an ulp, relative. Absolute floors: half the smallest subnormal of the dtype, and the
+# smallest normal of opmath, below which results may have lost bits to underflow in opmath (exp(x) of ELU's backward
+# for x < -87.3 in float32; test_unary_exact_values checks sigmoid's subnormal results more tightly).
+_OP_RTOL = {torch.float64: 1e-15, torch.float32: 4e-7, torch.bfloat16: 4e-7, torch.float16: 4e-7}
+_OUT_RTOL = {torch.float64: 0.0, torch.float32: 0.0, torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -11}
+_ATOL = {torch.float64: 2.0 ** -1022, torch.float32: 2.0 ** -126, torch.bfloat16: 2.0 ** -126,
+         torch.float16: 2.0 ** -25}
+# ELU alphas: the usual one, one not exact in binary (float64 must keep all its bits), zero, negative (forward and
+# backward from the input only: the backward from the output needs alpha >= 0).
+UNARY_CASES = [("elu", 1.0), ("elu", 1.0 / 3.0), ("elu", 0.0), ("elu", -0.5), ("sigmoid", None), ("tanh", None)]
+
+
+def _opmath_of(dtype):
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def max_rel_error(actual: torch.Tensor, expected64: torch.Tensor) -> float:
+    """Largest |actual - expected| / |expected| over finite, non-zero expected values above the dtype's floor."""
+    a, e = actual.cpu().double(), expected64.double()
+    keep = torch.isfinite(e) & (e.abs() > _ATOL[actual.dtype])
+    return float(((a - e).abs()[keep] / e.abs()[keep]).max()) if keep.any() else 0.0
+
+
+def assert_within(actual: torch.Tensor, expected: torch.Tensor, scale: torch.Tensor | None = None, factor: float = 1.0,
+                  what: str = "") -> None:
+    """actual (a tensor of its dtype) against expected (float64 math, or another implementation's result): NaNs and
+    infinities at the same places, zeros of the same sign where expected is an exact zero, finite values within
+    factor * (op_rtol * scale + out_rtol * |expected| + atol) of the dtype (scale: |expected| unless given)."""
+    dtype = actual.dtype
+    a, e = actual.cpu().double(), expected.cpu().double()
+    assert a.shape == e.shape
+    nan_a, nan_e = torch.isnan(a), torch.isnan(e)
+    assert torch.equal(nan_a, nan_e), f"{what}: NaN positions differ: {a[nan_a != nan_e][:8].tolist()} vs " \
+                                      f"{e[nan_a != nan_e][:8].tolist()}"
+    inf_e = torch.isinf(e)
+    assert torch.equal(a[inf_e], e[inf_e]), f"{what}: infinities differ"
+    fin = torch.isfinite(e)
+    scale = e.abs() if scale is None else scale.cpu().double().abs()
+    bound = factor * (_OP_RTOL[dtype] * scale + _OUT_RTOL[dtype] * e.abs() + _ATOL[dtype])
+    err = (a - e).abs()
+    bad = fin & ~(err <= bound)
+    if bad.any():
+        idx = bad.nonzero()[:6].flatten()
+        raise AssertionError(f"{what}: {int(bad.sum())} values out of bounds, e.g. {a[bad][:6].tolist()} vs "
+                             f"{e[bad][:6].tolist()} at {idx.tolist()}; max relative error {max_rel_error(actual, e)}")
+    zero = (e == 0) & (a == 0)
+    assert torch.equal(torch.signbit(a[zero]), torch.signbit(e[zero])), f"{what}: signs of zeros differ"
+
+
+def unary_math(op: str, x: torch.Tensor, alpha) -> torch.Tensor:
+    """The forward of op on x (values of its dtype) in float64 (float64 torch), alpha rounded to opmath."""
+    x64 = x.double()
+    if op == "elu":
+        a = torch.tensor(alpha, dtype=_opmath_of(x.dtype)).double()
+        return torch.where(x64 < 0, torch.expm1(x64) * a, x64)
+    return getattr(torch, op)(x64)
+
+
+def unary_backward_math(op: str, g: torch.Tensor, saved: torch.Tensor, alpha, is_result: bool):
+    """(dx64, scale): the backward in float64 and the magnitude its opmath error is relative to."""
+    g64, s64 = g.double(), saved.double()
+    a = torch.tensor(alpha if alpha is not None else 0.0, dtype=_opmath_of(g.dtype)).double()
+    if op == "elu" and not is_result:
+        dx = torch.where(s64 > 0, g64, g64 * a * torch.exp(s64))  # a NaN input gives NaN
+        return dx, dx
+    if op == "elu":
+        dx = torch.where(s64 > 0, g64, g64 * (s64 + a))  # y + alpha is one rounding: no cancellation error
+        return dx, dx
+    if op == "sigmoid":
+        dx = g64 * (1 - s64) * s64  # 1 - y is one rounding too
+        return dx, dx
+    # tanh: y * y is rounded before 1 - y * y (unless fused): the error is relative to |dy| * (1 + y * y)
+    return g64 * (1 - s64 * s64), g64.abs() * (1 + s64 * s64)
+
+
+def _uargs(op, alpha):
+    return () if alpha is None else (alpha,)
+
+
+def _is_result_modes(op, alpha):
+    """The backwards of op: ELU from the input, and from the output where alpha >= 0; sigmoid and tanh from y."""
+    if op != "elu":
+        return (True,)
+    return (False, True) if alpha >= 0 else (False,)
+
+
+def _unary_bwd(ns, op, g, saved, alpha, is_result):
+    if op == "elu":
+        return ns.elu_backward(g, saved, alpha, is_result)
+    return getattr(ns, op + "_backward")(g, saved)
+
+
+def unary_sweep(dtype) -> torch.Tensor:
+    """Both signs of magnitudes from tiny (1e-30, 1e-300 for float64) to 100 on a log scale, and [0, 20] linearly."""
+    lo = -300 if dtype == torch.float64 else -30
+    mags = torch.cat([torch.logspace(lo, 2, 3000, dtype=torch.float64),
+                      torch.linspace(0, 20, 3000, dtype=torch.float64)])
+    return torch.cat([mags, -mags]).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("op,alpha", UNARY_CASES)
+@pytest.mark.parametrize("shape", [(1,), (33,), (5, 7, 9), (4099,)])
+def test_unary_forward_backward(op, alpha, dtype, shape):
+    x = make_input(shape, dtype, seed=sum(shape))
+    args = _uargs(op, alpha)
+    y = getattr(T, op)(*to_dev(x), *args)
+    y_ref = getattr(C, op)(x, *args)
+    assert y.device.type == DEVICE and y.is_contiguous() and y.shape == x.shape and y.dtype == dtype
+    assert_within(y, unary_math(op, x, alpha), what="vs float64")
+    assert_within(y, y_ref, factor=2, what="vs C++")
+    if op == "elu":  # x >= 0, -0.0 and NaN pass unchanged, bit for bit
+        same = ~(x < 0)
+        assert_bitwise(y.cpu()[same], x[same])
+    # Backward: from the saved input (ELU), from the output (ELU with alpha >= 0, sigmoid, tanh).
+    g = make_input(shape, dtype, seed=7 + x.numel(), specials=False)
+    for is_result in _is_result_modes(op, alpha):
+        saved = y.cpu() if is_result else x
+        dx = _unary_bwd(T, op, *to_dev(g, saved), alpha, is_result)
+        assert dx.is_contiguous() and dx.shape == x.shape and dx.dtype == dtype
+        dx64, scale = unary_backward_math(op, g, saved, alpha, is_result)
+        assert_within(dx, dx64, scale, what=f"backward (is_result={is_result}) vs float64")
+        assert_within(dx, _unary_bwd(C, op, g, saved, alpha, is_result), scale, factor=2,
+                      what=f"backward (is_result={is_result}) vs C++")
+    # The backward on arbitrary (special) values of both inputs, against C++.
+    g = make_input(shape, dtype, seed=9 + x.numel())
+    s = make_input(shape, dtype, seed=10 + x.numel())
+    for is_result in _is_result_modes(op, alpha):
+        _, scale = unary_backward_math(op, g, s, alpha, is_result)
+        assert_within(_unary_bwd(T, op, *to_dev(g, s), alpha, is_result), _unary_bwd(C, op, g, s, alpha, is_result),
+                      scale, factor=2, what=f"backward of specials (is_result={is_result}) vs C++")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("op,alpha", [("elu", 1.0), ("elu", 1.6732632423543772), ("sigmoid", None), ("tanh", None)])
+def test_unary_accuracy(op, alpha, dtype):
+    """Against float64 torch over magnitudes from 1e-30 (1e-300) to 100: expm1 near 0 (ELU), tanh(x) ~ x for tiny |x|
+    and +-1 for large |x|; fp32 within a few ulp, fp64 within ~4 ulp, 16-bit dtypes within one rounding."""
+    x = unary_sweep(dtype)
+    y = getattr(T, op)(*to_dev(x), *_uargs(op, alpha))
+    assert_within(y, unary_math(op, x, alpha), what=f"{op} sweep")
+    assert_within(y, getattr(C, op)(x, *_uargs(op, alpha)), factor=2, what=f"{op} sweep vs C++")
+
+
+def test_unary_exact_values():
+    """Limits and signs that hold exactly in every dtype."""
+    for dtype in DTYPES:
+        x = torch.tensor([float("inf"), -float("inf"), 0.0, -0.0, float("nan"), 1e-30, -1e-30, 1e30, -1e30],
+                         dtype=dtype)
+        t, sg = T.tanh(*to_dev(x)).cpu(), T.sigmoid(*to_dev(x)).cpu()
+        tiny = torch.tensor([1e-30, -1e-30], dtype=dtype)
+        assert_bitwise(t, torch.cat([torch.tensor([1.0, -1.0, 0.0, -0.0, float("nan")], dtype=dtype), tiny,
+                                     torch.tensor([1.0, -1.0], dtype=dtype)]))
+        assert_bitwise(sg, torch.tensor([1.0, 0.0, 0.5, 0.5, float("nan"), 0.5, 0.5, 1.0, 0.0], dtype=dtype))
+        e = T.elu(*to_dev(x), 2.0).cpu()
+        assert_bitwise(e, torch.tensor([float("inf"), -2.0, 0.0, -0.0, float("nan"), 1e-30, -2e-30, 1e30, -2.0],
+                                       dtype=dtype))
+    # sigmoid keeps the precision of tiny results (e * (1 / (1 + e)), e = exp(x) for x < 0), subnormal ones too
+    for dtype, xs in [(torch.float32, [-80.0, -90.0, -100.0, -103.0]), (torch.float64, [-700.0, -710.0, -740.0])]:
+        x = torch.tensor(xs, dtype=dtype)
+        y = T.sigmoid(*to_dev(x)).cpu().double()
+        exact = torch.tensor([float(Decimal(v).exp() / (1 + Decimal(v).exp())) for v in xs], dtype=torch.float64)
+        sub = 2.0 ** -149 if dtype == torch.float32 else 5e-324
+        assert torch.all((y - exact).abs() <= _OP_RTOL[dtype] * exact + sub / 2), (y, exact)
+        assert torch.all(y > 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_elu_inplace(dtype, contiguous):
+    base = make_input((24, 37), dtype, seed=3)
+    for alpha in (1.0, 1.0 / 3.0, -0.5):
+        ours, ref = base.clone().to(DEVICE), base.clone()
+        if not contiguous:
+            ours, ref = ours.t(), ref.t()
+        ptr, strides = ours.data_ptr(), ours.stride()
+        out_of_place = T.elu(ours, alpha)
+        assert T.elu_(ours, alpha) is None
+        assert C.elu_(ref, alpha) is None
+        assert ours.data_ptr() == ptr and ours.stride() == strides, "in-place op must keep x's storage and strides"
+        assert_bitwise(ours, out_of_place.cpu())
+        assert_within(ours, ref, factor=2, what="elu_ vs C++")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("op,alpha", [("elu", 1.0), ("sigmoid", None), ("tanh", None)])
+def test_unary_noncontiguous(op, alpha, dtype):
+    base = make_input((40, 30), dtype, seed=11)
+    gbase = make_input((40, 30), dtype, seed=12, specials=False)
+    args = _uargs(op, alpha)
+    for view in (lambda t: t.t(), lambda t: t[::2, 1::3], lambda t: t.unsqueeze(0).expand(2, 40, 30)):
+        x, g = view(base.to(DEVICE)), view(gbase.to(DEVICE))
+        y = getattr(T, op)(x, *args)
+        assert y.is_contiguous() and y.shape == x.shape
+        assert_bitwise(y, getattr(T, op)(x.contiguous(), *args).cpu())
+        assert_within(y, getattr(C, op)(view(base), *args), factor=2, what="vs C++")
+        saved = x if op == "elu" else view(getattr(T, op)(base.to(DEVICE), *args))  # the input, or the output
+        dx = _unary_bwd(T, op, g, saved, alpha, op != "elu")
+        assert dx.is_contiguous() and dx.shape == x.shape
+        assert_bitwise(dx, _unary_bwd(T, op, g.contiguous(), saved.contiguous(), alpha, op != "elu").cpu())
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("op,alpha", [("elu", 1.0), ("sigmoid", None), ("tanh", None)])
+def test_unary_empty_and_scalar(op, alpha, dtype):
+    args = _uargs(op, alpha)
+    for shape in [(0,), (3, 0), (0, 5, 2)]:
+        x = torch.empty(shape, dtype=dtype)
+        y = getattr(T, op)(*to_dev(x), *args)
+        assert y.shape == shape and y.dtype == dtype
+        if op == "elu":
+            assert T.elu_(*to_dev(x.clone()), alpha) is None
+        for is_result in _is_result_modes(op, alpha):
+            dx = _unary_bwd(T, op, *to_dev(x, x), alpha, is_result)
+            assert dx.shape == shape and dx.dtype == dtype
+    for v in (-2.5, 3.0, -0.0, float("nan"), -1e-30, float("-inf")):
+        x = torch.tensor(v, dtype=dtype)
+        y = getattr(T, op)(*to_dev(x), *args)
+        assert y.shape == ()
+        assert_within(y, getattr(C, op)(x, *args), factor=2, what=f"{op}({v})")
+        assert_within(y, unary_math(op, x, alpha), what=f"{op}({v}) vs float64")
+        if op == "elu":
+            xi = x.clone().to(DEVICE)
+            T.elu_(xi, alpha)
+            assert_bitwise(xi, y.cpu())
+        g = torch.tensor(1.5, dtype=dtype)
+        for is_result in _is_result_modes(op, alpha):
+            saved = y.cpu() if is_result else x
+            _, scale = unary_backward_math(op, g, saved, alpha, is_result)
+            dx = _unary_bwd(T, op, *to_dev(g, saved), alpha, is_result)
+            assert dx.shape == ()
+            assert_within(dx, _unary_bwd(C, op, g, saved, alpha, is_result), scale, factor=2)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -416,14 +660,315 @@ def test_channel_sum(rows, channels, dtype):
                                   (8, 512, 49), (1, 4096, 7), (256, 3, 224 * 224), (1, 1, 10000)])
 def test_prelu_tiles_keep_partial_small(geom):
     outer, channels, inner = geom
-    nb, cb, sb = K.prelu_tiles(outer, channels, inner)
-    assert all(v & (v - 1) == 0 for v in (nb, cb, sb)) and nb * cb * sb <= K.PRELU_TILE
+    nb, cb, sb = K.channel_tiles(outer, channels, inner)
+    assert all(v & (v - 1) == 0 for v in (nb, cb, sb)) and nb * cb * sb <= K.CHANNEL_TILE
     numel = outer * channels * inner
-    partial = K.prelu_partial_rows(outer, channels, inner) * channels
+    partial = K.channel_partial_rows(outer, channels, inner) * channels
     # at most one row per 32 outer*inner positions (always at least `channels` entries)
     assert partial <= max(channels, numel // 32), (geom, (nb, cb, sb), partial)
-    if numel >= 64 * K.PRELU_TILE:
-        assert nb * cb * sb >= K.PRELU_TILE // 2, "tiles should stay large"
+    if numel >= 64 * K.CHANNEL_TILE:
+        assert nb * cb * sb >= K.CHANNEL_TILE // 2, "tiles should stay large"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PELU
+# ---------------------------------------------------------------------------------------------------------------
+PELU_CASES = [
+    # (x shape, shape of a and b)
+    ((1000,), (1,)),
+    ((1000,), ()),
+    ((7, 5), (5,)),
+    ((7, 5), (1,)),
+    ((2000, 3), (3,)),  # two tiles over outer
+    ((3, 1500), (1500,)),  # channel sums over several programs
+    ((2, 3, 5, 7), (3,)),
+    ((2, 3, 5, 7), (1,)),
+    ((3, 5, 4097), (5,)),  # many tiles over inner
+    ((), ()),
+    ((), (1,)),
+]
+
+
+def pelu_params(shape, dtype, negative_b=False):
+    """(a, b) of `shape`: a in [0.25, 1.85], b in [0.3, 2.4] (values not exact in binary among them), rounded to
+    dtype; with negative_b, b's second element is negative (outside PELU's domain, but the ops take it)."""
+    k = torch.arange(max(1, math.prod(shape)), dtype=torch.float64)
+    a = 0.25 + (k % 5) * 0.4
+    b = 0.3 + (k % 4) * 0.7
+    if negative_b and b.numel() > 1:
+        b[1] = -0.5
+    return a.reshape(shape).to(dtype), b.reshape(shape).to(dtype)
+
+
+def _param_view(p64, x):
+    if p64.numel() == 1:
+        return p64.reshape([1] * x.dim()) if x.dim() else p64.reshape(())
+    return p64.reshape([1, -1] + [1] * (x.dim() - 2))
+
+
+def pelu_math(x, a, b, g):
+    """The element math of PELU<T> in float64 on the dtype's values: y, dx and the da / db terms, each with the
+    magnitude its opmath error is relative to (a few roundings of the value itself, plus |u| exp(u) where the
+    rounding of u = x / b enters exp or expm1)."""
+    x64, g64 = x.double(), g.double()
+    a64, b64 = _param_view(a.double().reshape(-1), x), _param_view(b.double().reshape(-1), x)
+    pos = x64 >= 0
+    r = a64 / b64
+    u = x64 / b64
+    un = torch.where(pos, torch.zeros_like(u), u)
+    e, em1 = torch.exp(un), torch.expm1(un)
+    cond = 1 + un.abs()  # error growth of exp(u) from the rounding of u
+    ue = (un.abs() * e).nan_to_num(nan=0.0)  # (at u = -inf: 0)
+    y = torch.where(pos, r * x64, a64 * em1)
+    y_scale = torch.where(pos, y.abs(), a64.abs() * (em1.abs() + ue))
+    ge = torch.where(pos, g64, g64 * e)
+    dx = r * ge
+    da_t = torch.where(pos, u * g64, em1 * g64)
+    da_scale = torch.where(pos, da_t.abs(), g64.abs() * (em1.abs() + ue))
+    db_t = -(r * u) * ge
+    # the scales are NaN only as 0 * inf where the value is an exact 0 (exp(-inf) = 0): then no error is allowed
+    return (y, y_scale.nan_to_num(nan=0.0), dx, (dx.abs() * cond).nan_to_num(nan=0.0), da_t,
+            da_scale.nan_to_num(nan=0.0), db_t, (db_t.abs() * cond).nan_to_num(nan=0.0))
+
+
+def _param_sum(t, p):
+    if p.numel() == 1 or t.dim() < 2:
+        return t.sum().reshape(p.shape)
+    return t.sum([d for d in range(t.dim()) if d != 1])
+
+
+def param_grad_bound(dtype, terms, scales, p, n):
+    """(float64 sum of the terms, error bound) of a parameter gradient: the terms summed in float32 (float64 for
+    float64 data) in a fixed tiling, then rounded once to the dtype. The bound adds the terms' own opmath errors, the
+    accumulation bound 4 log2(n) eps_acc sum |term| and the final rounding."""
+    acc_eps = 2.0 ** -52 if dtype == torch.float64 else 2.0 ** -23
+    out_eps = {torch.float64: 2.0 ** -53, torch.float32: 2.0 ** -24, torch.bfloat16: 2.0 ** -8,
+               torch.float16: 2.0 ** -11}[dtype]
+    exact = _param_sum(terms, p)
+    bound = (out_eps * exact.abs() * 1.001 + (_param_sum(_OP_RTOL[dtype] * scales, p)
+             + 4 * math.log2(max(2, n)) * acc_eps * _param_sum(terms.abs(), p)) * (1 + out_eps) + _ATOL[dtype])
+    return exact, bound
+
+
+def _overflow_to_inf(v64, dtype):
+    """v64 with the finite values beyond dtype's range replaced by the infinity they round to."""
+    r = v64.to(dtype).double()
+    return torch.where(torch.isinf(r) & torch.isfinite(v64), r, v64)
+
+
+def check_pelu(x, a, b, g, what=""):
+    """pelu and pelu_backward on (x, a, b, g) against float64 math and the C++ operators."""
+    dtype = x.dtype
+    y = T.pelu(*to_dev(x, a, b))
+    y_ref = C.pelu(x, a, b)
+    assert y.device.type == DEVICE and y.is_contiguous() and y.shape == x.shape and y.dtype == dtype
+    dx, da, db = T.pelu_backward(*to_dev(g, x, a, b))
+    dx_ref, da_ref, db_ref = C.pelu_backward(g, x, a, b)
+    assert dx.is_contiguous() and dx.shape == x.shape and da.shape == a.shape and db.shape == b.shape
+    assert da.dtype == db.dtype == dtype
+    y64, ys, dx64, dxs, da_t, das, db_t, dbs = pelu_math(x, a, b, g)
+    y64, dx64 = _overflow_to_inf(y64, dtype), _overflow_to_inf(dx64, dtype)
+    assert_within(y, y64, ys, what=f"{what} y vs float64")
+    assert_within(y, y_ref, ys, factor=2, what=f"{what} y vs C++")
+    assert_within(dx, dx64, dxs, what=f"{what} dx vs float64")
+    assert_within(dx, dx_ref, dxs, factor=2, what=f"{what} dx vs C++")
+    # x >= 0 (-0.0 and +inf included): only products and quotients, rounded as in C++: the same bits
+    pos = x.double() >= 0
+    assert_bitwise(y.cpu()[pos], y_ref[pos])
+    assert_bitwise(dx.cpu()[pos], dx_ref[pos])
+    n = max(1, x.numel())
+    for name, ours, ref, terms, scales, p in (("da", da, da_ref, da_t, das, a), ("db", db, db_ref, db_t, dbs, b)):
+        exact, bound = param_grad_bound(dtype, terms, scales, p, n)
+        fin = torch.isfinite(exact)
+        err = (ours.cpu().double() - exact).abs()
+        assert torch.all((err <= bound) | ~fin), f"{what} {name}: {ours.cpu().tolist()} vs float64 {exact.tolist()}"
+        # the C++ sums (accumulated in double) are within the same bound: twice the bound between the two
+        assert torch.equal(torch.isnan(ours.cpu()), torch.isnan(ref)), f"{what} {name}: NaNs differ from C++"
+        fin_ref = torch.isfinite(ref)
+        err_ref = (ours.cpu().double() - ref.double()).abs()
+        assert torch.all((err_ref <= 2 * bound) | ~fin_ref), f"{what} {name}: {ours.cpu().tolist()} vs C++ " \
+                                                             f"{ref.tolist()}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("xshape,pshape", PELU_CASES, ids=lambda v: "x".join(map(str, v)) or "0d")
+def test_pelu(xshape, pshape, dtype):
+    n = math.prod(xshape)
+    x = make_input(xshape, dtype, seed=n + 3, specials=False)
+    a, b = pelu_params(pshape, dtype, negative_b=(xshape == (7, 5)))
+    g = make_input(xshape, dtype, seed=n + 4, specials=False)
+    check_pelu(x, a, b, g, what=f"{xshape}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_pelu_special_values(dtype):
+    """NaN, +-inf, -0.0, huge, tiny and subnormal-producing inputs in every channel; infinite and NaN gradients."""
+    vals = [float("nan"), float("inf"), -float("inf"), -0.0, 0.0, 1e30, -1e30, 1e-30, -1e-30, 2.0, -2.0, -100.0,
+            -1e-4, 60000.0]
+    x = torch.tensor(vals, dtype=torch.float64).repeat(4, 1).t().contiguous().to(dtype)  # (14, 4)
+    a = torch.tensor([1.0, 0.5, 2.0, 1.0 / 3.0], dtype=dtype)
+    b = torch.tensor([1.0, 0.25, 3.0, 1.5], dtype=dtype)
+    g = torch.tensor([1.0, -2.0, 1e30, 0.0], dtype=torch.float64).repeat(14, 1).to(dtype)
+    g[0, 0], g[1, 1], g[2, 2] = float("inf"), float("nan"), -float("inf")
+    check_pelu(x, a, b, g, what="specials")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+def test_pelu_huge_positive_input_has_finite_gradients(dtype):
+    """Only the selected side enters: exp(x / b) overflows for huge positive x, but no NaN and no inf comes out of it
+    (the torch.where composite gives NaN there)."""
+    x = torch.tensor([[1e30, -1.0], [3e4, 0.5]], dtype=dtype)
+    a = torch.tensor([1.5, 0.5], dtype=dtype)
+    b = torch.tensor([0.5, 2.0], dtype=dtype)
+    g = torch.tensor([[1.0, 1.0], [-1.0, 2.0]], dtype=dtype)
+    y = T.pelu(*to_dev(x, a, b))
+    grads = T.pelu_backward(*to_dev(g, x, a, b))
+    for t in (y, *grads):
+        assert torch.isfinite(t.cpu()).all(), t
+    check_pelu(x, a, b, g, what="huge")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+def test_pelu_noncontiguous_and_empty(dtype):
+    base = make_input((6, 4, 5, 3), dtype, seed=5, specials=False)
+    x = base.permute(0, 3, 2, 1)  # (6, 3, 5, 4), channels = 3, not contiguous
+    a = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64).to(dtype)
+    b = torch.tensor([1.0, 0.25, 3.0, 0.0, 0.0, 0.0], dtype=torch.float64).to(dtype)[::2]  # a strided parameter
+    g = make_input((6, 3, 5, 4), dtype, seed=6).transpose(2, 3).contiguous().transpose(2, 3)
+    assert not x.is_contiguous() and not b.is_contiguous() and not g.is_contiguous()
+    check_pelu(x, a, b, g, what="non-contiguous")
+    assert_bitwise(T.pelu(*to_dev(x, a, b)), T.pelu(*to_dev(x.contiguous(), a, b.contiguous())).cpu())
+    for xs, ps in [((0, 3), (3,)), ((4, 0), (1,)), ((2, 0, 5), (0,)), ((0,), (1,)), ((0,), ())]:
+        xe, ae, be = torch.empty(xs, dtype=dtype), torch.full(ps, 0.5, dtype=dtype), torch.full(ps, 2.0, dtype=dtype)
+        y = T.pelu(*to_dev(xe, ae, be))
+        assert y.shape == xs and y.dtype == dtype
+        dx, da, db = T.pelu_backward(*to_dev(xe, xe, ae, be))
+        dx_ref, da_ref, db_ref = C.pelu_backward(xe, xe, ae, be)
+        assert dx.shape == xs and da.shape == da_ref.shape and db.shape == db_ref.shape
+        assert torch.equal(da.cpu(), da_ref) and torch.equal(db.cpu(), db_ref)  # zeros
+
+
+def test_pelu_deterministic():
+    x = make_input((3, 5, 2500), torch.float32, seed=1, specials=False).to(DEVICE)
+    g = make_input((3, 5, 2500), torch.float32, seed=2, specials=False).to(DEVICE)
+    a, b = (t.to(DEVICE) for t in pelu_params((5,), torch.float32))
+    first = T.pelu_backward(g, x, a, b)
+    again = T.pelu_backward(g, x, a, b)
+    for u, v in zip(first, again):
+        assert torch.equal(u, v)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Maxout
+# ---------------------------------------------------------------------------------------------------------------
+MAXOUT_CASES = [
+    # (x shape, pieces, dim)
+    ((5, 6, 7), 1, 0),
+    ((4, 6, 5), 1, -1),
+    ((4, 3, 5), 2, 0),
+    ((3, 8, 5), 2, 1),
+    ((7, 6), 2, -1),
+    ((2, 9, 5), 3, 1),
+    ((4, 5, 12), 3, -1),
+    ((6, 5), 3, 0),
+    ((9,), 3, 0),
+    ((3, 6, 1, 4), 2, 1),  # a size-1 dim after dim
+    ((2, 256, 3), 256, 1),
+    ((256, 4), 256, 0),
+    ((3, 512), 256, -1),
+    ((1,), 1, -1),
+]
+
+
+def maxout_input(shape, dtype, seed):
+    """Values on a coarse grid (many ties, +0.0 against -0.0 too) with NaNs (some groups with several), +-inf."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(-3, 4, shape, generator=g).double() * 0.5
+    flat = x.view(-1)
+    flat[flat == 0] = torch.where(torch.rand((flat == 0).sum(), generator=g) < 0.5, 0.0, -0.0).double()
+    n = flat.numel()
+    for v, frac in ((float("nan"), 0.08), (float("inf"), 0.02), (-float("inf"), 0.02)):
+        idx = torch.randperm(n, generator=g)[: max(1, int(n * frac))] if n > 1 else torch.tensor([], dtype=torch.long)
+        flat[idx] = v
+    return x.to(dtype)
+
+
+def strided(t):
+    """A non-contiguous copy of t (every other element of a twice-as-long last dim)."""
+    big = torch.zeros(*t.shape[:-1], 2 * t.shape[-1], dtype=t.dtype)
+    big[..., ::2] = t
+    return big[..., ::2]
+
+
+def maxout_math(x, pieces, dim):
+    """(y, idx) of maxout in plain Python over the groups: the first maximal element, a NaN winning (the first NaN)."""
+    d = dim % x.dim()
+    moved = x.double().movedim(d, -1)  # [..., groups * pieces]
+    rows = moved.reshape(-1, pieces).tolist()  # one row per (leading position, group)
+    y, idx = [], []
+    for row in rows:
+        best, arg = row[0], 0
+        for p in range(1, pieces):
+            v = row[p]
+            if v > best or (v != v and best == best):
+                best, arg = v, p
+        y.append(best)
+        idx.append(arg)
+    shape = (*moved.shape[:-1], moved.shape[-1] // pieces)
+    y = torch.tensor(y, dtype=torch.float64).reshape(shape).movedim(-1, d)
+    idx = torch.tensor(idx, dtype=torch.uint8).reshape(shape).movedim(-1, d)
+    return y, idx
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape,pieces,dim", MAXOUT_CASES,
+                         ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v))
+def test_maxout(shape, pieces, dim, dtype):
+    x = maxout_input(shape, dtype, seed=math.prod(shape) + pieces)
+    y, idx = T.maxout(*to_dev(x), pieces, dim, True)
+    y_ref, idx_ref = C.maxout(x, pieces, dim, True)
+    assert y.device.type == DEVICE and y.is_contiguous() and idx.dtype == torch.uint8 and idx.shape == y.shape
+    assert_bitwise(y, y_ref)  # values, signs of zeros, NaN positions
+    assert torch.equal(idx.cpu(), idx_ref)
+    y64, idx64 = maxout_math(x, pieces, dim)
+    assert_bitwise(y, y64.to(dtype))
+    assert torch.equal(idx.cpu(), idx64)
+    # without the indices: the same y, 0 indices
+    y2, idx2 = T.maxout(*to_dev(x), pieces, dim, False)
+    assert idx2.shape == (0,) and idx2.dtype == torch.uint8
+    assert_bitwise(y2, y_ref)
+    # backward: grad at the winners, +0.0 elsewhere (NaN and infinite gradients too)
+    g = make_input(tuple(y_ref.shape), dtype, seed=pieces)
+    dx = T.maxout_backward(*to_dev(g, idx), pieces, dim)
+    dx_ref = C.maxout_backward(g, idx_ref, pieces, dim)
+    assert dx.is_contiguous() and dx.shape == x.shape
+    assert_bitwise(dx, dx_ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_maxout_noncontiguous_and_empty(dtype):
+    base = maxout_input((6, 4, 10), dtype, seed=4)
+    for view, pieces, dim in [(lambda t: t.transpose(0, 2), 2, 0), (lambda t: t[:, ::2, :], 5, -1),
+                              (lambda t: t.permute(1, 2, 0), 3, 2)]:
+        x = view(base)
+        assert not x.is_contiguous()
+        y, idx = T.maxout(view(base.to(DEVICE)), pieces, dim, True)
+        y_ref, idx_ref = C.maxout(x, pieces, dim, True)
+        assert_bitwise(y, y_ref)
+        assert torch.equal(idx.cpu(), idx_ref)
+        g, idx_nc = strided(make_input(tuple(y_ref.shape), dtype, seed=2)), strided(idx_ref)
+        assert not g.is_contiguous() and not idx_nc.is_contiguous()
+        assert_bitwise(T.maxout_backward(*to_dev(g, idx_nc), pieces, dim), C.maxout_backward(g, idx_ref, pieces, dim))
+    for shape, pieces, dim in [((0, 4), 2, 1), ((3, 0), 5, 1), ((0,), 7, 0), ((2, 0, 6), 3, -1), ((4, 6, 0), 3, 1)]:
+        x = torch.empty(shape, dtype=dtype)
+        for save in (True, False):
+            y, idx = T.maxout(*to_dev(x), pieces, dim, save)
+            y_ref, idx_ref = C.maxout(x, pieces, dim, save)
+            assert y.shape == y_ref.shape and y.dtype == dtype
+            assert idx.shape == idx_ref.shape and idx.dtype == torch.uint8
+        ge, ie = torch.empty(y_ref.shape, dtype=dtype), torch.empty(y_ref.shape, dtype=torch.uint8)
+        dx = T.maxout_backward(*to_dev(ge, ie), pieces, dim)
+        assert dx.shape == shape and dx.dtype == dtype
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -460,6 +1005,71 @@ ERROR_CASES = {
     "prelu_backward_int_grad": ("prelu_backward", lambda: (torch.zeros(3, dtype=torch.long), torch.zeros(3),
                                                            torch.zeros(1))),
     "prelu_backward_weight": ("prelu_backward", lambda: (torch.zeros(3, 5), torch.zeros(3, 5), torch.zeros(2))),
+    "pelu_int": ("pelu", lambda: (torch.zeros(3, 5, dtype=torch.int32), torch.zeros(5), torch.zeros(5))),
+    "pelu_a_count": ("pelu", lambda: (torch.zeros(3, 5), torch.zeros(4), torch.zeros(5))),
+    "pelu_b_count": ("pelu", lambda: (torch.zeros(3, 5), torch.zeros(5), torch.zeros(4))),
+    "pelu_ab_mismatch": ("pelu", lambda: (torch.zeros(3, 5), torch.zeros(5), torch.zeros(1))),
+    "pelu_ab_mismatch_shared_a": ("pelu", lambda: (torch.zeros(3, 5), torch.zeros(()), torch.zeros(5))),
+    "pelu_b_dtype": ("pelu", lambda: (torch.zeros(3, 5), torch.zeros(5), torch.zeros(5, dtype=torch.float64))),
+    "pelu_a_2d": ("pelu", lambda: (torch.zeros(3, 5), torch.zeros(5, 1), torch.zeros(5))),
+    "pelu_b_2d": ("pelu", lambda: (torch.zeros(3, 5), torch.zeros(5), torch.zeros(1, 5))),
+    "pelu_0d_x": ("pelu", lambda: (torch.zeros(()), torch.zeros(2), torch.zeros(2))),
+    "pelu_backward_shape": ("pelu_backward", lambda: (torch.zeros(3, 5), torch.zeros(3, 4), torch.zeros(1),
+                                                      torch.zeros(1))),
+    "pelu_backward_dtype": ("pelu_backward", lambda: (torch.zeros(3, 5, dtype=torch.float16), torch.zeros(3, 5),
+                                                      torch.zeros(1), torch.zeros(1))),
+    "pelu_backward_int_x": ("pelu_backward", lambda: (torch.zeros(3), torch.zeros(3, dtype=torch.long),
+                                                      torch.zeros(1), torch.zeros(1))),
+    "pelu_backward_b": ("pelu_backward", lambda: (torch.zeros(3, 5), torch.zeros(3, 5), torch.zeros(5),
+                                                  torch.zeros(2))),
+    "maxout_int": ("maxout", lambda: (torch.zeros(4, dtype=torch.long), 2, 0, True)),
+    "maxout_0d": ("maxout", lambda: (torch.zeros(()), 1, 0, True)),
+    "maxout_dim_high": ("maxout", lambda: (torch.zeros(4, 6), 2, 2, True)),
+    "maxout_dim_low": ("maxout", lambda: (torch.zeros(4, 6), 2, -3, False)),
+    "maxout_pieces_0": ("maxout", lambda: (torch.zeros(4, 6), 0, 1, True)),
+    "maxout_pieces_257": ("maxout", lambda: (torch.zeros(4, 257 * 2), 257, 1, True)),
+    "maxout_pieces_negative": ("maxout", lambda: (torch.zeros(4, 6), -2, 1, True)),
+    "maxout_indivisible": ("maxout", lambda: (torch.zeros(4, 6), 4, -1, True)),
+    "maxout_indivisible_dim0": ("maxout", lambda: (torch.zeros(5, 6), 2, 0, True)),
+    "maxout_backward_int_grad": ("maxout_backward", lambda: (torch.zeros(3, dtype=torch.int32),
+                                                             torch.zeros(3, dtype=torch.uint8), 2, 0)),
+    "maxout_backward_0d": ("maxout_backward", lambda: (torch.zeros(()), torch.zeros((), dtype=torch.uint8), 2, 0)),
+    "maxout_backward_dim": ("maxout_backward", lambda: (torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.uint8), 2,
+                                                        -3)),
+    "maxout_backward_idx_dtype": ("maxout_backward", lambda: (torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.long),
+                                                              2, 1)),
+    "maxout_backward_idx_shape": ("maxout_backward", lambda: (torch.zeros(2, 3), torch.zeros(3, 2, dtype=torch.uint8),
+                                                              2, 1)),
+    "maxout_backward_idx_empty": ("maxout_backward", lambda: (torch.zeros(2, 3), torch.zeros(0, dtype=torch.uint8),
+                                                              2, 1)),
+    "maxout_backward_pieces_0": ("maxout_backward", lambda: (torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.uint8),
+                                                             0, 1)),
+    "maxout_backward_pieces_300": ("maxout_backward", lambda: (torch.zeros(2, 3),
+                                                               torch.zeros(2, 3, dtype=torch.uint8), 300, 1)),
+    "elu_int": ("elu", lambda: (torch.zeros(3, dtype=torch.long), 1.0)),
+    "elu_complex": ("elu", lambda: (torch.zeros(3, dtype=torch.complex64), 1.0)),
+    "elu__int": ("elu_", lambda: (torch.zeros(3, dtype=torch.int32), 1.0)),
+    "elu__float8": ("elu_", lambda: (torch.zeros(3, dtype=torch.float8_e5m2), 1.0)),
+    "sigmoid_int": ("sigmoid", lambda: (torch.zeros(3, dtype=torch.uint8),)),
+    "tanh_bool": ("tanh", lambda: (torch.zeros(3, dtype=torch.bool),)),
+    "elu_backward_negative_alpha": ("elu_backward", lambda: (torch.zeros(3), torch.zeros(3), -0.5, True)),
+    "elu_backward_alpha_third": ("elu_backward", lambda: (torch.zeros(3), torch.zeros(3), -1.0 / 3.0, True)),
+    "elu_backward_alpha_tiny": ("elu_backward", lambda: (torch.zeros(3), torch.zeros(3), -1e-7, True)),
+    "elu_backward_alpha_big": ("elu_backward", lambda: (torch.zeros(3), torch.zeros(3), -123456789.0, True)),
+    "elu_backward_alpha_nan": ("elu_backward", lambda: (torch.zeros(3), torch.zeros(3), float("nan"), True)),
+    "elu_backward_alpha_first": ("elu_backward", lambda: (torch.zeros(3, dtype=torch.long), torch.zeros(2), -2.0,
+                                                          True)),
+    "elu_backward_int_grad": ("elu_backward", lambda: (torch.zeros(3, dtype=torch.long), torch.zeros(3), -2.0,
+                                                       False)),
+    "elu_backward_shape": ("elu_backward", lambda: (torch.zeros(3, 5), torch.zeros(5, 3), 1.0, False)),
+    "elu_backward_dtype": ("elu_backward", lambda: (torch.zeros(3), torch.zeros(3, dtype=torch.float64), 1.0, True)),
+    "elu_backward_0d": ("elu_backward", lambda: (torch.zeros(()), torch.zeros(1), 1.0, False)),
+    "sigmoid_backward_shape": ("sigmoid_backward", lambda: (torch.zeros(4), torch.zeros(2, 2))),
+    "sigmoid_backward_int_y": ("sigmoid_backward", lambda: (torch.zeros(3), torch.zeros(3, dtype=torch.int32))),
+    "tanh_backward_dtype": ("tanh_backward", lambda: (torch.zeros(3, dtype=torch.bfloat16),
+                                                      torch.zeros(3, dtype=torch.float16))),
+    "tanh_backward_int_grad": ("tanh_backward", lambda: (torch.zeros(3, dtype=torch.int16),
+                                                         torch.zeros(3, dtype=torch.int16))),
 }
 
 
@@ -481,6 +1091,10 @@ def test_device_mismatch():
         T.prelu(x, torch.zeros(5))
     with pytest.raises(RuntimeError, match="must be on the same device"):
         T.relu_backward(x, torch.zeros(1, dtype=torch.int32))
+    with pytest.raises(RuntimeError, match="must be on the same device"):
+        T.pelu(x, torch.ones(5, device="cuda"), torch.ones(5))
+    with pytest.raises(RuntimeError, match="must be on the same device"):
+        T.maxout_backward(x, torch.zeros(3, 5, dtype=torch.uint8), 2, 1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -500,6 +1114,21 @@ def test_opcheck_schema():
         (T.leaky_relu_backward.default, (g, mask, 0.1)),
         (T.prelu.default, (x, w)),
         (T.prelu_backward.default, (g, x, w)),
+        (T.pelu.default, (x, w, w + 1)),
+        (T.pelu_backward.default, (g, x, w, w + 1)),
+        (T.maxout.default, (x, 5, 0, True)),
+        (T.maxout.default, (x.reshape(5, 10), 2, -1, False)),
+        (T.maxout_backward.default, (g[:25], T.maxout(x, 2, 0, True)[1], 2, 0)),
+        (T.maxout_backward.default, (g.reshape(5, 10)[:, :5], T.maxout(x.reshape(5, 10), 2, -1, True)[1], 2, -1)),
+        (T.elu.default, (x, 1.0)),
+        (T.elu_.default, (x.clone(), 1.0)),
+        (T.elu_.default, (x.clone().reshape(5, 10).t(), 0.5)),
+        (T.elu_backward.default, (g, x, 1.0, False)),
+        (T.elu_backward.default, (g, T.elu(x, 1.0), 1.0, True)),
+        (T.sigmoid.default, (x,)),
+        (T.sigmoid_backward.default, (g, T.sigmoid(x))),
+        (T.tanh.default, (x,)),
+        (T.tanh_backward.default, (g, T.tanh(x))),
     ]
     for op, args in calls:
         torch.library.opcheck(op, args, test_utils="test_schema")

@@ -8,6 +8,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 #include <vector>
 
 #include "glo/cpu_convert.h"
@@ -100,34 +102,100 @@ struct CpuKernels {
     });
   }
 
-  static void prelu_forward(const Tensor& x, const Tensor& w, const Tensor& y, ChannelGeometry g) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "glo_prelu_forward_cpu", [&] {
+  template <class Factory>
+  static void unary_forward(const Tensor& x, const Tensor& y, Factory factory) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "glo_unary_forward_cpu", [&] {
       using T = opmath_t<scalar_t>;
-      const PReLU<T> f;
+      const auto f = factory(T{});
+      const scalar_t* xp = x.const_data_ptr<scalar_t>();
+      scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+      const int64_t n = x.numel();
+      at::parallel_for(0, ceil_div(n, kChunk), kGrainChunks, [&](int64_t c0, int64_t c1) {
+        const auto fl = f;  // local copy (see mask_forward_loop)
+        alignas(64) T xbuf[kChunk];
+        alignas(64) T ybuf[kChunk];
+        for (int64_t chunk = c0; chunk < c1; ++chunk) {
+          const int64_t base = chunk * kChunk;
+          const int64_t cnt = std::min(kChunk, n - base);
+          const T* xs = cpu::load_chunk(xp + base, xbuf, cnt);
+          T* ys = cpu::out_chunk(yp + base, ybuf, xp + base);
+          for (int64_t j = 0; j < cnt; ++j) ys[j] = fl.forward(xs[j]);
+          cpu::store_chunk(ys, yp + base, cnt);
+        }
+      });
+    });
+  }
+
+  template <class Factory>
+  static void unary_backward(const Tensor& grad, const Tensor& saved, const Tensor& dx, Factory factory) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "glo_unary_backward_cpu", [&] {
+      using T = opmath_t<scalar_t>;
+      const auto f = factory(T{});
+      const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+      const scalar_t* sp = saved.const_data_ptr<scalar_t>();
+      scalar_t* dp = dx.mutable_data_ptr<scalar_t>();
+      const int64_t n = grad.numel();
+      at::parallel_for(0, ceil_div(n, kChunk), kGrainChunks, [&](int64_t c0, int64_t c1) {
+        const auto fl = f;
+        alignas(64) T gbuf[kChunk];
+        alignas(64) T sbuf[kChunk];
+        alignas(64) T dbuf[kChunk];
+        for (int64_t chunk = c0; chunk < c1; ++chunk) {
+          const int64_t base = chunk * kChunk;
+          const int64_t cnt = std::min(kChunk, n - base);
+          const T* gs = cpu::load_chunk(gp + base, gbuf, cnt);
+          const T* ss = cpu::load_chunk(sp + base, sbuf, cnt);
+          T* ds = cpu::out_chunk(dp + base, dbuf, gp + base);
+          for (int64_t j = 0; j < cnt; ++j) ds[j] = fl.backward(gs[j], ss[j]);
+          cpu::store_chunk(ds, dp + base, cnt);
+        }
+      });
+    });
+  }
+
+  // The channel parameters as opmath, parameter-major: [k * C + c].
+  template <typename scalar_t, size_t NP>
+  static std::vector<opmath_t<scalar_t>> params_opmath(const std::array<Tensor, NP>& params, int64_t C) {
+    std::vector<opmath_t<scalar_t>> pv(NP * static_cast<size_t>(C));
+    for (size_t k = 0; k < NP; ++k) cpu::to_opmath(params[k].template const_data_ptr<scalar_t>(), pv.data() + k * C, C);
+    return pv;
+  }
+
+  template <size_t NP, class Factory>
+  static void channel_forward(const Tensor& x, const std::array<Tensor, NP>& params, const Tensor& y,
+                              ChannelGeometry g, Factory factory) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "glo_channel_forward_cpu", [&] {
+      using T = opmath_t<scalar_t>;
+      const auto f = factory(T{});
+      static_assert(decltype(f)::kParams == NP, "parameter count");
       const scalar_t* xp = x.const_data_ptr<scalar_t>();
       scalar_t* yp = y.mutable_data_ptr<scalar_t>();
       const int64_t C = g.channels, S = g.inner;
-      std::vector<T> wv(static_cast<size_t>(C));
-      cpu::to_opmath(w.const_data_ptr<scalar_t>(), wv.data(), C);
-      // Rows of `len` elements; row r uses weight wv[r % C] when len == S, or all of wv (per element) when S == 1.
+      const std::vector<T> pv = params_opmath<scalar_t>(params, C);
+      // Rows of `len` elements: with S == 1 a row is [C] (parameters vary per element), else [S] of one channel.
       const bool channel_innermost = (S == 1 && C > 1);
       const int64_t len = channel_innermost ? C : S;
       const int64_t rows = x.numel() / len;
       at::parallel_for(0, rows, std::max<int64_t>(1, kTile / len), [&](int64_t r0, int64_t r1) {
+        const auto fl = f;
         alignas(64) T xbuf[kChunk];
         alignas(64) T ybuf[kChunk];
         for (int64_t r = r0; r < r1; ++r) {
-          const T wc = wv[channel_innermost ? 0 : r % C];
+          T pc[NP];
+          for (size_t k = 0; k < NP; ++k) pc[k] = pv[k * C + (channel_innermost ? 0 : r % C)];
           for (int64_t s0 = 0; s0 < len; s0 += kChunk) {
             const int64_t cnt = std::min(kChunk, len - s0);
             const int64_t base = r * len + s0;
             const T* xs = cpu::load_chunk(xp + base, xbuf, cnt);
             T* ys = cpu::out_chunk(yp + base, ybuf, xp + base);
             if (channel_innermost) {
-              const T* ws = wv.data() + s0;
-              for (int64_t j = 0; j < cnt; ++j) ys[j] = f.forward(xs[j], ws[j]);
+              for (int64_t j = 0; j < cnt; ++j) {
+                T pj[NP];
+                for (size_t k = 0; k < NP; ++k) pj[k] = pv[k * C + s0 + j];
+                ys[j] = fl.forward(xs[j], pj);
+              }
             } else {
-              for (int64_t j = 0; j < cnt; ++j) ys[j] = f.forward(xs[j], wc);
+              for (int64_t j = 0; j < cnt; ++j) ys[j] = fl.forward(xs[j], pc);
             }
             cpu::store_chunk(ys, yp + base, cnt);
           }
@@ -136,31 +204,35 @@ struct CpuKernels {
     });
   }
 
-  // One pass over x and grad: dx written, dweight accumulated per tile of [outer, channels, inner] into a small
-  // partial buffer [tiles over outer x tiles over inner, channels] (double), then summed per channel in a fixed order.
-  static void prelu_backward(const Tensor& grad, const Tensor& x, const Tensor& w, const Tensor& dx, const Tensor& dw,
-                             ChannelGeometry g) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "glo_prelu_backward_cpu", [&] {
+  // One pass over x and grad: dx written, each parameter's gradient terms summed per tile of [outer, channels,
+  // inner] into a small partial buffer [NP][tiles over outer x tiles over inner][channels] (double), then summed per
+  // channel in a fixed order. Tile sizes depend on the shape only: results are bitwise reproducible.
+  template <size_t NP, class Factory>
+  static void channel_backward(const Tensor& grad, const Tensor& x, const std::array<Tensor, NP>& params,
+                               const Tensor& dx, const std::array<Tensor, NP>& dparams, ChannelGeometry g,
+                               Factory factory) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "glo_channel_backward_cpu", [&] {
       using T = opmath_t<scalar_t>;
       using acc_t = double;
-      const PReLU<T> f;
+      const auto f = factory(T{});
       const scalar_t* xp = x.const_data_ptr<scalar_t>();
       const scalar_t* gp = grad.const_data_ptr<scalar_t>();
       scalar_t* dxp = dx.mutable_data_ptr<scalar_t>();
       const int64_t N = g.outer, C = g.channels, S = g.inner;
-      std::vector<T> wv(static_cast<size_t>(C));
-      cpu::to_opmath(w.const_data_ptr<scalar_t>(), wv.data(), C);
+      const std::vector<T> pv = params_opmath<scalar_t>(params, C);
       const int64_t sb = std::min(S, kTile);
       const int64_t cb = std::min(C, std::max<int64_t>(1, kRun / sb));
       const int64_t nb = std::min(N, std::max<int64_t>(1, kTile / (cb * sb)));
       const int64_t nt = ceil_div(N, nb), ct = ceil_div(C, cb), st = ceil_div(S, sb);
-      std::vector<acc_t> partial(static_cast<size_t>(nt * st * C));
+      const int64_t rows = nt * st;
+      std::vector<acc_t> partial(NP * static_cast<size_t>(rows * C));
       at::parallel_for(0, nt * ct * st, 1, [&](int64_t t0, int64_t t1) {
+        const auto fl = f;
         alignas(64) T xbuf[kChunk];
         alignas(64) T gbuf[kChunk];
         alignas(64) T dbuf[kChunk];
-        alignas(64) T contrib[kChunk];
-        std::vector<acc_t> acc(static_cast<size_t>(cb));
+        alignas(64) T terms[NP][kChunk];
+        std::vector<acc_t> acc(NP * static_cast<size_t>(cb));
         for (int64_t t = t0; t < t1; ++t) {
           const int64_t it = t / (ct * st), ic = (t / st) % ct, is = t % st;
           const int64_t n0 = it * nb, n1 = std::min(N, n0 + nb);
@@ -168,25 +240,30 @@ struct CpuKernels {
           const int64_t s0 = is * sb, s1 = std::min(S, s0 + sb);
           std::fill(acc.begin(), acc.end(), acc_t(0));
           for (int64_t n = n0; n < n1; ++n) {
-            if (S == 1) {  // channel innermost: a run of channels [c0, c1) is contiguous
+            if (S == 1) {  // channel innermost: a run of channels [c0, c1) is contiguous, one term per channel
               for (int64_t q0 = c0; q0 < c1; q0 += kChunk) {
                 const int64_t cnt = std::min(kChunk, c1 - q0);
                 const int64_t base = n * C + q0;
                 const T* xs = cpu::load_chunk(xp + base, xbuf, cnt);
                 const T* gs = cpu::load_chunk(gp + base, gbuf, cnt);
                 T* ds = cpu::out_chunk(dxp + base, dbuf, gp + base);
-                const T* ws = wv.data() + q0;
-                acc_t* a = acc.data() + (q0 - c0);
                 for (int64_t j = 0; j < cnt; ++j) {
-                  ds[j] = f.backward_input(xs[j], ws[j], gs[j]);
-                  a[j] += static_cast<acc_t>(f.backward_weight(xs[j], gs[j]));
+                  T pj[NP], dpj[NP];
+                  for (size_t k = 0; k < NP; ++k) pj[k] = pv[k * C + q0 + j];
+                  ds[j] = fl.backward(xs[j], gs[j], pj, dpj);
+                  for (size_t k = 0; k < NP; ++k) terms[k][j] = dpj[k];
+                }
+                for (size_t k = 0; k < NP; ++k) {
+                  acc_t* a = acc.data() + k * cb + (q0 - c0);
+                  for (int64_t j = 0; j < cnt; ++j) a[j] += static_cast<acc_t>(terms[k][j]);
                 }
                 cpu::store_chunk(ds, dxp + base, cnt);
               }
-            } else {
+            } else {  // rows of S elements of one channel: 8-lane sums per parameter
               for (int64_t c = c0; c < c1; ++c) {
-                const T wc = wv[c];
-                acc_t lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                T pc[NP];
+                for (size_t k = 0; k < NP; ++k) pc[k] = pv[k * C + c];
+                acc_t lanes[NP][8] = {};
                 for (int64_t q0 = s0; q0 < s1; q0 += kChunk) {
                   const int64_t cnt = std::min(kChunk, s1 - q0);
                   const int64_t base = (n * C + c) * S + q0;
@@ -194,36 +271,99 @@ struct CpuKernels {
                   const T* gs = cpu::load_chunk(gp + base, gbuf, cnt);
                   T* ds = cpu::out_chunk(dxp + base, dbuf, gp + base);
                   for (int64_t j = 0; j < cnt; ++j) {
-                    ds[j] = f.backward_input(xs[j], wc, gs[j]);
-                    contrib[j] = f.backward_weight(xs[j], gs[j]);
+                    T dpj[NP];
+                    ds[j] = fl.backward(xs[j], gs[j], pc, dpj);
+                    for (size_t k = 0; k < NP; ++k) terms[k][j] = dpj[k];
                   }
-                  int64_t j = 0;
-                  for (; j + 8 <= cnt; j += 8) {
-                    for (int l = 0; l < 8; ++l) lanes[l] += static_cast<acc_t>(contrib[j + l]);
+                  for (size_t k = 0; k < NP; ++k) {
+                    int64_t j = 0;
+                    for (; j + 8 <= cnt; j += 8) {
+                      for (int l = 0; l < 8; ++l) lanes[k][l] += static_cast<acc_t>(terms[k][j + l]);
+                    }
+                    for (int l = 0; j < cnt; ++j, ++l) lanes[k][l] += static_cast<acc_t>(terms[k][j]);
                   }
-                  for (int l = 0; j < cnt; ++j, ++l) lanes[l] += static_cast<acc_t>(contrib[j]);
                   cpu::store_chunk(ds, dxp + base, cnt);
                 }
-                acc[c - c0] += ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
-                               ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+                for (size_t k = 0; k < NP; ++k) {
+                  const acc_t* l = lanes[k];
+                  acc[k * cb + (c - c0)] += ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+                }
               }
             }
           }
-          acc_t* out = partial.data() + (it * st + is) * C;
-          for (int64_t c = c0; c < c1; ++c) out[c] = acc[c - c0];
+          for (size_t k = 0; k < NP; ++k) {
+            acc_t* out = partial.data() + (k * rows + it * st + is) * C;
+            for (int64_t c = c0; c < c1; ++c) out[c] = acc[k * cb + (c - c0)];
+          }
         }
       });
-      // Per-channel sum of the partials, rows in a fixed order.
-      std::vector<T> dwv(static_cast<size_t>(C));
-      const int64_t rows = nt * st;
-      at::parallel_for(0, C, 4096, [&](int64_t q0, int64_t q1) {
-        for (int64_t c = q0; c < q1; ++c) {
-          acc_t sum = 0;
-          for (int64_t r = 0; r < rows; ++r) sum += partial[r * C + c];
-          dwv[c] = static_cast<T>(sum);
+      // Per-channel sums of the partials, rows in a fixed order.
+      std::vector<T> sums(static_cast<size_t>(C));
+      for (size_t k = 0; k < NP; ++k) {
+        const acc_t* pk = partial.data() + k * rows * C;
+        at::parallel_for(0, C, 4096, [&](int64_t q0, int64_t q1) {
+          for (int64_t c = q0; c < q1; ++c) {
+            acc_t sum = 0;
+            for (int64_t r = 0; r < rows; ++r) sum += pk[r * C + c];
+            sums[c] = static_cast<T>(sum);
+          }
+        });
+        cpu::from_opmath(sums.data(), dparams[k].template mutable_data_ptr<scalar_t>(), C);
+      }
+    });
+  }
+
+  // Maxout: one thread range over [outer, groups] rows; inner positions innermost (contiguous).
+  static void maxout_forward(const Tensor& x, const Tensor& y, const Tensor& indices, MaxoutGeometry g) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "glo_maxout_forward_cpu", [&] {
+      using T = opmath_t<scalar_t>;
+      const scalar_t* xp = x.const_data_ptr<scalar_t>();
+      scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+      uint8_t* ip = indices.numel() > 0 ? indices.mutable_data_ptr<uint8_t>() : nullptr;
+      const int64_t P = g.pieces, S = g.inner;
+      at::parallel_for(0, g.outer * g.groups, std::max<int64_t>(1, kTile / (P * S)), [&](int64_t r0, int64_t r1) {
+        alignas(64) T best[kChunk];
+        alignas(64) T cur[kChunk];
+        alignas(64) uint8_t arg[kChunk];
+        for (int64_t r = r0; r < r1; ++r) {  // r = o * groups + j; its pieces are rows r*P .. r*P+P-1 of length S
+          for (int64_t s0 = 0; s0 < S; s0 += kChunk) {
+            const int64_t cnt = std::min(kChunk, S - s0);
+            const scalar_t* x0 = xp + (r * P) * S + s0;
+            cpu::to_opmath(x0, best, cnt);
+            for (int64_t j = 0; j < cnt; ++j) arg[j] = 0;
+            for (int64_t p = 1; p < P; ++p) {
+              cpu::to_opmath(x0 + p * S, cur, cnt);
+              for (int64_t j = 0; j < cnt; ++j) {
+                const bool take = maxout_better(cur[j], best[j]);
+                best[j] = take ? cur[j] : best[j];
+                arg[j] = take ? static_cast<uint8_t>(p) : arg[j];
+              }
+            }
+            cpu::from_opmath(best, yp + r * S + s0, cnt);
+            if (ip != nullptr) std::memcpy(ip + r * S + s0, arg, static_cast<size_t>(cnt));
+          }
         }
       });
-      cpu::from_opmath(dwv.data(), dw.mutable_data_ptr<scalar_t>(), C);
+    });
+  }
+
+  static void maxout_backward(const Tensor& grad, const Tensor& indices, const Tensor& dx, MaxoutGeometry g) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "glo_maxout_backward_cpu", [&] {
+      const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+      const uint8_t* ip = indices.const_data_ptr<uint8_t>();
+      scalar_t* dp = dx.mutable_data_ptr<scalar_t>();
+      const int64_t P = g.pieces, S = g.inner;
+      const scalar_t zero(0);
+      at::parallel_for(0, g.outer * g.groups, std::max<int64_t>(1, kTile / (P * S)), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const scalar_t* gr = gp + r * S;
+          const uint8_t* ir = ip + r * S;
+          for (int64_t p = 0; p < P; ++p) {
+            scalar_t* dr = dp + (r * P + p) * S;
+            for (int64_t s = 0; s < S; ++s) dr[s] = ir[s] == p ? gr[s] : zero;
+          }
+        }
+      });
     });
   }
 };

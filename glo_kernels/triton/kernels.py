@@ -5,16 +5,23 @@ implementations (C++ functors, these kernels, glo_kernels/reference.py) in step.
 
 Conventions, as in the CUDA/CPU kernels:
   * loads and stores in the tensor's dtype, math in "opmath": float32 for float16/bfloat16/float32 data, float64 for
-    float64 data; scalar parameters (the slope) arrive as float64 and are rounded once to opmath inside the kernel
-    (as static_cast<T>(slope) in C++);
+    float64 data; scalar parameters (the slope, ELU's alpha) arrive as float64 and are rounded once to opmath inside
+    the kernel (as static_cast<T>(slope) in C++);
   * bfloat16 <-> float32 conversions are written with integer ops (_upcast/_downcast): exactly c10's conversions
     (round to nearest even, NaN -> 0x7FC0), both on a GPU and in the Triton interpreter, whose own bfloat16 casts
     truncate;
+  * transcendentals: the interpreter has no libdevice, so expm1 and tanh are built from exp with formulas accurate to
+    ~2 ulp (see _expm1 and _tanh), and exp itself is the backend's accurate one on a GPU (libdevice: expf and
+    exp, as the C++ functors) but tl.exp (numpy) in the interpreter (LIBDEVICE: tl.constexpr); tl.exp in float32 is
+    approximate on a GPU (ex2.approx, error growing with |x|). Divisions in float32 are IEEE (tl.math.div_rn), as
+    in C++;
   * 64-bit element offsets everywhere, so tensors of 2^31 elements or more are right;
   * packed masks: bit j of int32 word w is element 32*w + j in row-major order; bits past numel are 0;
-  * PReLU's weight gradient is reduced deterministically: each program of the one pass over x and dy writes its
-    per-channel partial sums to a small buffer, which a second kernel sums in a fixed order. No atomics; the tiling
-    depends only on the shape.
+  * the parameter gradients of the per-channel-parameter ops (PReLU's weight, PELU's a and b) are reduced
+    deterministically: each program of the one pass over x and dy writes its per-channel partial sums of every
+    parameter to a small buffer per parameter, which a second kernel sums in a fixed order. No atomics; the tiling
+    depends only on the shape;
+  * Maxout compares exactly (values upcast to opmath) and stores the winner's own bits; indices are uint8.
 
 The launchers at the bottom take contiguous, non-empty tensors of one floating dtype on one device (the glue in
 glo_kernels/triton/ops.py guarantees it), like the kernel sets K of csrc/include/glo/op_impls.h.
@@ -27,25 +34,43 @@ import contextlib
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
 # Operator ids of the mask kernels (tl.constexpr OP).
 RELU = 0
 LEAKY_RELU = 1
+# Operator ids of the element-wise kernels whose backward reads one saved tensor (tl.constexpr OP).
+ELU = 2  # ELU<T>: backward from the input
+ELU_FROM_RESULT = 3  # ELUFromResult<T>: same forward, backward from the output
+SIGMOID = 4
+TANH = 5
+# Operator ids of the per-channel-parameter kernels (tl.constexpr OP) and their parameter counts (kParams).
+PRELU = 6  # PReLU<T>: weight
+PELU = 7  # PELU<T>: a, b
+CHANNEL_PARAMS = {PRELU: 1, PELU: 2}
 
 # Mask kernels: each program handles MASK_WORDS words of 32 elements (a [MASK_WORDS, 32] tile).
 MASK_WORDS = 128  # 4096 elements per program
 MASK_NUM_WARPS = 8
 
-# PReLU kernels: each program handles NB outer rows x CB channels x SB inner positions of the [outer, channels,
-# inner] view, as a 2-D [NB, CB*SB] tile (see _prelu_tile and prelu_tiles).
-PRELU_TILE = 4096  # elements per program (NB * CB * SB, at most)
-PRELU_RUN = 64  # contiguous elements a tile's row should at least span when inner is short
-PRELU_MIN_SB = 32  # smallest tile along inner considered when inner is long (> 32)
-PRELU_NUM_WARPS = 8
-# Second pass of the PReLU weight gradient: [RB, CB] tiles of the [rows, channels] partial buffer.
+# Element-wise kernels (ELU, sigmoid, tanh): BLOCK elements per program.
+UNARY_BLOCK = 4096
+UNARY_NUM_WARPS = 8
+
+# Per-channel-parameter kernels (PReLU, PELU): each program handles NB outer rows x CB channels x SB inner positions
+# of the [outer, channels, inner] view, as a 2-D [NB, CB*SB] tile (see _channel_tile and channel_tiles).
+CHANNEL_TILE = 4096  # elements per program (NB * CB * SB, at most)
+CHANNEL_RUN = 64  # contiguous elements a tile's row should at least span when inner is short
+CHANNEL_MIN_SB = 32  # smallest tile along inner considered when inner is long (> 32)
+CHANNEL_NUM_WARPS = 8
+# Second pass of the parameter gradients: [RB, CB] tiles of a [rows, channels] partial buffer.
 REDUCE_TILE = 4096
 REDUCE_MAX_CB = 1024
 REDUCE_NUM_WARPS = 4
+
+# Maxout kernels: [RB, SB] tiles of the [outer * groups, inner] output (RB * SB = MAXOUT_TILE).
+MAXOUT_TILE = 1024
+MAXOUT_NUM_WARPS = 4
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -134,13 +159,130 @@ def _mask_backward_kernel(g_ptr, mask_ptr, dx_ptr, numel, slope: tl.float64, OP:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# PReLU<T> of activations.h. x is seen as [N, C, S] (outer, channels, inner); program p handles the tile
+# Activations whose backward reads one saved tensor: ELU<T>, ELUFromResult<T>, Sigmoid<T> and Tanh<T> of
+# activations.h. The functors call expf/expm1f/tanhf (exp/expm1/tanh for double); here exp is _exp, and expm1 and
+# tanh are written with it, as below.
+# ---------------------------------------------------------------------------------------------------------------
+@triton.jit
+def _exp(x, LIBDEVICE: tl.constexpr):
+    """exp(x): the GPU backend's libdevice exp (accurate, as C++'s expf/exp), or tl.exp in the interpreter."""
+    if LIBDEVICE:
+        r = libdevice.exp(x)
+    else:
+        r = tl.exp(x)
+    return r
+
+
+@triton.jit
+def _div(a, b, OPMATH: tl.constexpr):
+    """a / b rounded to nearest (float32 '/' may be approximate on a GPU; float64 '/' is IEEE)."""
+    if OPMATH == tl.float32:
+        r = tl.math.div_rn(a, b)
+    else:
+        r = a / b
+    return r
+
+
+@triton.jit
+def _expm1_series(x, N: tl.constexpr, OPMATH: tl.constexpr):
+    """x * (1 + x/2 * (1 + x/3 * (... * (1 + x/N)))): expm1(x) to N terms; the constants 1/k in OPMATH (a bare
+    Python float would be rounded to float32 first, also in float64 math)."""
+    p = tl.full(x.shape, 1.0, OPMATH)
+    for k in tl.static_range(N, 1, -1):
+        p = 1.0 + x * p * tl.full([], 1.0 / k, OPMATH)
+    return x * p
+
+
+@triton.jit
+def _expm1(x, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+    """expm1(x) for every x (+-0.0, +-inf and NaN included), within ~2 ulp of the exact value.
+
+    exp(x) - 1 cancels for small |x| (it is 0 for |x| below 2^-25 resp. 2^-54), so for |x| < 0.7,
+    expm1(x) = x * (1 + x/2 * (1 + x/3 * (1 + ... (1 + x/N)))), its Taylor series cut where the rest is below half an
+    ulp (N = 10 for float32, 16 for float64; 0.7^(N+1) / (N+1)! < 2^-31 resp. 2^-56). For x <= -0.7, exp(x) <= 0.4966
+    and exp(x) - 1 is accurate (the error of exp(x) shrinks by exp(x) / (1 - exp(x)) < 1 relative to the result); for
+    x >= 0.7, exp(x) >= 2.01 and it grows by exp(x) / (exp(x) - 1) < 2 at most. +-0.0 gives itself, NaN NaN.
+    """
+    if OPMATH == tl.float32:
+        small = _expm1_series(x, 10, OPMATH)
+    else:
+        small = _expm1_series(x, 16, OPMATH)
+    big = _exp(x, LIBDEVICE) - 1.0
+    return tl.where(tl.abs(x) < 0.7, small, big)
+
+
+@triton.jit
+def _tanh(x, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+    """tanh(x) = sign(x) * -t / (t + 2) with t = expm1(-2|x|), within ~2 ulp for all x: tanh(x) ~ x for tiny |x|
+    (t = -2|x| exactly), +-1 for large |x| (t = -1); +-0.0 and NaN give x."""
+    t = _expm1(-2.0 * tl.abs(x), OPMATH, LIBDEVICE)
+    r = _div(-t, t + 2.0, OPMATH)
+    return tl.where(x < 0.0, -r, tl.where(x > 0.0, r, x))
+
+
+@triton.jit
+def _unary_forward_kernel(x_ptr, y_ptr, numel, alpha: tl.float64, OP: tl.constexpr, OPMATH: tl.constexpr,
+                          LIBDEVICE: tl.constexpr, BLOCK: tl.constexpr):
+    """y = f.forward(x); f = ELU / ELUFromResult (OP 2 / 3, same forward), Sigmoid (OP 4) or Tanh (OP 5).
+
+    x_ptr and y_ptr may be the same tensor (in place): each element is read, then written, by one program.
+    """
+    pid = tl.program_id(0).to(tl.int64)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    inb = offs < numel
+    x = _upcast(tl.load(x_ptr + offs, mask=inb, other=0.0), OPMATH)
+    if OP == 2 or OP == 3:
+        # ELU<T>: forward(x) = x < 0 ? expm1(x) * alpha : x   (-0.0 and NaN give x)
+        a = tl.full([], alpha, OPMATH)
+        neg = _expm1(tl.where(x < 0.0, x, 0.0), OPMATH, LIBDEVICE) * a
+        y = tl.where(x < 0.0, neg, x)
+    elif OP == 4:
+        # Sigmoid<T>: e = exp(-|x|) (NaN stays NaN), pos = 1 / (1 + e); forward(x) = x < 0 ? e * pos : pos
+        e = _exp(tl.where(x < 0.0, x, -x), LIBDEVICE)
+        pos = _div(tl.full(x.shape, 1.0, OPMATH), 1.0 + e, OPMATH)
+        y = tl.where(x < 0.0, e * pos, pos)
+    else:
+        # Tanh<T>: forward(x) = tanh(x)
+        y = _tanh(x, OPMATH, LIBDEVICE)
+    tl.store(y_ptr + offs, _downcast(y, y_ptr.dtype.element_ty), mask=inb)
+
+
+@triton.jit
+def _unary_backward_kernel(g_ptr, s_ptr, dx_ptr, numel, alpha: tl.float64, OP: tl.constexpr, OPMATH: tl.constexpr,
+                           LIBDEVICE: tl.constexpr, BLOCK: tl.constexpr):
+    """dx = f.backward(dy, saved); saved is the input x (ELU, OP 2) or the output y (ELUFromResult, Sigmoid, Tanh)."""
+    pid = tl.program_id(0).to(tl.int64)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    inb = offs < numel
+    g = _upcast(tl.load(g_ptr + offs, mask=inb, other=0.0), OPMATH)
+    s = _upcast(tl.load(s_ptr + offs, mask=inb, other=0.0), OPMATH)
+    if OP == 2:
+        # ELU<T>: backward(dy, x) = x > 0 ? dy : dy * alpha * exp(x)   (a NaN x gives NaN)
+        a = tl.full([], alpha, OPMATH)
+        dx = tl.where(s > 0.0, g, g * a * _exp(tl.where(s > 0.0, 0.0, s), LIBDEVICE))
+    elif OP == 3:
+        # ELUFromResult<T>: backward(dy, y) = y > 0 ? dy : dy * (y + alpha)   (a NaN y gives NaN)
+        a = tl.full([], alpha, OPMATH)
+        dx = tl.where(s > 0.0, g, g * (s + a))
+    elif OP == 4:
+        # Sigmoid<T>: backward(dy, y) = dy * (1 - y) * y
+        dx = g * (1.0 - s) * s
+    else:
+        # Tanh<T>: backward(dy, y) = dy * (1 - y * y)
+        dx = g * (1.0 - s * s)
+    tl.store(dx_ptr + offs, _downcast(dx, dx_ptr.dtype.element_ty), mask=inb)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Activations with learned per-channel parameters: PReLU<T> (1 parameter) and PELU<T> (2) of activations.h, one
+# forward and one backward kernel for both (tl.constexpr OP; NP parameter pointers p0, p1 and, in the backward, NP
+# partial buffers q0, q1). x is seen as [N, C, S] (outer, channels, inner); program p handles the tile
 # (it, ic, is) = (p // (CT*ST), (p // ST) % CT, p % ST): rows n of [it*NB, it*NB + NB) times the CB*SB columns
 # k = (channel ic*CB + k // SB, inner position is*SB + k % SB). The columns are contiguous in memory in runs of SB
 # (of CB*SB when S == 1), so loads vectorize along them.
 # ---------------------------------------------------------------------------------------------------------------
 @triton.jit
-def _prelu_tile(pid, N, C, S, CT, ST, NB: tl.constexpr, CB: tl.constexpr, SB: tl.constexpr):
+def _channel_tile(pid, N, C, S, CT, ST, NB: tl.constexpr, CB: tl.constexpr, SB: tl.constexpr):
     it = pid // (CT * ST)
     ic = (pid // ST) % CT
     i_s = pid % ST
@@ -154,44 +296,81 @@ def _prelu_tile(pid, N, C, S, CT, ST, NB: tl.constexpr, CB: tl.constexpr, SB: tl
 
 
 @triton.jit
-def _load_weight(w_ptr, ic, c, C, OPMATH: tl.constexpr, CB: tl.constexpr):
-    """The weight of each column of the tile, in opmath: one scalar when the tile has a single channel."""
+def _load_param(p_ptr, ic, c, C, OPMATH: tl.constexpr, CB: tl.constexpr):
+    """A parameter of each column of the tile, in opmath: one scalar when the tile has a single channel."""
     if CB == 1:
-        w = _upcast(tl.load(w_ptr + ic), OPMATH)
+        p = _upcast(tl.load(p_ptr + ic), OPMATH)
     else:
-        w = _upcast(tl.load(w_ptr + c, mask=c < C, other=0.0), OPMATH)[None, :]
-    return w
+        p = _upcast(tl.load(p_ptr + c, mask=c < C, other=0.0), OPMATH)[None, :]
+    return p
 
 
 @triton.jit
-def _prelu_forward_kernel(x_ptr, w_ptr, y_ptr, N, C, S, CT, ST, OPMATH: tl.constexpr, NB: tl.constexpr,
-                          CB: tl.constexpr, SB: tl.constexpr):
-    """PReLU<T>::forward(x, w) = x > 0 ? x : w * x."""
+def _store_partial(q_ptr, terms, it, ic, i_s, C, ST, CB: tl.constexpr, SB: tl.constexpr):
+    """q[it * ST + is, c] = sum over the tile's (n, s) of a parameter's gradient terms (0 outside the tensor): a tree
+    sum over the NB rows, then over the SB positions of each channel."""
+    part = tl.sum(tl.reshape(tl.sum(terms, axis=0), (CB, SB)), axis=1)  # [CB]
+    cc = ic * CB + tl.arange(0, CB)
+    tl.store(q_ptr + (it * ST + i_s) * C + cc, part, mask=cc < C)
+
+
+@triton.jit
+def _channel_forward_kernel(x_ptr, p0_ptr, p1_ptr, y_ptr, N, C, S, CT, ST, OP: tl.constexpr, OPMATH: tl.constexpr,
+                            LIBDEVICE: tl.constexpr, NB: tl.constexpr, CB: tl.constexpr, SB: tl.constexpr):
+    """y = f.forward(x, p) with p the column's channel parameters; f = PReLU (OP 6: p0 = weight) or PELU (OP 7:
+    p0 = a, p1 = b)."""
     pid = tl.program_id(0).to(tl.int64)
-    it, ic, i_s, c, offs, inb = _prelu_tile(pid, N, C, S, CT, ST, NB, CB, SB)
-    w = _load_weight(w_ptr, ic, c, C, OPMATH, CB)
+    it, ic, i_s, c, offs, inb = _channel_tile(pid, N, C, S, CT, ST, NB, CB, SB)
     x = _upcast(tl.load(x_ptr + offs, mask=inb, other=0.0), OPMATH)
-    y = tl.where(x > 0.0, x, w * x)
+    p0 = _load_param(p0_ptr, ic, c, C, OPMATH, CB)
+    if OP == 6:
+        # PReLU<T>: forward(x, w) = x > 0 ? x : w * x
+        y = tl.where(x > 0.0, x, p0 * x)
+    else:
+        # PELU<T>: forward(x, a, b) = x >= 0 ? (a / b) * x : a * expm1(x / b); only the selected side is computed
+        # (the other one on 0), so no overflow or NaN of the unselected side is ever formed
+        p1 = _load_param(p1_ptr, ic, c, C, OPMATH, CB)
+        pos = x >= 0.0
+        r = _div(p0, p1, OPMATH)
+        u = _div(x, p1, OPMATH)
+        y = tl.where(pos, r * x, p0 * _expm1(tl.where(pos, 0.0, u), OPMATH, LIBDEVICE))
     tl.store(y_ptr + offs, _downcast(y, y_ptr.dtype.element_ty), mask=inb)
 
 
 @triton.jit
-def _prelu_backward_kernel(g_ptr, x_ptr, w_ptr, dx_ptr, partial_ptr, N, C, S, CT, ST, OPMATH: tl.constexpr,
-                           NB: tl.constexpr, CB: tl.constexpr, SB: tl.constexpr):
-    """dx = PReLU<T>::backward_input(x, w, dy) = x > 0 ? dy : w * dy, and
-    partial[it * ST + is, c] = sum over the tile's (n, s) of backward_weight(x, dy) = x > 0 ? 0 : x * dy
-    (a tree sum over the NB rows, then over the SB positions of each channel)."""
+def _channel_backward_kernel(g_ptr, x_ptr, p0_ptr, p1_ptr, dx_ptr, q0_ptr, q1_ptr, N, C, S, CT, ST,
+                             OP: tl.constexpr, NP: tl.constexpr, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr,
+                             NB: tl.constexpr, CB: tl.constexpr, SB: tl.constexpr):
+    """dx = f.backward(x, dy, p, dp) and, for each of the NP parameters k, the tile's per-channel sums of its
+    gradient terms dp[k] in q_k[it * ST + is, c] (see _store_partial); f = PReLU (OP 6, NP 1) or PELU (OP 7, NP 2)."""
     pid = tl.program_id(0).to(tl.int64)
-    it, ic, i_s, c, offs, inb = _prelu_tile(pid, N, C, S, CT, ST, NB, CB, SB)
-    w = _load_weight(w_ptr, ic, c, C, OPMATH, CB)
+    it, ic, i_s, c, offs, inb = _channel_tile(pid, N, C, S, CT, ST, NB, CB, SB)
     x = _upcast(tl.load(x_ptr + offs, mask=inb, other=0.0), OPMATH)
     g = _upcast(tl.load(g_ptr + offs, mask=inb, other=0.0), OPMATH)
-    pos = x > 0.0
-    tl.store(dx_ptr + offs, _downcast(tl.where(pos, g, w * g), dx_ptr.dtype.element_ty), mask=inb)
-    dw = tl.where(inb & ~pos, x * g, 0.0)
-    part = tl.sum(tl.reshape(tl.sum(dw, axis=0), (CB, SB)), axis=1)  # [CB]
-    cc = ic * CB + tl.arange(0, CB)
-    tl.store(partial_ptr + (it * ST + i_s) * C + cc, part, mask=cc < C)
+    p0 = _load_param(p0_ptr, ic, c, C, OPMATH, CB)
+    if OP == 6:
+        # PReLU<T>: dx = x > 0 ? dy : w * dy;  dw term = x > 0 ? 0 : x * dy
+        pos = x > 0.0
+        dx = tl.where(pos, g, p0 * g)
+        t0 = tl.where(inb & ~pos, x * g, 0.0)
+        t1 = t0
+    else:
+        # PELU<T>, with r = a / b, u = x / b and ge = E dy (E = exp(u) on the negative side, 1 on the positive):
+        #   dx = r * ge;  da term = (x >= 0 ? u : expm1(u)) * dy;  db term = -(r * u) * ge
+        # exp and expm1 get u on the negative side and 0 on the positive one: only the selected side is formed.
+        p1 = _load_param(p1_ptr, ic, c, C, OPMATH, CB)
+        pos = x >= 0.0
+        r = _div(p0, p1, OPMATH)
+        u = _div(x, p1, OPMATH)
+        un = tl.where(pos, 0.0, u)
+        ge = tl.where(pos, g, g * _exp(un, LIBDEVICE))
+        dx = r * ge
+        t0 = tl.where(inb, tl.where(pos, u * g, _expm1(un, OPMATH, LIBDEVICE) * g), 0.0)
+        t1 = tl.where(inb, -(r * u) * ge, 0.0)
+    tl.store(dx_ptr + offs, _downcast(dx, dx_ptr.dtype.element_ty), mask=inb)
+    _store_partial(q0_ptr, t0, it, ic, i_s, C, ST, CB, SB)
+    if NP == 2:
+        _store_partial(q1_ptr, t1, it, ic, i_s, C, ST, CB, SB)
 
 
 @triton.jit
@@ -205,6 +384,60 @@ def _channel_sum_kernel(partial_ptr, out_ptr, R, C, RB: tl.constexpr, CB: tl.con
         r = r0 + tl.arange(0, RB).to(tl.int64)
         acc += tl.load(partial_ptr + r[:, None] * C + c[None, :], mask=(r < R)[:, None] & cm[None, :], other=0.0)
     tl.store(out_ptr + c, _downcast(tl.sum(acc, axis=0), out_ptr.dtype.element_ty), mask=cm)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Maxout (maxout_better and MaxoutGeometry of activations.h). x is seen as [R * P, S] (R = outer * groups rows of
+# outputs, P pieces per group, S inner positions), y and the indices as [R, S]; program p handles the [RB, SB] tile
+# (p // ST, p % ST) of the output, whose rows are contiguous runs of S.
+# ---------------------------------------------------------------------------------------------------------------
+@triton.jit
+def _maxout_tile(pid, R, S, ST, RB: tl.constexpr, SB: tl.constexpr):
+    r = (pid // ST) * RB + tl.arange(0, RB)  # [RB] int64, as pid
+    s = (pid % ST) * SB + tl.arange(0, SB)
+    inb = (r < R)[:, None] & (s < S)[None, :]
+    return r, s, inb
+
+
+@triton.jit
+def _maxout_forward_kernel(x_ptr, y_ptr, idx_ptr, R, P, S, ST, SAVE_INDICES: tl.constexpr, OPMATH: tl.constexpr,
+                           RB: tl.constexpr, SB: tl.constexpr):
+    """y[r, s] = the first maximal x[r * P + p, s] over p, a NaN winning (the first NaN stays):
+    maxout_better(v, best) = v > best || (v != v && best == best); idx[r, s] = its p (uint8), if SAVE_INDICES.
+    Values are compared in opmath (exact) and y gets the winner's own bits."""
+    pid = tl.program_id(0).to(tl.int64)
+    r, s, inb = _maxout_tile(pid, R, S, ST, RB, SB)
+    xo = r[:, None] * P * S + s[None, :]  # int64 offsets of piece 0, then of piece p
+    raw = tl.load(x_ptr + xo, mask=inb, other=0.0)
+    best = _upcast(raw, OPMATH)
+    arg = tl.zeros([RB, SB], dtype=tl.int32)
+    for p in range(1, P):
+        xo += S
+        v_raw = tl.load(x_ptr + xo, mask=inb, other=0.0)
+        v = _upcast(v_raw, OPMATH)
+        take = (v > best) | ((v != v) & (best == best))
+        best = tl.where(take, v, best)
+        raw = tl.where(take, v_raw, raw)
+        arg = tl.where(take, p, arg)
+    yo = r[:, None] * S + s[None, :]
+    tl.store(y_ptr + yo, raw, mask=inb)
+    if SAVE_INDICES:
+        tl.store(idx_ptr + yo, arg.to(tl.uint8), mask=inb)
+
+
+@triton.jit
+def _maxout_backward_kernel(g_ptr, idx_ptr, dx_ptr, R, P, S, ST, RB: tl.constexpr, SB: tl.constexpr):
+    """dx[r * P + p, s] = grad[r, s] if p == idx[r, s] else 0, every p written (the P pieces of a tile in turn)."""
+    pid = tl.program_id(0).to(tl.int64)
+    r, s, inb = _maxout_tile(pid, R, S, ST, RB, SB)
+    go = r[:, None] * S + s[None, :]
+    g = tl.load(g_ptr + go, mask=inb, other=0.0)
+    idx = tl.load(idx_ptr + go, mask=inb, other=0).to(tl.int32)
+    zero = tl.zeros_like(g)
+    xo = r[:, None] * P * S + s[None, :]
+    for p in range(0, P):
+        tl.store(dx_ptr + xo, tl.where(idx == p, g, zero), mask=inb)
+        xo += S
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -256,68 +489,110 @@ def mask_backward(grad: torch.Tensor, mask: torch.Tensor, dx: torch.Tensor, op: 
                                     WORDS=MASK_WORDS, num_warps=MASK_NUM_WARPS)
 
 
-def prelu_tiles(outer: int, channels: int, inner: int) -> tuple[int, int, int]:
-    """(NB, CB, SB): the PReLU tile over [outer, channels, inner], chosen from the shape only.
+def _libdevice_options(t: torch.Tensor) -> dict:
+    """Compile options of the kernels calling libdevice: on CUDA, its functions without flushing subnormals to zero
+    (Triton's default turns libdevice's FTZ variants on; nvcc's, used by the C++ kernels, does not)."""
+    if not INTERPRETED and t.device.type == "cuda" and torch.version.hip is None:
+        return {"enable_reflect_ftz": False}
+    return {}
+
+
+def unary_forward(x: torch.Tensor, y: torch.Tensor, op: int, alpha: float = 0.0) -> None:
+    """y = f(x) (y may be x); f is ELU (or ELU_FROM_RESULT), SIGMOID or TANH."""
+    n = x.numel()
+    with _on_device(x):
+        _unary_forward_kernel[(triton.cdiv(n, UNARY_BLOCK),)](x, y, n, float(alpha), OP=op, OPMATH=_opmath(x.dtype),
+                                                             LIBDEVICE=not INTERPRETED, BLOCK=UNARY_BLOCK,
+                                                             num_warps=UNARY_NUM_WARPS, **_libdevice_options(x))
+
+
+def unary_backward(grad: torch.Tensor, saved: torch.Tensor, dx: torch.Tensor, op: int, alpha: float = 0.0) -> None:
+    """dx = f.backward(grad, saved); saved is the input (ELU) or the output (ELU_FROM_RESULT, SIGMOID, TANH)."""
+    n = grad.numel()
+    with _on_device(grad):
+        _unary_backward_kernel[(triton.cdiv(n, UNARY_BLOCK),)](grad, saved, dx, n, float(alpha), OP=op,
+                                                              OPMATH=_opmath(grad.dtype), LIBDEVICE=not INTERPRETED,
+                                                              BLOCK=UNARY_BLOCK, num_warps=UNARY_NUM_WARPS,
+                                                              **_libdevice_options(grad))
+
+
+def channel_tiles(outer: int, channels: int, inner: int) -> tuple[int, int, int]:
+    """(NB, CB, SB): the tile of the per-channel-parameter kernels over [outer, channels, inner], from the shape only.
 
     SB: the whole inner extent when it is at most 32 (rounded up to a power of 2); otherwise the power of 2 in
-    [lo, PRELU_TILE] that pads inner least (ties: the larger), e.g. 64 for 3136 = 49 * 64, 4096 for 2^24, where lo is
-    32, or more when outer and channels are too few to fill a tile of PRELU_TILE elements with SB = 32.
-    CB: enough channels for rows of PRELU_RUN contiguous elements when inner is short; NB: outer rows up to
-    PRELU_TILE elements; then CB grows if NB was capped by outer. Each program thus covers ~PRELU_TILE elements
-    and the partial buffer of the backward has (outer/NB) * (inner/SB) * channels ~ numel * CB / PRELU_TILE entries
-    (and at least channels).
+    [lo, CHANNEL_TILE] that pads inner least (ties: the larger), e.g. 64 for 3136 = 49 * 64, 4096 for 2^24, where lo
+    is 32, or more when outer and channels are too few to fill a tile of CHANNEL_TILE elements with SB = 32.
+    CB: enough channels for rows of CHANNEL_RUN contiguous elements when inner is short; NB: outer rows up to
+    CHANNEL_TILE elements; then CB grows if NB was capped by outer. Each program thus covers ~CHANNEL_TILE elements
+    and each partial buffer of the backward has (outer/NB) * (inner/SB) * channels ~ numel * CB / CHANNEL_TILE
+    entries (and at least channels).
     """
     cp, np_ = _next_pow2(channels), _next_pow2(outer)
     sp = _next_pow2(inner)
-    if sp <= PRELU_MIN_SB:
+    if sp <= CHANNEL_MIN_SB:
         sb = sp
     else:
-        lo = min(sp, PRELU_TILE, max(PRELU_MIN_SB, PRELU_TILE // (np_ * cp)))
+        lo = min(sp, CHANNEL_TILE, max(CHANNEL_MIN_SB, CHANNEL_TILE // (np_ * cp)))
         sb, best = 0, None
-        cand = min(sp, PRELU_TILE)
+        cand = min(sp, CHANNEL_TILE)
         while cand >= lo:
             padded = -(-inner // cand) * cand
             if best is None or padded < best:
                 sb, best = cand, padded
             cand //= 2
-    cb = min(cp, max(1, PRELU_RUN // sb))
-    nb = min(np_, max(1, PRELU_TILE // (cb * sb)))
-    cb = min(cp, max(cb, PRELU_TILE // (nb * sb)))
+    cb = min(cp, max(1, CHANNEL_RUN // sb))
+    nb = min(np_, max(1, CHANNEL_TILE // (cb * sb)))
+    cb = min(cp, max(cb, CHANNEL_TILE // (nb * sb)))
     return nb, cb, sb
 
 
-def _prelu_grid(outer: int, channels: int, inner: int):
-    nb, cb, sb = prelu_tiles(outer, channels, inner)
+def _channel_grid(outer: int, channels: int, inner: int):
+    nb, cb, sb = channel_tiles(outer, channels, inner)
     nt, ct, st = triton.cdiv(outer, nb), triton.cdiv(channels, cb), triton.cdiv(inner, sb)
     return (nb, cb, sb), (nt, ct, st)
 
 
-def prelu_partial_rows(outer: int, channels: int, inner: int) -> int:
-    """Rows of the [rows, channels] partial buffer of prelu_backward for this geometry."""
-    _, (nt, _, st) = _prelu_grid(outer, channels, inner)
+def channel_partial_rows(outer: int, channels: int, inner: int) -> int:
+    """Rows of each [rows, channels] partial buffer of channel_backward for this geometry."""
+    _, (nt, _, st) = _channel_grid(outer, channels, inner)
     return nt * st
 
 
-def prelu_forward(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, geom: tuple[int, int, int]) -> None:
-    """y = PReLU(x, w[c]) over x seen as geom = (outer, channels, inner)."""
-    outer, channels, inner = geom
-    (nb, cb, sb), (nt, ct, st) = _prelu_grid(outer, channels, inner)
-    with _on_device(x):
-        _prelu_forward_kernel[(nt * ct * st,)](x, w, y, outer, channels, inner, ct, st, OPMATH=_opmath(x.dtype),
-                                               NB=nb, CB=cb, SB=sb, num_warps=PRELU_NUM_WARPS)
+def _check_params(op: int, params) -> None:
+    if len(params) != CHANNEL_PARAMS[op]:
+        raise ValueError(f"operator id {op} takes {CHANNEL_PARAMS[op]} parameters, got {len(params)}")
 
 
-def prelu_backward(grad: torch.Tensor, x: torch.Tensor, w: torch.Tensor, dx: torch.Tensor, dw: torch.Tensor,
-                   geom: tuple[int, int, int]) -> None:
-    """dx and dw (per-channel sum, in dw's dtype) of PReLU; one pass over x and grad, then a fixed-order sum."""
+def channel_forward(x: torch.Tensor, params, y: torch.Tensor, geom: tuple[int, int, int], op: int) -> None:
+    """y = f(x, p[c]) over x seen as geom = (outer, channels, inner); f is PRELU (params: (weight,)) or PELU
+    ((a, b)), each parameter of 1 or `channels` elements."""
+    _check_params(op, params)
     outer, channels, inner = geom
-    (nb, cb, sb), (nt, ct, st) = _prelu_grid(outer, channels, inner)
-    partial = torch.empty((nt * st, channels), dtype=_acc_dtype(x.dtype), device=x.device)
+    (nb, cb, sb), (nt, ct, st) = _channel_grid(outer, channels, inner)
+    p1 = params[1] if len(params) > 1 else None
     with _on_device(x):
-        _prelu_backward_kernel[(nt * ct * st,)](grad, x, w, dx, partial, outer, channels, inner, ct, st,
-                                                OPMATH=_opmath(x.dtype), NB=nb, CB=cb, SB=sb,
-                                                num_warps=PRELU_NUM_WARPS)
-    channel_sum(partial, dw)
+        _channel_forward_kernel[(nt * ct * st,)](x, params[0], p1, y, outer, channels, inner, ct, st, OP=op,
+                                                 OPMATH=_opmath(x.dtype), LIBDEVICE=not INTERPRETED, NB=nb, CB=cb,
+                                                 SB=sb, num_warps=CHANNEL_NUM_WARPS, **_libdevice_options(x))
+
+
+def channel_backward(grad: torch.Tensor, x: torch.Tensor, params, dx: torch.Tensor, dparams,
+                     geom: tuple[int, int, int], op: int) -> None:
+    """dx and every parameter's gradient (per-channel sums, in dparams[k]'s dtype) of f (PRELU or PELU): one pass
+    over x and grad writing dx and a partial buffer per parameter, then a fixed-order sum of each buffer."""
+    _check_params(op, params)
+    npar = len(params)
+    outer, channels, inner = geom
+    (nb, cb, sb), (nt, ct, st) = _channel_grid(outer, channels, inner)
+    partial = torch.empty((npar, nt * st, channels), dtype=_acc_dtype(x.dtype), device=x.device)
+    p1, q1 = (params[1], partial[1]) if npar > 1 else (None, None)
+    with _on_device(x):
+        _channel_backward_kernel[(nt * ct * st,)](grad, x, params[0], p1, dx, partial[0], q1, outer, channels, inner,
+                                                  ct, st, OP=op, NP=npar, OPMATH=_opmath(x.dtype),
+                                                  LIBDEVICE=not INTERPRETED, NB=nb, CB=cb, SB=sb,
+                                                  num_warps=CHANNEL_NUM_WARPS, **_libdevice_options(x))
+    for k in range(npar):
+        channel_sum(partial[k], dparams[k])
 
 
 def channel_sum(partial: torch.Tensor, out: torch.Tensor) -> None:
@@ -328,3 +603,34 @@ def channel_sum(partial: torch.Tensor, out: torch.Tensor) -> None:
     with _on_device(partial):
         _channel_sum_kernel[(triton.cdiv(channels, cb),)](partial, out, rows, channels, RB=rb, CB=cb,
                                                           num_warps=REDUCE_NUM_WARPS)
+
+
+def _maxout_grid(rows: int, inner: int):
+    sb = min(_next_pow2(inner), MAXOUT_TILE)
+    rb = min(_next_pow2(rows), MAXOUT_TILE // sb)
+    st = triton.cdiv(inner, sb)
+    return (rb, sb), (triton.cdiv(rows, rb) * st, st)
+
+
+def maxout_forward(x: torch.Tensor, y: torch.Tensor, indices: torch.Tensor, geom: tuple[int, int, int, int]) -> None:
+    """y (and, if indices is not empty, the uint8 winner indices) of Maxout over x seen as geom = (outer, groups,
+    pieces, inner); y non-empty."""
+    outer, groups, pieces, inner = geom
+    rows = outer * groups
+    (rb, sb), (programs, st) = _maxout_grid(rows, inner)
+    save = indices.numel() > 0
+    with _on_device(x):
+        _maxout_forward_kernel[(programs,)](x, y, indices if save else None, rows, pieces, inner, st,
+                                            SAVE_INDICES=save, OPMATH=_opmath(x.dtype), RB=rb, SB=sb,
+                                            num_warps=MAXOUT_NUM_WARPS)
+
+
+def maxout_backward(grad: torch.Tensor, indices: torch.Tensor, dx: torch.Tensor,
+                    geom: tuple[int, int, int, int]) -> None:
+    """dx of Maxout: grad at each group's winner, 0 at the other pieces; dx non-empty."""
+    outer, groups, pieces, inner = geom
+    rows = outer * groups
+    (rb, sb), (programs, st) = _maxout_grid(rows, inner)
+    with _on_device(grad):
+        _maxout_backward_kernel[(programs,)](grad, indices, dx, rows, pieces, inner, st, RB=rb, SB=sb,
+                                             num_warps=MAXOUT_NUM_WARPS)

@@ -143,6 +143,45 @@ def _mask_backward(grad: Tensor, mask: Tensor, op: str, kind: int, slope: float)
     return dx
 
 
+def _unary_op(x: Tensor, op: str, kind: int, alpha: float = 0.0) -> Tensor:
+    _check_floating(x, op, "x")
+    xc = x.contiguous()
+    y = torch.empty(xc.shape, dtype=xc.dtype, device=xc.device)
+    if xc.numel() > 0:
+        _k.unary_forward(xc, y, kind, alpha)
+    return y
+
+
+def _unary_op_(x: Tensor, op: str, kind: int, alpha: float = 0.0) -> None:
+    _check_floating(x, op, "x")
+    if x.numel() == 0:
+        return
+    if x.is_contiguous():
+        _k.unary_forward(x, x, kind, alpha)
+    else:
+        tmp = x.contiguous()
+        _k.unary_forward(tmp, tmp, kind, alpha)
+        x.copy_(tmp)
+
+
+def _unary_backward(grad: Tensor, saved: Tensor, op: str, saved_name: str, kind: int, alpha: float = 0.0) -> Tensor:
+    _check_floating(grad, op, "grad")
+    _check_same_device(grad, saved, op, "grad", saved_name)
+    if saved.shape != grad.shape or saved.dtype != grad.dtype:
+        raise RuntimeError(f"glo_kernels.{op}: argument '{saved_name}' ({_type_name(saved.dtype)} {_sizes(saved)}) "
+                           f"must have the shape and dtype of 'grad' ({_type_name(grad.dtype)} {_sizes(grad)})")
+    gc = grad.contiguous()
+    dx = torch.empty(gc.shape, dtype=gc.dtype, device=gc.device)
+    if gc.numel() > 0:
+        _k.unary_backward(gc, saved.contiguous(), dx, kind, alpha)
+    return dx
+
+
+def _cpp_double(v: float) -> str:
+    """A double as C++'s default ostream << prints it (6 significant digits, %g): -0.333333, -1e-07, nan, -inf."""
+    return f"{v:g}"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # ReLU
 # ---------------------------------------------------------------------------------------------------------------
@@ -188,24 +227,84 @@ def leaky_relu_backward(grad: Tensor, mask: Tensor, negative_slope: float) -> Te
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# PReLU
+# ELU
 # ---------------------------------------------------------------------------------------------------------------
-@torch.library.custom_op(f"{NAMESPACE}::prelu", mutates_args=())
-def prelu(x: Tensor, weight: Tensor) -> Tensor:
-    """PReLU with a weight of 1 or C (= x.size(1)) elements."""
-    _check_floating(x, "prelu", "x")
-    geom = _channel_geometry(x, weight, "prelu", "weight")
+@torch.library.custom_op(f"{NAMESPACE}::elu", mutates_args=())
+def elu(x: Tensor, alpha: float) -> Tensor:
+    """ELU: alpha * expm1(x) for x < 0, x otherwise."""
+    return _unary_op(x, "elu", _k.ELU, alpha)
+
+
+@torch.library.custom_op(f"{NAMESPACE}::elu_", mutates_args=("x",), schema="(Tensor(a!) x, float alpha) -> ()")
+def elu_(x: Tensor, alpha: float) -> None:
+    """In-place ELU (its backward then reads the output: elu_backward(..., is_result=True))."""
+    _unary_op_(x, "elu_", _k.ELU, alpha)
+
+
+@torch.library.custom_op(f"{NAMESPACE}::elu_backward", mutates_args=())
+def elu_backward(grad: Tensor, saved: Tensor, alpha: float, is_result: bool) -> Tensor:
+    """dx from the upstream gradient and the saved input (is_result=False) or output (is_result=True)."""
+    if is_result:
+        if not alpha >= 0:
+            raise RuntimeError("glo_kernels.elu_backward: argument 'alpha' must be >= 0 when the backward is computed "
+                               f"from the output (is_result=True), got {_cpp_double(alpha)}")
+        return _unary_backward(grad, saved, "elu_backward", "saved", _k.ELU_FROM_RESULT, alpha)
+    return _unary_backward(grad, saved, "elu_backward", "saved", _k.ELU, alpha)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sigmoid, tanh
+# ---------------------------------------------------------------------------------------------------------------
+@torch.library.custom_op(f"{NAMESPACE}::sigmoid", mutates_args=())
+def sigmoid(x: Tensor) -> Tensor:
+    """Logistic sigmoid; its backward reads the output y."""
+    return _unary_op(x, "sigmoid", _k.SIGMOID)
+
+
+@torch.library.custom_op(f"{NAMESPACE}::sigmoid_backward", mutates_args=())
+def sigmoid_backward(grad: Tensor, y: Tensor) -> Tensor:
+    """dx = grad * (1 - y) * y."""
+    return _unary_backward(grad, y, "sigmoid_backward", "y", _k.SIGMOID)
+
+
+@torch.library.custom_op(f"{NAMESPACE}::tanh", mutates_args=())
+def tanh(x: Tensor) -> Tensor:
+    """tanh; its backward reads the output y."""
+    return _unary_op(x, "tanh", _k.TANH)
+
+
+@torch.library.custom_op(f"{NAMESPACE}::tanh_backward", mutates_args=())
+def tanh_backward(grad: Tensor, y: Tensor) -> Tensor:
+    """dx = grad * (1 - y * y)."""
+    return _unary_backward(grad, y, "tanh_backward", "y", _k.TANH)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Ops with learned per-channel parameters (PReLU: weight; PELU: a, b). All parameters follow
+# torch.nn.functional.prelu's rule (1 element, or one per channel of dim 1) and have the same number of elements.
+# ---------------------------------------------------------------------------------------------------------------
+def _param_geometry(x: Tensor, params: tuple, names: tuple, op: str) -> tuple[int, int, int]:
+    geom = _channel_geometry(x, params[0], op, names[0])
+    for k in range(1, len(params)):
+        _channel_geometry(x, params[k], op, names[k])
+        if params[k].numel() != params[0].numel():
+            raise RuntimeError(f"glo_kernels.{op}: argument '{names[k]}' has {params[k].numel()} elements but "
+                               f"'{names[0]}' has {params[0].numel()}; they must match")
+    return geom
+
+
+def _channel_op(x: Tensor, params: tuple, names: tuple, op: str, kind: int) -> Tensor:
+    _check_floating(x, op, "x")
+    geom = _param_geometry(x, params, names, op)
     xc = x.contiguous()
     y = torch.empty(xc.shape, dtype=xc.dtype, device=xc.device)
     if xc.numel() > 0:
-        _k.prelu_forward(xc, weight.contiguous(), y, geom)
+        _k.channel_forward(xc, tuple(p.contiguous() for p in params), y, geom, kind)
     return y
 
 
-@torch.library.custom_op(f"{NAMESPACE}::prelu_backward", mutates_args=())
-def prelu_backward(grad: Tensor, x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
-    """(dx, dweight) in one pass over x and grad, dweight reduced deterministically."""
-    op = "prelu_backward"
+def _channel_backward(grad: Tensor, x: Tensor, params: tuple, names: tuple, op: str, kind: int) -> tuple:
+    """(dx, dparam...) in one pass over x and grad."""
     _check_floating(grad, op, "grad")
     _check_floating(x, op, "x")
     _check_same_device(x, grad, op, "x", "grad")
@@ -215,10 +314,102 @@ def prelu_backward(grad: Tensor, x: Tensor, weight: Tensor) -> tuple[Tensor, Ten
     if grad.dtype != x.dtype:
         raise RuntimeError(f"glo_kernels.{op}: argument 'grad' has dtype {_type_name(grad.dtype)} but 'x' has "
                            f"dtype {_type_name(x.dtype)}")
-    geom = _channel_geometry(x, weight, op, "weight")
+    geom = _param_geometry(x, params, names, op)
     xc = x.contiguous()
     dx = torch.empty(xc.shape, dtype=xc.dtype, device=xc.device)
-    dw = torch.zeros(weight.shape, dtype=weight.dtype, device=weight.device)
+    dparams = tuple(torch.zeros(p.shape, dtype=p.dtype, device=p.device) for p in params)
     if xc.numel() > 0:
-        _k.prelu_backward(grad.contiguous(), xc, weight.contiguous(), dx, dw, geom)
-    return dx, dw
+        _k.channel_backward(grad.contiguous(), xc, tuple(p.contiguous() for p in params), dx, dparams, geom, kind)
+    return (dx,) + dparams
+
+
+@torch.library.custom_op(f"{NAMESPACE}::prelu", mutates_args=())
+def prelu(x: Tensor, weight: Tensor) -> Tensor:
+    """PReLU with a weight of 1 or C (= x.size(1)) elements."""
+    return _channel_op(x, (weight,), ("weight",), "prelu", _k.PRELU)
+
+
+@torch.library.custom_op(f"{NAMESPACE}::prelu_backward", mutates_args=())
+def prelu_backward(grad: Tensor, x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+    """(dx, dweight) in one pass over x and grad, dweight reduced deterministically."""
+    return _channel_backward(grad, x, (weight,), ("weight",), "prelu_backward", _k.PRELU)
+
+
+@torch.library.custom_op(f"{NAMESPACE}::pelu", mutates_args=())
+def pelu(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """PELU with parameters a, b (1 or C elements each, the same number)."""
+    return _channel_op(x, (a, b), ("a", "b"), "pelu", _k.PELU)
+
+
+@torch.library.custom_op(f"{NAMESPACE}::pelu_backward", mutates_args=())
+def pelu_backward(grad: Tensor, x: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(dx, da, db) in one pass over x and grad, da and db reduced deterministically."""
+    return _channel_backward(grad, x, (a, b), ("a", "b"), "pelu_backward", _k.PELU)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Maxout: max over groups of `pieces` consecutive elements along `dim`; uint8 index of the winner saved.
+# ---------------------------------------------------------------------------------------------------------------
+def _maxout_geometry(x_like: Tensor, size_of_dim: int, pieces: int, dim: int, op: str) -> tuple[int, int, int, int]:
+    """(outer, groups, pieces, inner) of x seen as [outer, groups * pieces, inner] around dim."""
+    if not (1 <= pieces <= 256):
+        raise RuntimeError(f"glo_kernels.{op}: argument 'pieces' must be in [1, 256], got {pieces}")
+    if size_of_dim % pieces != 0:
+        raise RuntimeError(f"glo_kernels.{op}: argument 'pieces' ({pieces}) must divide the size of dim {dim} "
+                           f"({size_of_dim})")
+    outer = inner = 1
+    for d in range(dim):
+        outer *= x_like.size(d)
+    for d in range(dim + 1, x_like.dim()):
+        inner *= x_like.size(d)
+    return outer, size_of_dim // pieces, pieces, inner
+
+
+def _wrap_dim(dim: int, t: Tensor, op: str) -> int:
+    nd = max(t.dim(), 1)
+    if t.dim() < 1:
+        raise RuntimeError(f"glo_kernels.{op}: argument 'x' must have at least one dimension")
+    if not (-nd <= dim < nd):
+        raise RuntimeError(f"glo_kernels.{op}: argument 'dim' ({dim}) is out of range for a {t.dim()}-d tensor")
+    return dim + nd if dim < 0 else dim
+
+
+@torch.library.custom_op(f"{NAMESPACE}::maxout", mutates_args=(),
+                         schema="(Tensor x, int pieces, int dim, bool save_indices) -> (Tensor, Tensor)")
+def maxout(x: Tensor, pieces: int, dim: int, save_indices: bool) -> tuple[Tensor, Tensor]:
+    """Maxout over groups of `pieces` along `dim`: (y, uint8 index of each group's winner, empty unless
+    save_indices)."""
+    _check_floating(x, "maxout", "x")
+    dim = _wrap_dim(dim, x, "maxout")
+    geom = _maxout_geometry(x, x.size(dim), pieces, dim, "maxout")
+    xc = x.contiguous()
+    out_sizes = list(x.shape)
+    out_sizes[dim] //= pieces
+    y = torch.empty(out_sizes, dtype=xc.dtype, device=xc.device)
+    idx = torch.empty(out_sizes if save_indices else [0], dtype=torch.uint8, device=xc.device)
+    if y.numel() > 0:
+        _k.maxout_forward(xc, y, idx, geom)
+    return y, idx
+
+
+@torch.library.custom_op(f"{NAMESPACE}::maxout_backward", mutates_args=(),
+                         schema="(Tensor grad, Tensor indices, int pieces, int dim) -> Tensor")
+def maxout_backward(grad: Tensor, indices: Tensor, pieces: int, dim: int) -> Tensor:
+    """dx: the upstream gradient routed to each group's winner, 0 at the other pieces."""
+    op = "maxout_backward"
+    _check_floating(grad, op, "grad")
+    _check_same_device(grad, indices, op, "grad", "indices")
+    dim = _wrap_dim(dim, grad, op)
+    if not (indices.dtype == torch.uint8 and indices.shape == grad.shape):
+        raise RuntimeError(f"glo_kernels.{op}: argument 'indices' must be the uint8 indices saved by the forward, of "
+                           f"the shape of 'grad' {_sizes(grad)}; got {_type_name(indices.dtype)} of shape "
+                           f"{_sizes(indices)} (was the forward called with save_indices=False?)")
+    if not (1 <= pieces <= 256):
+        raise RuntimeError(f"glo_kernels.{op}: argument 'pieces' must be in [1, 256], got {pieces}")
+    geom = _maxout_geometry(grad, grad.size(dim) * pieces, pieces, dim, op)
+    in_sizes = list(grad.shape)
+    in_sizes[dim] *= pieces
+    dx = torch.empty(in_sizes, dtype=grad.dtype, device=grad.device)
+    if dx.numel() > 0:
+        _k.maxout_backward(grad.contiguous(), indices.contiguous(), dx, geom)
+    return dx

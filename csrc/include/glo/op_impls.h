@@ -3,8 +3,16 @@
 // cuda/activations.cu), which supplies:
 //   K::mask_forward(x, y, mask, factory)        y = f(x), mask bits = f.keep(x) (mask may be empty: not saved)
 //   K::mask_backward(grad, mask, dx, factory)   dx = f.backward(grad, bit)
-//   K::prelu_forward(x, w, y, geom)
-//   K::prelu_backward(grad, x, w, dx, dw, geom)  dx and the per-channel sum dw in one pass + a deterministic reduction
+//   K::unary_forward(x, y, factory)            y = f.forward(x) (y may be x: in place)
+//   K::unary_backward(grad, saved, dx, factory) dx = f.backward(grad, saved)
+//   K::channel_forward(x, params, y, geom, factory)   y = f.forward(x, p) with p the element's channel parameters
+//   K::channel_backward(grad, x, params, dx, dparams, geom, factory)
+//                                                 dx and the per-channel sums of every parameter's gradient terms in
+//                                                 one pass + a deterministic reduction (params, dparams: std::array
+//                                                 of f's kParams tensors of 1 or `channels` elements; dparams zeroed)
+//   K::maxout_forward(x, y, indices, geom)        y = max over each group; uint8 index of the winner (indices may
+//                                                 be empty: not saved)
+//   K::maxout_backward(grad, indices, dx, geom)   dx = grad at the winner, 0 elsewhere
 // All tensors handed to K are contiguous, on one device, non-empty, of one floating dtype (mask: int32).
 // `factory(T{})` returns the functor of glo/activations.h computing in opmath type T.
 #pragma once
@@ -14,7 +22,9 @@
 #include <ATen/ops/zeros.h>
 #include <c10/util/Exception.h>
 
+#include <array>
 #include <tuple>
+#include <vector>
 
 #include "glo/activations.h"
 
@@ -131,29 +141,212 @@ struct Ops {
     return mask_backward(grad, mask, "leaky_relu_backward", LeakyReLUFactory{negative_slope});
   }
 
-  // ---- PReLU ----
-  static Tensor prelu(const Tensor& x, const Tensor& weight) {
-    check_floating(x, "prelu", "x");
-    const ChannelGeometry g = channel_geometry(x, weight, "prelu", "weight");
+  // ---- ops whose backward reads the saved input or output ----
+  template <class Factory>
+  static Tensor unary_op(const Tensor& x, const char* op, Factory factory) {
+    check_floating(x, op, "x");
     const Tensor xc = x.contiguous();
     Tensor y = at::empty(xc.sizes(), xc.options());
-    if (xc.numel() > 0) K::prelu_forward(xc, weight.contiguous(), y, g);
+    if (xc.numel() > 0) K::unary_forward(xc, y, factory);
     return y;
   }
-  static std::tuple<Tensor, Tensor> prelu_backward(const Tensor& grad, const Tensor& x, const Tensor& weight) {
-    check_floating(grad, "prelu_backward", "grad");
-    check_floating(x, "prelu_backward", "x");
-    check_same_device(x, grad, "prelu_backward", "x", "grad");
-    TORCH_CHECK(grad.sizes() == x.sizes(), "glo_kernels.prelu_backward: argument 'grad' has shape ", grad.sizes(),
-                " but 'x' has shape ", x.sizes());
-    TORCH_CHECK(grad.scalar_type() == x.scalar_type(), "glo_kernels.prelu_backward: argument 'grad' has dtype ",
-                grad.scalar_type(), " but 'x' has dtype ", x.scalar_type());
-    const ChannelGeometry g = channel_geometry(x, weight, "prelu_backward", "weight");
+
+  template <class Factory>
+  static void unary_op_(Tensor& x, const char* op, Factory factory) {
+    check_floating(x, op, "x");
+    if (x.numel() == 0) return;
+    if (x.is_contiguous()) {
+      K::unary_forward(x, x, factory);
+    } else {
+      Tensor tmp = x.contiguous();
+      K::unary_forward(tmp, tmp, factory);
+      x.copy_(tmp);
+    }
+  }
+
+  template <class Factory>
+  static Tensor unary_backward(const Tensor& grad, const Tensor& saved, const char* op, const char* saved_name,
+                               Factory factory) {
+    check_floating(grad, op, "grad");
+    check_same_device(grad, saved, op, "grad", saved_name);
+    TORCH_CHECK(saved.sizes() == grad.sizes() && saved.scalar_type() == grad.scalar_type(), "glo_kernels.", op,
+                ": argument '", saved_name, "' (", saved.scalar_type(), " ", saved.sizes(),
+                ") must have the shape and dtype of 'grad' (", grad.scalar_type(), " ", grad.sizes(), ")");
+    const Tensor gc = grad.contiguous();
+    Tensor dx = at::empty(gc.sizes(), gc.options());
+    if (gc.numel() > 0) K::unary_backward(gc, saved.contiguous(), dx, factory);
+    return dx;
+  }
+
+  struct ELUFactory {
+    double alpha;
+    template <class T>
+    ELU<T> operator()(T) const { return {static_cast<T>(alpha)}; }
+  };
+  struct ELUFromResultFactory {
+    double alpha;
+    template <class T>
+    ELUFromResult<T> operator()(T) const { return {static_cast<T>(alpha)}; }
+  };
+  struct SigmoidFactory {
+    template <class T>
+    Sigmoid<T> operator()(T) const { return {}; }
+  };
+  struct TanhFactory {
+    template <class T>
+    Tanh<T> operator()(T) const { return {}; }
+  };
+
+  static Tensor elu(const Tensor& x, double alpha) { return unary_op(x, "elu", ELUFactory{alpha}); }
+  static void elu_(Tensor& x, double alpha) { unary_op_(x, "elu_", ELUFactory{alpha}); }
+  static Tensor elu_backward(const Tensor& grad, const Tensor& saved, double alpha, bool is_result) {
+    if (is_result) {
+      TORCH_CHECK(alpha >= 0, "glo_kernels.elu_backward: argument 'alpha' must be >= 0 when the backward is computed "
+                  "from the output (is_result=True), got ", alpha);
+      return unary_backward(grad, saved, "elu_backward", "saved", ELUFromResultFactory{alpha});
+    }
+    return unary_backward(grad, saved, "elu_backward", "saved", ELUFactory{alpha});
+  }
+  static Tensor sigmoid(const Tensor& x) { return unary_op(x, "sigmoid", SigmoidFactory{}); }
+  static Tensor sigmoid_backward(const Tensor& grad, const Tensor& y) {
+    return unary_backward(grad, y, "sigmoid_backward", "y", SigmoidFactory{});
+  }
+  static Tensor tanh(const Tensor& x) { return unary_op(x, "tanh", TanhFactory{}); }
+  static Tensor tanh_backward(const Tensor& grad, const Tensor& y) {
+    return unary_backward(grad, y, "tanh_backward", "y", TanhFactory{});
+  }
+
+  // ---- ops with learned per-channel parameters (PReLU: weight; PELU: a, b) ----
+  // All parameters follow torch.nn.functional.prelu's rule (1 element, or one per channel of dim 1) and have the same
+  // number of elements.
+  template <size_t NP>
+  static ChannelGeometry param_geometry(const Tensor& x, const std::array<Tensor, NP>& params,
+                                        const std::array<const char*, NP>& names, const char* op) {
+    ChannelGeometry g = channel_geometry(x, params[0], op, names[0]);
+    for (size_t k = 1; k < NP; ++k) {
+      channel_geometry(x, params[k], op, names[k]);
+      TORCH_CHECK(params[k].numel() == params[0].numel(), "glo_kernels.", op, ": argument '", names[k], "' has ",
+                  params[k].numel(), " elements but '", names[0], "' has ", params[0].numel(), "; they must match");
+    }
+    return g;
+  }
+
+  template <size_t NP>
+  static std::array<Tensor, NP> contiguous(const std::array<Tensor, NP>& ts) {
+    std::array<Tensor, NP> out;
+    for (size_t k = 0; k < NP; ++k) out[k] = ts[k].contiguous();
+    return out;
+  }
+
+  template <size_t NP, class Factory>
+  static Tensor channel_op(const Tensor& x, const std::array<Tensor, NP>& params,
+                           const std::array<const char*, NP>& names, const char* op, Factory factory) {
+    check_floating(x, op, "x");
+    const ChannelGeometry g = param_geometry(x, params, names, op);
     const Tensor xc = x.contiguous();
-    Tensor dx = at::empty(xc.sizes(), xc.options());
-    Tensor dw = at::zeros(weight.sizes(), weight.options());
-    if (xc.numel() > 0) K::prelu_backward(grad.contiguous(), xc, weight.contiguous(), dx, dw, g);
-    return {dx, dw};
+    Tensor y = at::empty(xc.sizes(), xc.options());
+    if (xc.numel() > 0) K::channel_forward(xc, contiguous(params), y, g, factory);
+    return y;
+  }
+
+  // (dx, dparam...) in one pass over x and grad.
+  template <size_t NP, class Factory>
+  static std::array<Tensor, NP + 1> channel_backward(const Tensor& grad, const Tensor& x,
+                                                     const std::array<Tensor, NP>& params,
+                                                     const std::array<const char*, NP>& names, const char* op,
+                                                     Factory factory) {
+    check_floating(grad, op, "grad");
+    check_floating(x, op, "x");
+    check_same_device(x, grad, op, "x", "grad");
+    TORCH_CHECK(grad.sizes() == x.sizes(), "glo_kernels.", op, ": argument 'grad' has shape ", grad.sizes(),
+                " but 'x' has shape ", x.sizes());
+    TORCH_CHECK(grad.scalar_type() == x.scalar_type(), "glo_kernels.", op, ": argument 'grad' has dtype ",
+                grad.scalar_type(), " but 'x' has dtype ", x.scalar_type());
+    const ChannelGeometry g = param_geometry(x, params, names, op);
+    const Tensor xc = x.contiguous();
+    std::array<Tensor, NP + 1> out;
+    out[0] = at::empty(xc.sizes(), xc.options());
+    std::array<Tensor, NP> dparams;
+    for (size_t k = 0; k < NP; ++k) dparams[k] = out[k + 1] = at::zeros(params[k].sizes(), params[k].options());
+    if (xc.numel() > 0) K::channel_backward(grad.contiguous(), xc, contiguous(params), out[0], dparams, g, factory);
+    return out;
+  }
+
+  struct PReLUFactory {
+    template <class T>
+    PReLU<T> operator()(T) const { return {}; }
+  };
+  struct PELUFactory {
+    template <class T>
+    PELU<T> operator()(T) const { return {}; }
+  };
+
+  static Tensor prelu(const Tensor& x, const Tensor& weight) {
+    return channel_op<1>(x, {weight}, {"weight"}, "prelu", PReLUFactory{});
+  }
+  static std::tuple<Tensor, Tensor> prelu_backward(const Tensor& grad, const Tensor& x, const Tensor& weight) {
+    auto r = channel_backward<1>(grad, x, {weight}, {"weight"}, "prelu_backward", PReLUFactory{});
+    return {r[0], r[1]};
+  }
+  static Tensor pelu(const Tensor& x, const Tensor& a, const Tensor& b) {
+    return channel_op<2>(x, {a, b}, {"a", "b"}, "pelu", PELUFactory{});
+  }
+  static std::tuple<Tensor, Tensor, Tensor> pelu_backward(const Tensor& grad, const Tensor& x, const Tensor& a,
+                                                          const Tensor& b) {
+    auto r = channel_backward<2>(grad, x, {a, b}, {"a", "b"}, "pelu_backward", PELUFactory{});
+    return {r[0], r[1], r[2]};
+  }
+
+  // ---- Maxout: max over groups of `pieces` consecutive elements along `dim`; uint8 index of the winner saved ----
+  static MaxoutGeometry maxout_geometry(const Tensor& x_like, int64_t size_of_dim, int64_t pieces, int64_t dim,
+                                        const char* op) {
+    TORCH_CHECK(pieces >= 1 && pieces <= 256, "glo_kernels.", op, ": argument 'pieces' must be in [1, 256], got ",
+                pieces);
+    TORCH_CHECK(size_of_dim % pieces == 0, "glo_kernels.", op, ": argument 'pieces' (", pieces,
+                ") must divide the size of dim ", dim, " (", size_of_dim, ")");
+    int64_t outer = 1, inner = 1;
+    for (int64_t d = 0; d < dim; ++d) outer *= x_like.size(d);
+    for (int64_t d = dim + 1; d < x_like.dim(); ++d) inner *= x_like.size(d);
+    return {outer, size_of_dim / pieces, pieces, inner};
+  }
+
+  static int64_t wrap_dim(int64_t dim, const Tensor& t, const char* op) {
+    const int64_t nd = std::max<int64_t>(t.dim(), 1);
+    TORCH_CHECK(t.dim() >= 1, "glo_kernels.", op, ": argument 'x' must have at least one dimension");
+    TORCH_CHECK(dim >= -nd && dim < nd, "glo_kernels.", op, ": argument 'dim' (", dim, ") is out of range for a ",
+                t.dim(), "-d tensor");
+    return dim < 0 ? dim + nd : dim;
+  }
+
+  static std::tuple<Tensor, Tensor> maxout(const Tensor& x, int64_t pieces, int64_t dim, bool save_indices) {
+    check_floating(x, "maxout", "x");
+    dim = wrap_dim(dim, x, "maxout");
+    const MaxoutGeometry g = maxout_geometry(x, x.size(dim), pieces, dim, "maxout");
+    const Tensor xc = x.contiguous();
+    std::vector<int64_t> out_sizes(x.sizes().begin(), x.sizes().end());
+    out_sizes[dim] /= pieces;
+    Tensor y = at::empty(out_sizes, xc.options());
+    Tensor idx = at::empty(save_indices ? out_sizes : std::vector<int64_t>{0}, xc.options().dtype(at::kByte));
+    if (y.numel() > 0) K::maxout_forward(xc, y, idx, g);
+    return {y, idx};
+  }
+
+  static Tensor maxout_backward(const Tensor& grad, const Tensor& indices, int64_t pieces, int64_t dim) {
+    check_floating(grad, "maxout_backward", "grad");
+    check_same_device(grad, indices, "maxout_backward", "grad", "indices");
+    dim = wrap_dim(dim, grad, "maxout_backward");
+    TORCH_CHECK(indices.scalar_type() == at::kByte && indices.sizes() == grad.sizes(),
+                "glo_kernels.maxout_backward: argument 'indices' must be the uint8 indices saved by the forward, of "
+                "the shape of 'grad' ", grad.sizes(), "; got ", indices.scalar_type(), " of shape ", indices.sizes(),
+                " (was the forward called with save_indices=False?)");
+    TORCH_CHECK(pieces >= 1 && pieces <= 256, "glo_kernels.maxout_backward: argument 'pieces' must be in [1, 256], got ",
+                pieces);
+    const MaxoutGeometry g = maxout_geometry(grad, grad.size(dim) * pieces, pieces, dim, "maxout_backward");
+    std::vector<int64_t> in_sizes(grad.sizes().begin(), grad.sizes().end());
+    in_sizes[dim] *= pieces;
+    Tensor dx = at::empty(in_sizes, grad.options());
+    if (dx.numel() > 0) K::maxout_backward(grad.contiguous(), indices.contiguous(), dx, g);
+    return dx;
   }
 };
 
@@ -165,7 +358,18 @@ struct Ops {
   m.impl("leaky_relu", &::glo::Ops<K>::leaky_relu);             \
   m.impl("leaky_relu_", &::glo::Ops<K>::leaky_relu_);           \
   m.impl("leaky_relu_backward", &::glo::Ops<K>::leaky_relu_backward); \
+  m.impl("elu", &::glo::Ops<K>::elu);                           \
+  m.impl("elu_", &::glo::Ops<K>::elu_);                         \
+  m.impl("elu_backward", &::glo::Ops<K>::elu_backward);         \
+  m.impl("sigmoid", &::glo::Ops<K>::sigmoid);                   \
+  m.impl("sigmoid_backward", &::glo::Ops<K>::sigmoid_backward); \
+  m.impl("tanh", &::glo::Ops<K>::tanh);                         \
+  m.impl("tanh_backward", &::glo::Ops<K>::tanh_backward);       \
   m.impl("prelu", &::glo::Ops<K>::prelu);                       \
-  m.impl("prelu_backward", &::glo::Ops<K>::prelu_backward)
+  m.impl("prelu_backward", &::glo::Ops<K>::prelu_backward);     \
+  m.impl("pelu", &::glo::Ops<K>::pelu);                         \
+  m.impl("pelu_backward", &::glo::Ops<K>::pelu_backward);       \
+  m.impl("maxout", &::glo::Ops<K>::maxout);                     \
+  m.impl("maxout_backward", &::glo::Ops<K>::maxout_backward)
 
 }  // namespace glo
