@@ -64,7 +64,7 @@ def _cuda_wanted():
 
 
 def _cpu_arch_flags():
-    """-march for the CPU kernels: x86-64-v3 (AVX2, FMA, F16C) when this machine has it, unless overridden.
+    """-march for the CPU kernels: x86-64-v4 (AVX-512) or x86-64-v3 (AVX2, FMA, F16C) when this machine has it.
 
     GLO_KERNELS_CPU_ARCH=<value> passes -march=<value>; GLO_KERNELS_CPU_ARCH=none passes nothing (portable build).
     """
@@ -78,6 +78,8 @@ def _cpu_arch_flags():
             flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
     except OSError:
         return []
+    if all(flag in flags for flag in ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx2", "fma")):
+        return ["-march=x86-64-v4", "-mprefer-vector-width=512"]  # 16 float lanes: transcendentals twice as fast
     if all(flag in flags for flag in ("avx2", "fma", "f16c", "bmi2", "movbe")):
         return ["-march=x86-64-v3"]
     return []

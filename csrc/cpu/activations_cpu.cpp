@@ -313,7 +313,7 @@ struct CpuKernels {
     });
   }
 
-  // Maxout: one thread range over [outer, groups] rows; inner positions innermost (contiguous).
+  // Maxout: parallel over [outer, groups] rows; each row's S inner positions are contiguous in x (per piece) and y.
   static void maxout_forward(const Tensor& x, const Tensor& y, const Tensor& indices, MaxoutGeometry g) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "glo_maxout_forward_cpu", [&] {
       using T = opmath_t<scalar_t>;
@@ -321,6 +321,26 @@ struct CpuKernels {
       scalar_t* yp = y.mutable_data_ptr<scalar_t>();
       uint8_t* ip = indices.numel() > 0 ? indices.mutable_data_ptr<uint8_t>() : nullptr;
       const int64_t P = g.pieces, S = g.inner;
+      if (S < 16) {  // short rows (e.g. 2-D inputs with dim=1): one output at a time, pieces strided by S
+        at::parallel_for(0, g.outer * g.groups, std::max<int64_t>(1, kTile / (P * S)), [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) {
+            for (int64_t s = 0; s < S; ++s) {
+              const scalar_t* xr = xp + r * P * S + s;
+              T best = static_cast<T>(xr[0]);
+              uint8_t arg = 0;
+              for (int64_t p = 1; p < P; ++p) {
+                const T v = static_cast<T>(xr[p * S]);
+                const bool take = maxout_better(v, best);
+                best = take ? v : best;
+                arg = take ? static_cast<uint8_t>(p) : arg;
+              }
+              yp[r * S + s] = static_cast<scalar_t>(best);
+              if (ip != nullptr) ip[r * S + s] = arg;
+            }
+          }
+        });
+        return;
+      }
       at::parallel_for(0, g.outer * g.groups, std::max<int64_t>(1, kTile / (P * S)), [&](int64_t r0, int64_t r1) {
         alignas(64) T best[kChunk];
         alignas(64) T cur[kChunk];
