@@ -82,13 +82,20 @@ def make_case(op: OpSpec, shape, dtype, device, per_channel: bool = True, seed: 
 
 
 def runner(fn, x, params, dy, direction: str, kwargs: dict | None = None):
-    """A no-argument callable running fn forward ('fwd', no autograd) or forward + backward ('fwd+bwd')."""
+    """A no-argument callable running fn forward ('fwd', no autograd), backward alone ('bwd') or both ('fwd+bwd')."""
     kw = kwargs or {}
     if direction == "fwd":
 
         def run():
             with torch.no_grad():
                 fn(x, *params, **kw)
+
+    elif direction == "bwd":  # backward alone, through one recorded graph
+        xi = x.detach().requires_grad_()
+        y = fn(xi, *params, **kw)
+
+        def run():
+            torch.autograd.grad(y, xi, dy, retain_graph=True)
 
     elif direction == "fwd+bwd":
 
@@ -117,7 +124,7 @@ def min_bytes(op: OpSpec, direction: str, numel: int, elem: int) -> int:
     """Fewest bytes the op must move (each input read once, each output written once), with ours' saved state."""
     fwd = op.bytes_fwd * numel * elem + op.aux_bytes * numel
     bwd = op.bytes_bwd * numel * elem + op.aux_bytes * numel
-    return int(fwd if direction == "fwd" else fwd + bwd)
+    return int({"fwd": fwd, "bwd": bwd, "fwd+bwd": fwd + bwd}[direction])
 
 
 def saved_bytes(fn, x, params, kwargs: dict | None = None) -> int:

@@ -21,6 +21,7 @@ from glo_kernels._registry import OPS
 from bench.common import (bench_shape, device_name, device_slug, eager, make_case, median_time, min_bytes, ours,
                           runner, saved_bytes)
 
+DIRECTIONS = ("fwd", "bwd", "fwd+bwd")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 
 
@@ -35,8 +36,8 @@ def _backends_for(device: torch.device) -> list[str]:
 
 def max_errors(op, backend, dtype, device) -> tuple[float, float]:
     """Max |ours - float64 reference| / max|reference| for the forward and for all gradients, on 2^16 values."""
-    x, params, _ = make_case(op, (64, 1024), dtype, device, seed=1)
     kw = op.bench_kwargs
+    x, params, _ = make_case(op, (64, 1024), dtype, device, seed=1, kwargs=kw)
     xo = x.detach().clone().requires_grad_()
     po = [p.detach().clone().requires_grad_() for p in params]
     with glo_kernels.use_backend(backend):
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
             x, params, dy = make_case(op, shape, dtype, device, kwargs=op.bench_kwargs)
             kw = op.bench_kwargs
             base = {}
-            for direction in ("fwd", "fwd+bwd"):
+            for direction in DIRECTIONS:
                 base[direction] = median_time(runner(eager(op), x, params, dy, direction, kw), device)
             se = saved_bytes(eager(op), x, params, kw)
             for backend in _backends_for(device):
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
                 saved = saved_bytes(ours(op, backend), x, params, kw)
                 row = {"op": op.name, "backend": backend, "dtype": dtype_name, "shape": "x".join(map(str, shape)),
                        "err_fwd": err_f, "err_grad": err_g, "saved_eager_MB": se / 1e6, "saved_ours_MB": saved / 1e6}
-                for direction in ("fwd", "fwd+bwd"):
+                for direction in DIRECTIONS:
                     t = median_time(runner(ours(op, backend), x, params, dy, direction, kw), device)
                     row[f"{direction}_eager_ms"] = base[direction] * 1e3
                     row[f"{direction}_ours_ms"] = t * 1e3
@@ -97,9 +98,8 @@ def main(argv=None) -> int:
                     row[f"{direction}_GBps"] = min_bytes(op, direction, numel, x.element_size()) / t / 1e9
                 rows.append(row)
                 print(f"  {op.name:11s} {backend:9s} {dtype_name:8s} err fwd {err_f:.1e} grad {err_g:.1e} | "
-                      f"fwd {row['fwd_ours_ms']:8.2f} ms (eager {row['fwd_eager_ms']:8.2f}, x{row['fwd_speedup']:.2f}) | "
-                      f"fwd+bwd {row['fwd+bwd_ours_ms']:8.2f} ms (eager {row['fwd+bwd_eager_ms']:8.2f}, "
-                      f"x{row['fwd+bwd_speedup']:.2f})", flush=True)
+                      + " | ".join(f"{d} {row[d + '_ours_ms']:7.2f} ms (eager {row[d + '_eager_ms']:7.2f}, "
+                                   f"x{row[d + '_speedup']:.2f})" for d in DIRECTIONS), flush=True)
 
     cols = list(rows[0].keys())
     with open(os.path.join(out_dir, "report.csv"), "w", newline="") as f:
@@ -107,13 +107,13 @@ def main(argv=None) -> int:
         w.writeheader()
         w.writerows(rows)
     md = [f"# {header}", "", f"Shape {shape}; speedup = eager / ours; error = max |ours - fp64 reference| / max |reference|.",
-          "", "| op | backend | dtype | err fwd | err grad | fwd ms (eager) | fwd speedup | fwd+bwd ms (eager) | "
-          "fwd+bwd speedup | fwd+bwd GB/s | saved for bwd MB (eager) |", "|" + "---|" * 11]
+          "", "| op | backend | dtype | err fwd | err grad | fwd ms (eager) | bwd ms (eager) | fwd+bwd ms (eager) | "
+          "speedup fwd / bwd / fwd+bwd | fwd+bwd GB/s | saved for bwd MB (eager) |", "|" + "---|" * 11]
     for r in rows:
         md.append(f"| {r['op']} | {r['backend']} | {r['dtype']} | {r['err_fwd']:.1e} | {r['err_grad']:.1e} | "
-                  f"{r['fwd_ours_ms']:.2f} ({r['fwd_eager_ms']:.2f}) | {r['fwd_speedup']:.2f} | "
-                  f"{r['fwd+bwd_ours_ms']:.2f} ({r['fwd+bwd_eager_ms']:.2f}) | {r['fwd+bwd_speedup']:.2f} | "
-                  f"{r['fwd+bwd_GBps']:.1f} | {r['saved_ours_MB']:.1f} ({r['saved_eager_MB']:.1f}) |")
+                  + " | ".join(f"{r[d + '_ours_ms']:.2f} ({r[d + '_eager_ms']:.2f})" for d in DIRECTIONS)
+                  + " | " + " / ".join(f"{r[d + '_speedup']:.2f}" for d in DIRECTIONS)
+                  + f" | {r['fwd+bwd_GBps']:.1f} | {r['saved_ours_MB']:.1f} ({r['saved_eager_MB']:.1f}) |")
     with open(os.path.join(out_dir, "report.md"), "w") as f:
         f.write("\n".join(md) + "\n")
     print(f"wrote {out_dir}/report.md and report.csv")

@@ -24,7 +24,7 @@ def _providers():
     return out
 
 
-@pytest.mark.parametrize("direction", ["fwd", "fwd+bwd"])
+@pytest.mark.parametrize("direction", ["fwd", "bwd", "fwd+bwd"])
 @pytest.mark.parametrize("provider", _providers())
 @pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
 def test_bench(benchmark, op, provider, direction):

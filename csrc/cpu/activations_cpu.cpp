@@ -321,22 +321,55 @@ struct CpuKernels {
       scalar_t* yp = y.mutable_data_ptr<scalar_t>();
       uint8_t* ip = indices.numel() > 0 ? indices.mutable_data_ptr<uint8_t>() : nullptr;
       const int64_t P = g.pieces, S = g.inner;
-      if (S < 16) {  // short rows (e.g. 2-D inputs with dim=1): one output at a time, pieces strided by S
-        at::parallel_for(0, g.outer * g.groups, std::max<int64_t>(1, kTile / (P * S)), [&](int64_t r0, int64_t r1) {
-          for (int64_t r = r0; r < r1; ++r) {
-            for (int64_t s = 0; s < S; ++s) {
-              const scalar_t* xr = xp + r * P * S + s;
-              T best = static_cast<T>(xr[0]);
-              uint8_t arg = 0;
-              for (int64_t p = 1; p < P; ++p) {
-                const T v = static_cast<T>(xr[p * S]);
-                const bool take = maxout_better(v, best);
-                best = take ? v : best;
-                arg = take ? static_cast<uint8_t>(p) : arg;
+      if (S < 16) {  // short rows (e.g. 2-D inputs with dim=1): blocks of whole groups, converted once, in L1
+        const int64_t rows_per_block = std::max<int64_t>(1, kChunk / (P * S));
+        at::parallel_for(0, g.outer * g.groups, std::max<int64_t>(rows_per_block, kTile / (P * S)),
+                         [&](int64_t r0, int64_t r1) {
+          alignas(64) T xbuf[kChunk];
+          alignas(64) T ybuf[kChunk];
+          alignas(64) T best[kChunk];
+          alignas(64) uint8_t arg[kChunk];
+          for (int64_t rb = r0; rb < r1; rb += rows_per_block) {
+            const int64_t nr = std::min(rows_per_block, r1 - rb);
+            if (nr * P * S > kChunk) {  // a single group larger than a chunk: convert element by element
+              for (int64_t s = 0; s < S; ++s) {
+                const scalar_t* xr = xp + rb * P * S + s;
+                T b = static_cast<T>(xr[0]);
+                uint8_t a = 0;
+                for (int64_t p = 1; p < P; ++p) {
+                  const T v = static_cast<T>(xr[p * S]);
+                  const bool take = maxout_better(v, b);
+                  b = take ? v : b;
+                  a = take ? static_cast<uint8_t>(p) : a;
+                }
+                yp[rb * S + s] = static_cast<scalar_t>(b);
+                if (ip != nullptr) ip[rb * S + s] = a;
               }
-              yp[r * S + s] = static_cast<scalar_t>(best);
-              if (ip != nullptr) ip[r * S + s] = arg;
+              continue;
             }
+            const T* xs = cpu::load_chunk(xp + rb * P * S, xbuf, nr * P * S);
+            // Pieces outermost, groups innermost: independent iterations the CPU overlaps (or vectorizes).
+            const int64_t stride = P * S;
+            for (int64_t s = 0; s < S; ++s) {
+              for (int64_t lr = 0; lr < nr; ++lr) {
+                best[lr] = xs[lr * stride + s];
+                arg[lr] = 0;
+              }
+              for (int64_t p = 1; p < P; ++p) {
+                const T* xp_ = xs + p * S + s;
+                for (int64_t lr = 0; lr < nr; ++lr) {
+                  const T v = xp_[lr * stride];
+                  const bool take = maxout_better(v, best[lr]);
+                  best[lr] = take ? v : best[lr];
+                  arg[lr] = take ? static_cast<uint8_t>(p) : arg[lr];
+                }
+              }
+              for (int64_t lr = 0; lr < nr; ++lr) ybuf[lr * S + s] = best[lr];
+              if (ip != nullptr) {
+                for (int64_t lr = 0; lr < nr; ++lr) ip[(rb + lr) * S + s] = arg[lr];
+              }
+            }
+            cpu::from_opmath(ybuf, yp + rb * S, nr * S);
           }
         });
         return;
