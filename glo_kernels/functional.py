@@ -52,39 +52,22 @@ def _needs_grad(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-class _ReLUInplace(torch.autograd.Function):
-    """In-place ReLU under autograd: the mutated input is marked dirty; only the 1-bit mask is saved."""
+class _MaskInplace(torch.autograd.Function):
+    """In-place ReLU / Leaky ReLU under autograd: the mutated input is marked dirty; only the 1-bit mask is saved, so
+    any slope (negative too) has a right backward."""
 
     @staticmethod
-    def forward(ctx, x, backend):
-        mask = op_namespace(backend).relu_(x, True)
+    def forward(ctx, x, backend, name, args):
+        mask = getattr(op_namespace(backend), name + "_")(x, *args, True)
         ctx.mark_dirty(x)
         ctx.save_for_backward(mask)
-        ctx.backend = backend
+        ctx.backend, ctx.name, ctx.args = backend, name, args
         return x
 
     @staticmethod
     def backward(ctx, grad_y):
         (mask,) = ctx.saved_tensors
-        return op_namespace(ctx.backend).relu_backward(grad_y, mask), None
-
-
-class _LeakyReLUInplace(torch.autograd.Function):
-    """In-place Leaky ReLU under autograd; any slope works since the mask, not the output, drives backward."""
-
-    @staticmethod
-    def forward(ctx, x, negative_slope, backend):
-        mask = op_namespace(backend).leaky_relu_(x, negative_slope, True)
-        ctx.mark_dirty(x)
-        ctx.save_for_backward(mask)
-        ctx.negative_slope = negative_slope
-        ctx.backend = backend
-        return x
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        (mask,) = ctx.saved_tensors
-        return op_namespace(ctx.backend).leaky_relu_backward(grad_y, mask, ctx.negative_slope), None, None
+        return getattr(op_namespace(ctx.backend), ctx.name + "_backward")(grad_y, mask, *ctx.args), None, None, None
 
 
 class _ELUInplace(torch.autograd.Function):
@@ -119,7 +102,7 @@ def relu(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     ns = op_namespace(backend)
     if inplace:
         if _needs_grad(x):
-            return _ReLUInplace.apply(x, backend)
+            return _MaskInplace.apply(x, backend, "relu", ())
         ns.relu_(x, False)
         return x
     return ns.relu(x, _needs_grad(x))[0]
@@ -138,7 +121,7 @@ def leaky_relu(x: torch.Tensor, negative_slope: float = 0.01, inplace: bool = Fa
     ns = op_namespace(backend)
     if inplace:
         if _needs_grad(x):
-            return _LeakyReLUInplace.apply(x, negative_slope, backend)
+            return _MaskInplace.apply(x, backend, "leaky_relu", (negative_slope,))
         ns.leaky_relu_(x, negative_slope, False)
         return x
     return ns.leaky_relu(x, negative_slope, _needs_grad(x))[0]

@@ -44,13 +44,11 @@ GLO_HD float bits_to_float(int32_t i) {
   return f;
 }
 
-// exp(x): n = round(x / ln2), r = x - n ln2 (Cody-Waite, two constants), Cephes' degree-6 polynomial for exp(r) on
-// |r| <= ln2 / 2, then * 2^n in two steps (both factors normal, so results down to subnormals round once).
-GLO_HD float exp_f32(float x) {
-  float xc = x > 89.0f ? 89.0f : (x < -104.0f ? -104.0f : x);
-  xc = xc == xc ? xc : 0.0f;  // NaN: computed on 0, the input is returned below
+// Shared core of exp and expm1 for a finite, clamped x: n = round(x / ln2), r = x - n ln2 (Cody-Waite, two
+// constants), and exp(r) - 1 from Cephes' degree-6 polynomial on |r| <= ln2 / 2 (no cancellation near 0).
+GLO_HD float exp_core(float xc, float& n) {
   const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float n = (xc * 1.44269504088896341f + shifter) - shifter;
+  n = (xc * 1.44269504088896341f + shifter) - shifter;
   float r = fma_f(n, -0.693359375f, xc);
   r = fma_f(n, 2.12194440e-4f, r);
   float p = 1.9875691500e-4f;
@@ -59,7 +57,16 @@ GLO_HD float exp_f32(float x) {
   p = fma_f(p, r, 4.1665795894e-2f);
   p = fma_f(p, r, 1.6666665459e-1f);
   p = fma_f(p, r, 5.0000001201e-1f);
-  p = fma_f(p, r * r, r) + 1.0f;
+  return fma_f(p, r * r, r);
+}
+
+// exp(x) = (1 + (exp(r) - 1)) * 2^n, scaled in two steps (both factors normal, so results down to subnormals round
+// once). x is clamped to [-104, 89], beyond which the result is 0 or inf anyway; NaN is returned as is.
+GLO_HD float exp_f32(float x) {
+  float xc = x > 89.0f ? 89.0f : (x < -104.0f ? -104.0f : x);
+  xc = xc == xc ? xc : 0.0f;  // NaN: computed on 0, the input is returned below
+  float n;
+  const float p = exp_core(xc, n) + 1.0f;
   const int32_t ni = static_cast<int32_t>(n);
   const int32_t n1 = ni / 2;
   const int32_t n2 = ni - n1;
@@ -67,24 +74,14 @@ GLO_HD float exp_f32(float x) {
   return x == x ? y : x;
 }
 
-// expm1(x): with n and r as in exp_f32, expm1(x) = 2^n (exp(r) - 1) + (2^n - 1), where exp(r) - 1 comes from the
-// same polynomial without its final + 1, so there is no cancellation near 0 (n = 0 there). Computed as
-// 2 * (h (exp(r) - 1) + (h - 1/2)) with h = 2^(n-1), which stays a normal float for every n used: x is clamped to
-// [-87, 88.8], below which the result rounds to -1 and above which it overflows to inf anyway.
+// expm1(x) = 2^n (exp(r) - 1) + (2^n - 1): exact near 0 (n = 0 there). Computed as 2 * (h (exp(r) - 1) + (h - 1/2))
+// with h = 2^(n-1), which stays a normal float for every n used: x is clamped to [-87, 88.8], below which the result
+// rounds to -1 and above which it overflows to inf anyway.
 GLO_HD float expm1_f32(float x) {
   float xc = x < -87.0f ? -87.0f : (x > 88.8f ? 88.8f : x);
   xc = xc == xc ? xc : 0.0f;
-  const float shifter = 12582912.0f;
-  const float n = (xc * 1.44269504088896341f + shifter) - shifter;
-  float r = fma_f(n, -0.693359375f, xc);
-  r = fma_f(n, 2.12194440e-4f, r);
-  float p = 1.9875691500e-4f;
-  p = fma_f(p, r, 1.3981999507e-3f);
-  p = fma_f(p, r, 8.3334519073e-3f);
-  p = fma_f(p, r, 4.1665795894e-2f);
-  p = fma_f(p, r, 1.6666665459e-1f);
-  p = fma_f(p, r, 5.0000001201e-1f);
-  const float em1 = fma_f(p, r * r, r);
+  float n;
+  const float em1 = exp_core(xc, n);
   const float h = bits_to_float((static_cast<int32_t>(n) + 126) << 23);  // 2^(n-1), n in [-126, 128]
   const float y = 2.0f * fma_f(h, em1, h - 0.5f);
   return x == x ? y : x;
