@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The one GPU script: run on a lent GPU machine (no network) from the repository root:
 #     bash bench/gpu_check.sh OUTDIR
-# Builds the extension for sm_90 with all cores, runs the CUDA and Triton tests, the report and the pytest-benchmark
-# suite, and writes logs and results into OUTDIR. Uses the machine's python3 (torch, triton, pytest and
-# pytest-benchmark are installed there); installs nothing.
+# Builds the extension for sm_90 with all cores, then — most valuable first, each step under its own time limit so
+# that one call fits the device lease (10 minutes a call) — runs the GPU parity tests (tests/test_cuda.py), the
+# report, the pytest-benchmark suite and the whole test suite (CUDA and Triton backends included), writing logs and
+# results into OUTDIR. Uses the machine's python3 (torch, triton, pytest, pytest-benchmark are there); installs
+# nothing. Step limits (seconds) can be changed with GLO_GPU_T_TESTS_CUDA, GLO_GPU_T_REPORT, GLO_GPU_T_BENCH,
+# GLO_GPU_T_TESTS.
 set -uo pipefail
 OUT=${1:?usage: bash bench/gpu_check.sh OUTDIR}
 mkdir -p "$OUT"
@@ -11,9 +14,18 @@ PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 status=0
 step() { echo "=== $1 ($(date -u +%H:%M:%S))"; }
+run_step() {  # name, limit (s), log, command...
+  local name=$1 limit=$2 log=$3; shift 3
+  step "$name (limit ${limit}s)"
+  timeout "$limit" "$@" > "$OUT/$log" 2>&1
+  local rc=$?
+  [ $rc -eq 124 ] && echo "TIMED OUT after ${limit}s" | tee -a "$OUT/$log"
+  [ $rc -ne 0 ] && status=1
+  tail -n 25 "$OUT/$log"
+}
 
 step "environment"
-{ nvidia-smi; $PY -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__); print(torch.cuda.get_device_name())"; nvcc --version | tail -2; } > "$OUT/env.txt" 2>&1
+{ nvidia-smi; $PY -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__); print(torch.cuda.get_device_name())"; nvcc --version | tail -2; date -u; } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
 step "build for sm_90 with $(nproc) jobs"
@@ -23,17 +35,13 @@ if ! TORCH_CUDA_ARCH_LIST=9.0 GLO_KERNELS_CUDA=1 MAX_JOBS=$(nproc) $PY setup.py 
 fi
 grep "glo_kernels:" "$OUT/build.log"
 
-step "tests (CUDA, Triton on the GPU, CPU)"
-$PY -m pytest tests -q -x -p no:cacheprovider -rs > "$OUT/tests.log" 2>&1 || status=1
-tail -n 15 "$OUT/tests.log"
-
-step "report"
-$PY -m bench.report --out "$OUT" > "$OUT/report.log" 2>&1 || status=1
-cat "$OUT/report.log"
-
-step "pytest-benchmark suite"
-$PY -m pytest bench -q -p no:cacheprovider --benchmark-json="$OUT/benchmark.json" > "$OUT/bench.log" 2>&1 || status=1
-tail -n 40 "$OUT/bench.log"
+run_step "GPU parity tests" "${GLO_GPU_T_TESTS_CUDA:-150}" tests_cuda.log \
+  $PY -m pytest tests/test_cuda.py -q -p no:cacheprovider -rs
+run_step "report" "${GLO_GPU_T_REPORT:-120}" report.log $PY -m bench.report --out "$OUT"
+run_step "pytest-benchmark suite" "${GLO_GPU_T_BENCH:-90}" bench.log \
+  $PY -m pytest bench -q -p no:cacheprovider --benchmark-json="$OUT/benchmark.json"
+run_step "whole test suite" "${GLO_GPU_T_TESTS:-200}" tests.log \
+  $PY -m pytest tests -q -p no:cacheprovider -rs --durations=15
 
 step "done (status $status)"
 exit $status
