@@ -167,22 +167,23 @@ def elu(x: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Ten
     return ns.elu(x, alpha)
 
 
+def _saved_output_op(name: str, x: torch.Tensor) -> torch.Tensor:
+    """An op without arguments whose backward reads its saved output (sigmoid, tanh)."""
+    _check_x(x, name)
+    backend = backends.backend_for(x.device, name)
+    if backend == "reference":
+        return getattr(reference, name)(x)
+    return getattr(op_namespace(backend), name)(x)
+
+
 def sigmoid(x: torch.Tensor) -> torch.Tensor:
     """Logistic sigmoid ``1 / (1 + exp(-x))``, as ``torch.sigmoid``; the backward reads the saved output."""
-    _check_x(x, "sigmoid")
-    backend = backends.backend_for(x.device, "sigmoid")
-    if backend == "reference":
-        return reference.sigmoid(x)
-    return op_namespace(backend).sigmoid(x)
+    return _saved_output_op("sigmoid", x)
 
 
 def tanh(x: torch.Tensor) -> torch.Tensor:
     """``tanh(x)``, as ``torch.tanh``; the backward reads the saved output."""
-    _check_x(x, "tanh")
-    backend = backends.backend_for(x.device, "tanh")
-    if backend == "reference":
-        return reference.tanh(x)
-    return op_namespace(backend).tanh(x)
+    return _saved_output_op("tanh", x)
 
 
 def pelu(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -28,36 +28,44 @@ constexpr int64_t kRun = 512;                 // contiguous elements a reduction
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Runs body(chunk, base, cnt) for every chunk of kChunk elements of [0, n), chunks split across threads. Bodies
+// copy their functor into a local first: then stores to outputs cannot alias its parameters, and loops vectorize.
+template <class Body>
+void for_each_chunk(int64_t n, const Body& body) {
+  at::parallel_for(0, ceil_div(n, kChunk), kGrainChunks, [&](int64_t c0, int64_t c1) {
+    for (int64_t chunk = c0; chunk < c1; ++chunk) {
+      const int64_t base = chunk * kChunk;
+      body(chunk, base, std::min(kChunk, n - base));
+    }
+  });
+}
+
 // y = f.forward(x) and (if mask) the packed keep bits, over elements [0, n); x and y may be the same memory.
 template <typename scalar_t, typename F>
 void mask_forward_loop(const scalar_t* x, scalar_t* y, int32_t* mask, int64_t n, const F functor) {
   using T = opmath_t<scalar_t>;
-  at::parallel_for(0, ceil_div(n, kChunk), kGrainChunks, [&](int64_t c0, int64_t c1) {
-    const F f = functor;  // a local copy: stores to y cannot alias its parameters, so loops vectorize
+  for_each_chunk(n, [&](int64_t chunk, int64_t base, int64_t cnt) {
+    const F f = functor;
     alignas(64) T xbuf[kChunk];
     alignas(64) T ybuf[kChunk];
     alignas(64) uint8_t keep[kChunk];
-    for (int64_t chunk = c0; chunk < c1; ++chunk) {
-      const int64_t base = chunk * kChunk;
-      const int64_t cnt = std::min(kChunk, n - base);
-      const T* xs = cpu::load_chunk(x + base, xbuf, cnt);
-      T* ys = cpu::out_chunk(y + base, ybuf, x + base);
-      if (mask == nullptr) {
-        for (int64_t j = 0; j < cnt; ++j) ys[j] = f.forward(xs[j]);
-      } else {
-        for (int64_t j = 0; j < cnt; ++j) {
-          const T v = xs[j];
-          keep[j] = f.keep(v) ? uint8_t{0xFF} : uint8_t{0};
-          ys[j] = f.forward(v);
-        }
-        for (int64_t j = cnt; j < kChunk; ++j) keep[j] = 0;
-        const int64_t words = std::min(kChunkWords, mask_words(n) - chunk * kChunkWords);
-        for (int64_t w = 0; w < words; ++w) {
-          mask[chunk * kChunkWords + w] = static_cast<int32_t>(cpu::pack_bits32(keep + w * 32));
-        }
+    const T* xs = cpu::load_chunk(x + base, xbuf, cnt);
+    T* ys = cpu::out_chunk(y + base, ybuf, x + base);
+    if (mask == nullptr) {
+      for (int64_t j = 0; j < cnt; ++j) ys[j] = f.forward(xs[j]);
+    } else {
+      for (int64_t j = 0; j < cnt; ++j) {
+        const T v = xs[j];
+        keep[j] = f.keep(v) ? uint8_t{0xFF} : uint8_t{0};
+        ys[j] = f.forward(v);
       }
-      cpu::store_chunk(ys, y + base, cnt);
+      for (int64_t j = cnt; j < kChunk; ++j) keep[j] = 0;
+      const int64_t words = std::min(kChunkWords, mask_words(n) - chunk * kChunkWords);
+      for (int64_t w = 0; w < words; ++w) {
+        mask[chunk * kChunkWords + w] = static_cast<int32_t>(cpu::pack_bits32(keep + w * 32));
+      }
     }
+    cpu::store_chunk(ys, y + base, cnt);
   });
 }
 
@@ -79,25 +87,20 @@ struct CpuKernels {
       const scalar_t* gp = grad.const_data_ptr<scalar_t>();
       const int32_t* mp = mask.const_data_ptr<int32_t>();
       scalar_t* dp = dx.mutable_data_ptr<scalar_t>();
-      const int64_t n = grad.numel();
-      at::parallel_for(0, ceil_div(n, kChunk), kGrainChunks, [&](int64_t c0, int64_t c1) {
-        const auto fl = f;  // local copy (see mask_forward_loop)
+      for_each_chunk(grad.numel(), [&](int64_t chunk, int64_t base, int64_t cnt) {
+        const auto fl = f;
         alignas(64) T gbuf[kChunk];
         alignas(64) T dbuf[kChunk];
         alignas(64) uint32_t keep[kChunk];
-        for (int64_t chunk = c0; chunk < c1; ++chunk) {
-          const int64_t base = chunk * kChunk;
-          const int64_t cnt = std::min(kChunk, n - base);
-          const int64_t words = ceil_div(cnt, kMaskBits);
-          for (int64_t w = 0; w < words; ++w) {
-            const uint32_t bits = static_cast<uint32_t>(mp[chunk * kChunkWords + w]);
-            for (int b = 0; b < 32; ++b) keep[w * 32 + b] = (bits >> b) & 1u;
-          }
-          const T* gs = cpu::load_chunk(gp + base, gbuf, cnt);
-          T* ds = cpu::out_chunk(dp + base, dbuf, gp + base);
-          for (int64_t j = 0; j < cnt; ++j) ds[j] = fl.backward(gs[j], keep[j] != 0u);
-          cpu::store_chunk(ds, dp + base, cnt);
+        const int64_t words = ceil_div(cnt, kMaskBits);
+        for (int64_t w = 0; w < words; ++w) {
+          const uint32_t bits = static_cast<uint32_t>(mp[chunk * kChunkWords + w]);
+          for (int b = 0; b < 32; ++b) keep[w * 32 + b] = (bits >> b) & 1u;
         }
+        const T* gs = cpu::load_chunk(gp + base, gbuf, cnt);
+        T* ds = cpu::out_chunk(dp + base, dbuf, gp + base);
+        for (int64_t j = 0; j < cnt; ++j) ds[j] = fl.backward(gs[j], keep[j] != 0u);
+        cpu::store_chunk(ds, dp + base, cnt);
       });
     });
   }
@@ -109,19 +112,14 @@ struct CpuKernels {
       const auto f = factory(T{});
       const scalar_t* xp = x.const_data_ptr<scalar_t>();
       scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-      const int64_t n = x.numel();
-      at::parallel_for(0, ceil_div(n, kChunk), kGrainChunks, [&](int64_t c0, int64_t c1) {
-        const auto fl = f;  // local copy (see mask_forward_loop)
+      for_each_chunk(x.numel(), [&](int64_t, int64_t base, int64_t cnt) {
+        const auto fl = f;
         alignas(64) T xbuf[kChunk];
         alignas(64) T ybuf[kChunk];
-        for (int64_t chunk = c0; chunk < c1; ++chunk) {
-          const int64_t base = chunk * kChunk;
-          const int64_t cnt = std::min(kChunk, n - base);
-          const T* xs = cpu::load_chunk(xp + base, xbuf, cnt);
-          T* ys = cpu::out_chunk(yp + base, ybuf, xp + base);
-          for (int64_t j = 0; j < cnt; ++j) ys[j] = fl.forward(xs[j]);
-          cpu::store_chunk(ys, yp + base, cnt);
-        }
+        const T* xs = cpu::load_chunk(xp + base, xbuf, cnt);
+        T* ys = cpu::out_chunk(yp + base, ybuf, xp + base);
+        for (int64_t j = 0; j < cnt; ++j) ys[j] = fl.forward(xs[j]);
+        cpu::store_chunk(ys, yp + base, cnt);
       });
     });
   }
@@ -134,21 +132,16 @@ struct CpuKernels {
       const scalar_t* gp = grad.const_data_ptr<scalar_t>();
       const scalar_t* sp = saved.const_data_ptr<scalar_t>();
       scalar_t* dp = dx.mutable_data_ptr<scalar_t>();
-      const int64_t n = grad.numel();
-      at::parallel_for(0, ceil_div(n, kChunk), kGrainChunks, [&](int64_t c0, int64_t c1) {
+      for_each_chunk(grad.numel(), [&](int64_t, int64_t base, int64_t cnt) {
         const auto fl = f;
         alignas(64) T gbuf[kChunk];
         alignas(64) T sbuf[kChunk];
         alignas(64) T dbuf[kChunk];
-        for (int64_t chunk = c0; chunk < c1; ++chunk) {
-          const int64_t base = chunk * kChunk;
-          const int64_t cnt = std::min(kChunk, n - base);
-          const T* gs = cpu::load_chunk(gp + base, gbuf, cnt);
-          const T* ss = cpu::load_chunk(sp + base, sbuf, cnt);
-          T* ds = cpu::out_chunk(dp + base, dbuf, gp + base);
-          for (int64_t j = 0; j < cnt; ++j) ds[j] = fl.backward(gs[j], ss[j]);
-          cpu::store_chunk(ds, dp + base, cnt);
-        }
+        const T* gs = cpu::load_chunk(gp + base, gbuf, cnt);
+        const T* ss = cpu::load_chunk(sp + base, sbuf, cnt);
+        T* ds = cpu::out_chunk(dp + base, dbuf, gp + base);
+        for (int64_t j = 0; j < cnt; ++j) ds[j] = fl.backward(gs[j], ss[j]);
+        cpu::store_chunk(ds, dp + base, cnt);
       });
     });
   }
