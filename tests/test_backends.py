@@ -21,10 +21,11 @@ def test_available_backends_reports_every_backend_with_a_reason():
         assert not status["cuda"].available and ("GPU" in status["cuda"].reason or "without CUDA" in status["cuda"].reason)
 
 
-def test_default_choice_for_cpu_tensors():
+def test_default_choice_for_cpu_tensors(monkeypatch):
+    monkeypatch.setattr(backends, "_ENV_FORCED", None)  # whatever GLO_KERNELS_BACKEND the run was started with
     with glo_kernels.use_backend(None):
-        if backends.forced_backend() is None:
-            assert glo_kernels.backend_for(torch.device("cpu")) == "cpu"
+        assert backends.forced_backend() is None
+        assert glo_kernels.backend_for(torch.device("cpu")) == "cpu"
 
 
 def test_use_backend_forces_and_restores():
