@@ -41,6 +41,25 @@ TORCH_LIBRARY(glo_kernels, m) {
   m.def("maxout(Tensor x, int pieces, int dim, bool save_indices) -> (Tensor, Tensor)");
   // dx: the upstream gradient routed to each group's winner.
   m.def("maxout_backward(Tensor grad, Tensor indices, int pieces, int dim) -> Tensor");
+
+  // Softmax family (docs/softmax_contract.md). The temperature is `temperature`, or the one value of
+  // `temperature_tensor` when given (a learned temperature: read on the device, no host synchronization).
+  // softmax((x - max) / T) along dim; its backward reads the output y.
+  m.def("softmax(Tensor x, int dim, float temperature, Tensor? temperature_tensor) -> Tensor");
+  m.def("softmax_backward(Tensor grad, Tensor y, int dim, float temperature, Tensor? temperature_tensor) -> Tensor");
+  // log_softmax(x / T) along dim; its backward reads the output y.
+  m.def("log_softmax(Tensor x, int dim, float temperature, Tensor? temperature_tensor) -> Tensor");
+  m.def("log_softmax_backward(Tensor grad, Tensor y, int dim, float temperature, Tensor? temperature_tensor) -> Tensor");
+  // One softmax per consecutive group of `group_sizes` elements along dim (YOLO9000's WordTree).
+  m.def("grouped_softmax(Tensor x, int[] group_sizes, int dim, float temperature, Tensor? temperature_tensor) -> Tensor");
+  m.def("grouped_softmax_backward(Tensor grad, Tensor y, int[] group_sizes, int dim, float temperature, "
+        "Tensor? temperature_tensor) -> Tensor");
+  // Hinton's distillation loss T^2 KL(softmax(teacher/T) || softmax(student/T)) over the last dim, reduced as
+  // F.kl_div: (loss, per-row statistics [rows, 5] for backward).
+  m.def("distillation_loss(Tensor student, Tensor teacher, float temperature, str reduction) -> (Tensor, Tensor)");
+  // (d student, d teacher) from the logits and the statistics; d teacher is empty unless teacher_grad.
+  m.def("distillation_loss_backward(Tensor grad, Tensor student, Tensor teacher, Tensor stats, float temperature, "
+        "str reduction, bool teacher_grad) -> (Tensor, Tensor)");
 }
 
 // An importable, empty module: `import glo_kernels._C` loads the library and runs the registrations above.

@@ -72,9 +72,15 @@ class OpSpec:
     # benchmarks pass.
     kwargs_for_shape: Callable | None = None
     bench_kwargs: dict = dataclasses.field(default_factory=dict)
+    bench_kwargs_fn: Callable | None = None  # shape -> bench kwargs, when they depend on the shape
+    params_require_grad: bool = True  # whether benchmarks make the learned tensors require grad
+    family: str = "elementwise"  # "elementwise" (OPS) or "softmax" (ROW_OPS)
 
     def cases_for(self, shape) -> tuple[dict, ...]:
         return self.kwargs_for_shape(tuple(shape)) if self.kwargs_for_shape else self.kwargs_cases
+
+    def bench_kwargs_for(self, shape) -> dict:
+        return self.bench_kwargs_fn(tuple(shape)) if self.bench_kwargs_fn else self.bench_kwargs
 
 
 OPS: tuple[OpSpec, ...] = (
@@ -179,3 +185,75 @@ OPS: tuple[OpSpec, ...] = (
 )
 
 OPS_BY_NAME = {op.name: op for op in OPS}
+
+
+def _teacher(shape, dtype, device, per_channel):
+    """The teacher's logits of a distillation case: random, of the student's shape."""
+    return (torch.randn(shape, dtype=torch.float64).mul(3).to(dtype=dtype, device=device),)
+
+
+def _uneven_groups(size: int) -> list[int]:
+    """64 groups (fewer for short rows) alternating 1 and 3 parts of size / 128, summing to size."""
+    n = max(1, min(64, size // 4))
+    unit = size // (2 * n)
+    sizes = [unit if k % 2 == 0 else 3 * unit for k in range(n)] if unit else [size]
+    sizes[-1] += size - sum(sizes)
+    return sizes
+
+
+# The softmax family: ops along a dim (rows), tested by tests/test_softmax.py; benchmarked with OPS.
+ROW_OPS: tuple[OpSpec, ...] = (
+    OpSpec(
+        name="softmax",
+        family="softmax",
+        exact=False,
+        fn=functional.softmax,
+        reference=reference.softmax,
+        module=nn.Softmax,
+        torch_module=torch.nn.Softmax,
+        module_kwargs={"dim": -1},
+        bench_kwargs={"dim": -1, "temperature": 2.0},
+        bytes_fwd=2.0,  # x in, y out
+        bytes_bwd=3.0,  # grad and y in, dx out
+        eager=reference.softmax_eager,
+    ),
+    OpSpec(
+        name="log_softmax",
+        family="softmax",
+        exact=False,
+        fn=functional.log_softmax,
+        reference=reference.log_softmax,
+        module=nn.LogSoftmax,
+        torch_module=torch.nn.LogSoftmax,
+        module_kwargs={"dim": -1},
+        bench_kwargs={"dim": -1, "temperature": 2.0},
+        eager=reference.log_softmax_eager,
+    ),
+    OpSpec(
+        name="grouped_softmax",
+        family="softmax",
+        exact=False,
+        fn=functional.grouped_softmax,
+        reference=reference.grouped_softmax,
+        bench_kwargs_fn=lambda shape: {"group_sizes": _uneven_groups(shape[-1]), "dim": -1, "temperature": 2.0},
+        eager=reference.grouped_softmax_eager,
+    ),
+    OpSpec(
+        name="distillation_loss",
+        family="softmax",
+        exact=False,
+        fn=functional.distillation_loss,
+        reference=reference.distillation_loss,
+        make_params=_teacher,
+        param_names=("teacher",),
+        params_require_grad=False,  # a frozen teacher, as in distillation
+        module=nn.DistillationLoss,
+        bench_kwargs={"temperature": 2.0, "reduction": "batchmean"},
+        bytes_fwd=2.0,  # student and teacher in (plus 5 numbers per row)
+        bytes_bwd=3.0,  # student and teacher in, d student out
+        eager=reference.distillation_loss_eager,
+    ),
+)
+
+ALL_OPS = OPS + ROW_OPS
+ALL_OPS_BY_NAME = {op.name: op for op in ALL_OPS}

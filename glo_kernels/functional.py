@@ -1,6 +1,7 @@
 """The functional API: argument checks, backend choice, autograd wiring. Re-exported by ``glo_kernels``."""
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
@@ -232,3 +233,147 @@ def maxout(x: torch.Tensor, pieces: int, dim: int = 1) -> torch.Tensor:
     if backend == "reference":
         return reference.maxout(x, pieces, dim)
     return op_namespace(backend).maxout(x, pieces, dim, _needs_grad(x))[0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Softmax family (docs/softmax_contract.md)
+# ---------------------------------------------------------------------------------------------------------------
+def _check_temperature(temperature, op: str):
+    """(float value, tensor or None): a positive finite number, or a one-element floating tensor (learned)."""
+    if isinstance(temperature, torch.Tensor):
+        if temperature.numel() != 1 or not temperature.is_floating_point():
+            raise ValueError(
+                f"glo_kernels.{op}: argument 'temperature' must be a number or a floating-point tensor of one "
+                f"element, got a {temperature.dtype} tensor of shape {tuple(temperature.shape)}"
+            )
+        if not torch.compiler.is_compiling():
+            value = float(temperature.detach().reshape(()))  # a GPU tensor synchronizes here, once per call
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"glo_kernels.{op}: argument 'temperature' must be finite and > 0, got {value}")
+        return 1.0, temperature
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise TypeError(
+            f"glo_kernels.{op}: argument 'temperature' must be a number or a tensor, got {type(temperature).__name__}"
+        )
+    value = float(temperature)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"glo_kernels.{op}: argument 'temperature' must be finite and > 0, got {value}")
+    return value, None
+
+
+def _check_dim(x: torch.Tensor, dim, op: str) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"glo_kernels.{op}: argument 'dim' must be an int, got {type(dim).__name__}")
+    nd = max(x.dim(), 1)
+    if not -nd <= dim < nd:
+        raise ValueError(f"glo_kernels.{op}: argument 'dim' ({dim}) is out of range for a {x.dim()}-d tensor")
+    return dim % nd
+
+
+def _softmax_common(name: str, x, dim, temperature):
+    _check_x(x, name)
+    dim = _check_dim(x, dim, name)
+    t, tt = _check_temperature(temperature, name)
+    if tt is not None and tt.device != x.device and tt.device.type != "cpu":
+        raise ValueError(
+            f"glo_kernels.{name}: argument 'temperature' is on {tt.device} but 'x' is on {x.device}; it must be on "
+            "x's device or the CPU"
+        )
+    return dim, t, tt, backends.backend_for(x.device, name)
+
+
+def softmax(x: torch.Tensor, dim: int = -1, temperature=1.0) -> torch.Tensor:
+    """``softmax(x / temperature)`` along ``dim`` (Hinton et al. 2015's softened probabilities).
+
+    ``temperature`` is a positive number or a one-element tensor; when that tensor requires grad (a learned
+    temperature, e.g. for calibration) its gradient is computed too. One fused pass forward (the row is read once; the
+    temperature is applied as ``(x - max) / T``, so huge logits and tiny temperatures stay finite) and one backward,
+    from the saved output: ``dx = y * (dy - sum(dy * y)) / T``. Any dim, shape and strides; float64, float32,
+    bfloat16, float16 (16-bit computed in float32). A row containing NaN or +inf gives NaN, as torch.softmax.
+    """
+    dim, t, tt, backend = _softmax_common("softmax", x, dim, temperature)
+    if backend == "reference":
+        return reference.softmax(x, dim, temperature)
+    return op_namespace(backend).softmax(x, dim, t, tt)
+
+
+def log_softmax(x: torch.Tensor, dim: int = -1, temperature=1.0) -> torch.Tensor:
+    """``log_softmax(x / temperature)`` along ``dim``; backward ``dx = (dy - exp(y) * sum(dy)) / T`` from the output.
+
+    Arguments as :func:`softmax`.
+    """
+    dim, t, tt, backend = _softmax_common("log_softmax", x, dim, temperature)
+    if backend == "reference":
+        return reference.log_softmax(x, dim, temperature)
+    return op_namespace(backend).log_softmax(x, dim, t, tt)
+
+
+def grouped_softmax(x: torch.Tensor, group_sizes, dim: int = -1, temperature=1.0) -> torch.Tensor:
+    """Several softmaxes side by side along ``dim``: one per consecutive group of ``group_sizes`` elements.
+
+    ``group_sizes`` (positive ints) must sum to the size of ``dim``. As in YOLO9000's WordTree, where every set of
+    co-hyponyms gets its own softmax. One fused kernel for all groups, forward and backward; ``temperature`` as in
+    :func:`softmax`.
+    """
+    dim, t, tt, backend = _softmax_common("grouped_softmax", x, dim, temperature)
+    if isinstance(group_sizes, int) or not all(isinstance(g, int) and not isinstance(g, bool) for g in group_sizes):
+        raise TypeError(f"glo_kernels.grouped_softmax: argument 'group_sizes' must be a sequence of ints, got {group_sizes!r}")
+    group_sizes = [int(g) for g in group_sizes]
+    size = x.shape[dim] if x.dim() > 0 else 1
+    if not group_sizes or any(g < 1 for g in group_sizes) or sum(group_sizes) != size:
+        raise ValueError(
+            f"glo_kernels.grouped_softmax: argument 'group_sizes' must be positive sizes summing to the size of dim "
+            f"{dim} ({size}), got {group_sizes}"
+        )
+    if backend == "reference":
+        return reference.grouped_softmax(x, group_sizes, dim, temperature)
+    return op_namespace(backend).grouped_softmax(x, group_sizes, dim, t, tt)
+
+
+_REDUCTIONS = ("none", "mean", "sum", "batchmean")
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0,
+                      reduction: str = "batchmean") -> torch.Tensor:
+    """Hinton's distillation loss over the last dim, fused:
+    ``F.kl_div(log_softmax(student / T), softmax(teacher / T), reduction=reduction) * T**2``.
+
+    One pass over both logit rows forward (online max and sums; only 5 numbers per row are saved), one pass
+    backward; neither probability matrix is materialised. ``reduction``: "batchmean" (default, divides by
+    ``student.size(0)``), "sum", "mean" (divides by the number of elements) or "none" (the pointwise loss). The
+    gradient flows to the student, and to the teacher when it requires grad. ``temperature`` is a positive number.
+    """
+    _check_x(student, "distillation_loss", "student")
+    _check_x(teacher, "distillation_loss", "teacher")
+    if teacher.shape != student.shape:
+        raise ValueError(
+            f"glo_kernels.distillation_loss: argument 'teacher' has shape {tuple(teacher.shape)} but 'student' has "
+            f"shape {tuple(student.shape)}; they must match"
+        )
+    if teacher.dtype != student.dtype:
+        raise TypeError(
+            f"glo_kernels.distillation_loss: argument 'teacher' has dtype {teacher.dtype} but 'student' has "
+            f"{student.dtype}; they must match"
+        )
+    if teacher.device != student.device:
+        raise ValueError(
+            f"glo_kernels.distillation_loss: argument 'teacher' is on {teacher.device} but 'student' is on "
+            f"{student.device}; they must be on the same device"
+        )
+    if student.dim() == 0:
+        raise ValueError("glo_kernels.distillation_loss: argument 'student' must have at least one dimension")
+    if isinstance(temperature, torch.Tensor):
+        if temperature.requires_grad:
+            raise ValueError("glo_kernels.distillation_loss: argument 'temperature' must be a number (a tensor "
+                             "requiring grad is not supported here)")
+        temperature = float(temperature)
+    t, _ = _check_temperature(temperature, "distillation_loss")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(
+            f"glo_kernels.distillation_loss: argument 'reduction' must be one of 'none', 'mean', 'sum', "
+            f"'batchmean', got {reduction!r}"
+        )
+    backend = backends.backend_for(student.device, "distillation_loss")
+    if backend == "reference":
+        return reference.distillation_loss(student, teacher, t, reduction)
+    return op_namespace(backend).distillation_loss(student, teacher, t, reduction)[0]

@@ -103,6 +103,85 @@ class Maxout(torch.nn.Module):
         return f"pieces={self.pieces}, dim={self.dim}"
 
 
+def _temperature_repr(t) -> str:
+    return f"temperature={t.item() if isinstance(t, torch.Tensor) and t.numel() == 1 else t}"
+
+
+class Softmax(torch.nn.Softmax):
+    """``torch.nn.Softmax(dim=None)`` with a ``temperature`` (default 1.0): ``softmax(x / temperature, dim)``.
+
+    ``dim=None`` follows torch.nn.Softmax's legacy rule (0 for 0-, 1- and 3-d inputs, else 1, with its warning).
+    ``temperature`` is a positive number or a one-element tensor; pass a ``torch.nn.Parameter`` to learn it (it is
+    then registered as this module's parameter ``temperature``).
+    """
+
+    def __init__(self, dim: int | None = None, temperature=1.0):
+        super().__init__(dim)
+        self.temperature = temperature
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        dim = self.dim if self.dim is not None else torch.nn.functional._get_softmax_dim("softmax", input.dim(), 5)
+        return F.softmax(input, dim, self.temperature)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, {_temperature_repr(self.temperature)}"
+
+
+class LogSoftmax(torch.nn.LogSoftmax):
+    """``torch.nn.LogSoftmax(dim=None)`` with a ``temperature`` (default 1.0): ``log_softmax(x / temperature, dim)``.
+
+    Arguments as :class:`Softmax`.
+    """
+
+    def __init__(self, dim: int | None = None, temperature=1.0):
+        super().__init__(dim)
+        self.temperature = temperature
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        dim = self.dim if self.dim is not None else torch.nn.functional._get_softmax_dim("log_softmax", input.dim(), 5)
+        return F.log_softmax(input, dim, self.temperature)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, {_temperature_repr(self.temperature)}"
+
+
+class GroupedSoftmax(torch.nn.Module):
+    """One softmax per consecutive group of ``group_sizes`` entries along ``dim`` (YOLO9000's WordTree)."""
+
+    def __init__(self, group_sizes, dim: int = -1, temperature=1.0):
+        super().__init__()
+        group_sizes = list(group_sizes)
+        if not group_sizes or any(isinstance(g, bool) or not isinstance(g, int) or g < 1 for g in group_sizes):
+            raise ValueError(f"GroupedSoftmax: argument 'group_sizes' must be positive ints, got {group_sizes!r}")
+        self.group_sizes = group_sizes
+        self.dim = dim
+        self.temperature = temperature
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.grouped_softmax(input, self.group_sizes, self.dim, self.temperature)
+
+    def extra_repr(self) -> str:
+        return f"group_sizes={self.group_sizes}, dim={self.dim}, {_temperature_repr(self.temperature)}"
+
+
+class DistillationLoss(torch.nn.Module):
+    """Hinton's distillation loss ``F.kl_div(log_softmax(s / T), softmax(t / T), reduction) * T**2``, fused.
+
+    ``forward(student_logits, teacher_logits)``; the softmaxes run over the last dim.
+    """
+
+    def __init__(self, temperature: float = 1.0, reduction: str = "batchmean"):
+        super().__init__()
+        self.temperature = temperature
+        self.reduction = reduction
+
+    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        return F.distillation_loss(student_logits, teacher_logits, self.temperature, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}, reduction={self.reduction!r}"
+
+
 def _twin_relu(m: torch.nn.ReLU) -> torch.nn.Module:
     return ReLU(inplace=m.inplace)
 
@@ -125,6 +204,8 @@ _TWINS = {
     torch.nn.ReLU: _twin_relu,
     torch.nn.LeakyReLU: _twin_leaky_relu,
     torch.nn.PReLU: _twin_prelu,
+    torch.nn.Softmax: lambda m: Softmax(dim=m.dim),
+    torch.nn.LogSoftmax: lambda m: LogSoftmax(dim=m.dim),
 }
 
 
@@ -158,4 +239,5 @@ def replace_activations(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-__all__ = ["ELU", "LeakyReLU", "Maxout", "PELU", "PReLU", "ReLU", "Sigmoid", "Tanh", "replace_activations"]
+__all__ = ["DistillationLoss", "ELU", "GroupedSoftmax", "LeakyReLU", "LogSoftmax", "Maxout", "PELU", "PReLU", "ReLU",
+           "Sigmoid", "Softmax", "Tanh", "replace_activations"]

@@ -262,6 +262,8 @@ def _register(ns: str) -> None:
 
     lib.register_autograd(f"{ns}::maxout_backward", _maxout_bwd_bwd, setup_context=_maxout_bwd_setup)
 
+    _register_softmax(ns)
+
 
 def maxout_gather(t: torch.Tensor, idx: torch.Tensor, pieces: int, dim: int) -> torch.Tensor:
     """t (the input's shape) at each group's winner: the output's shape."""
@@ -301,6 +303,180 @@ def pelu_double_backward(grad, x, a, b, gg_x, gg_a, gg_b):
                                   + ga * (-u / b_) * e
                                   + gb * (a_ / (b_ * b_)) * u * e * torch.where(pos, 2 * one, 2 + u)), b)
     return d_grad, d_x, d_a, d_b
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Softmax family (docs/softmax_contract.md)
+# ---------------------------------------------------------------------------------------------------------------
+def _opmath_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _temperature_value(t: float, tt, like: torch.Tensor):
+    """T as a number, or as a 0-d opmath tensor on like's device when given as a tensor."""
+    if tt is None:
+        return t
+    return tt.to(dtype=_opmath_dtype(like.dtype), device=like.device).reshape(())
+
+
+def temperature_grad(dx: torch.Tensor, x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+    """Gradient of a function of z = x / T with respect to T, from its gradient dx with respect to x:
+    dL/dT = -sum(dx * x) / T."""
+    acc = _opmath_dtype(x.dtype)
+    t = tt.to(dtype=acc, device=x.device).reshape(())
+    g = -(dx.to(acc) * x.to(acc)).sum() / t
+    return g.to(dtype=tt.dtype, device=tt.device).reshape(tt.shape)
+
+
+def _group_sum(t: torch.Tensor, dim: int, group_sizes) -> torch.Tensor:
+    """Per-group sums along dim, broadcast back over each group (group_sizes None: one group)."""
+    if group_sizes is None:
+        return t.sum(dim, keepdim=True)
+    return torch.cat([p.sum(dim, keepdim=True).expand_as(p) for p in t.split(list(group_sizes), dim)], dim)
+
+
+def softmax_backward_formula(grad, y, dim, t, tt, log=False, group_sizes=None):
+    """The backward ops in plain torch ops (differentiable in grad, y and a temperature tensor): used for their own
+    backward (double backward) and as documentation of what the kernels compute."""
+    acc = _opmath_dtype(grad.dtype)
+    squeeze = grad.dim() == 0
+    g, yy = grad.to(acc), y.to(acc)
+    if squeeze:
+        g, yy, dim = g.reshape(1), yy.reshape(1), 0
+    inv_t = 1.0 / _temperature_value(t, tt, g)
+    if log:
+        dx = (g - torch.exp(yy) * _group_sum(g, dim, group_sizes)) * inv_t
+    else:
+        dx = yy * (g - _group_sum(g * yy, dim, group_sizes)) * inv_t
+    return (dx.reshape(()) if squeeze else dx).to(grad.dtype)
+
+
+def _rows(shape) -> int:
+    n = 1
+    for s in list(shape)[:-1]:
+        n *= s
+    return n
+
+
+def _register_softmax(ns: str) -> None:
+    lib = torch.library
+    ops = getattr(torch.ops, ns)
+
+    for name in ("softmax", "log_softmax"):
+        lib.register_fake(f"{ns}::{name}", lambda x, dim, t, tt: x.new_empty(x.shape))
+        lib.register_fake(f"{ns}::{name}_backward", lambda grad, y, dim, t, tt: grad.new_empty(grad.shape))
+    lib.register_fake(f"{ns}::grouped_softmax", lambda x, sizes, dim, t, tt: x.new_empty(x.shape))
+    lib.register_fake(f"{ns}::grouped_softmax_backward", lambda grad, y, sizes, dim, t, tt: grad.new_empty(grad.shape))
+
+    @lib.register_fake(f"{ns}::distillation_loss")
+    def _(student, teacher, temperature, reduction):
+        loss = student.new_empty(student.shape if reduction == "none" else ())
+        return loss, student.new_empty((_rows(student.shape), 5), dtype=_opmath_dtype(student.dtype))
+
+    @lib.register_fake(f"{ns}::distillation_loss_backward")
+    def _(grad, student, teacher, stats, temperature, reduction, teacher_grad):
+        return student.new_empty(student.shape), student.new_empty(student.shape if teacher_grad else (0,))
+
+    # ---- forward ops: save the output (and x when a temperature tensor needs its gradient) ----
+    def _setup(ctx, inputs, output):
+        x, *rest = inputs
+        tt = rest[-1]
+        ctx.args = rest[:-1]  # (dim, t) or (group_sizes, dim, t)
+        ctx.tt_grad = tt is not None and tt.requires_grad
+        ctx.save_for_backward(output, x if ctx.tt_grad else None, tt)
+
+    def _make_bwd(name):
+        backward_op = getattr(ops, name + "_backward")
+
+        def bwd(ctx, grad_y):
+            y, x, tt = ctx.saved_tensors
+            dx = backward_op(grad_y, y, *ctx.args, tt)
+            d_tt = temperature_grad(dx, x, tt) if ctx.tt_grad else None
+            return (dx,) + (None,) * len(ctx.args) + (d_tt,)
+
+        return bwd
+
+    for name in ("softmax", "log_softmax", "grouped_softmax"):
+        lib.register_autograd(f"{ns}::{name}", _make_bwd(name), setup_context=_setup)
+
+    # ---- backward ops: their backward differentiates softmax_backward_formula (plain torch ops) ----
+    def _bwd_setup(ctx, inputs, output):
+        grad, y, *rest = inputs
+        tt = rest[-1]
+        ctx.args = rest[:-1]
+        ctx.save_for_backward(grad, y, tt)
+
+    def _make_bwd_bwd(log, grouped):
+        def bwd_bwd(ctx, gg):
+            grad, y, tt = ctx.saved_tensors
+            if grouped:
+                group_sizes, dim, t = ctx.args
+            else:
+                (dim, t), group_sizes = ctx.args, None
+            with torch.enable_grad():
+                g_ = grad.detach().requires_grad_()
+                y_ = y.detach().requires_grad_()
+                tt_ = tt.detach().requires_grad_() if tt is not None and tt.requires_grad else None
+                out = softmax_backward_formula(g_, y_, dim, t, tt_ if tt_ is not None else tt, log, group_sizes)
+                wrt = [g_, y_] + ([tt_] if tt_ is not None else [])
+                grads = torch.autograd.grad(out, wrt, gg, allow_unused=True)
+            d_tt = grads[2] if tt_ is not None else None
+            return (grads[0], grads[1]) + (None,) * len(ctx.args) + (d_tt,)
+
+        return bwd_bwd
+
+    lib.register_autograd(f"{ns}::softmax_backward", _make_bwd_bwd(False, False), setup_context=_bwd_setup)
+    lib.register_autograd(f"{ns}::log_softmax_backward", _make_bwd_bwd(True, False), setup_context=_bwd_setup)
+    lib.register_autograd(f"{ns}::grouped_softmax_backward", _make_bwd_bwd(False, True), setup_context=_bwd_setup)
+
+    # ---- distillation loss: saves both logits (inputs, no copy) and 5 statistics per row ----
+    def _distill_setup(ctx, inputs, output):
+        student, teacher, temperature, reduction = inputs
+        ctx.set_materialize_grads(False)
+        ctx.mark_non_differentiable(output[1])
+        ctx.temperature, ctx.reduction = temperature, reduction
+        ctx.teacher_grad = teacher.requires_grad
+        ctx.save_for_backward(student, teacher, output[1])
+
+    def _distill_bwd(ctx, grad_loss, _grad_stats):
+        if grad_loss is None:
+            return None, None, None, None
+        s, t, stats = ctx.saved_tensors
+        ds, dt = ops.distillation_loss_backward(grad_loss, s, t, stats, ctx.temperature, ctx.reduction,
+                                                ctx.teacher_grad)
+        return ds, (dt if ctx.teacher_grad else None), None, None
+
+    lib.register_autograd(f"{ns}::distillation_loss", _distill_bwd, setup_context=_distill_setup)
+
+    def _distill_bwd_setup(ctx, inputs, output):
+        grad, s, t, stats, temperature, reduction, teacher_grad = inputs
+        ctx.temperature, ctx.reduction, ctx.teacher_grad = temperature, reduction, teacher_grad
+        ctx.save_for_backward(grad, s, t)
+
+    def _distill_bwd_bwd(ctx, gg_s, gg_t):
+        from glo_kernels import reference
+
+        grad, s, t = ctx.saved_tensors
+        acc = _opmath_dtype(s.dtype)
+        with torch.enable_grad():
+            g_ = grad.detach().to(acc).requires_grad_()
+            s_ = s.detach().to(acc).requires_grad_()
+            t_ = t.detach().to(acc).requires_grad_()
+            loss = reference.distillation_loss(s_, t_, ctx.temperature, ctx.reduction)
+            first = torch.autograd.grad(loss, [s_, t_], g_, create_graph=True)
+            outs, ggs = [first[0]], [gg_s if gg_s is not None else torch.zeros_like(first[0])]
+            if ctx.teacher_grad and gg_t is not None:
+                outs.append(first[1])
+                ggs.append(gg_t.to(acc))
+            ggs[0] = ggs[0].to(acc)
+            d_g, d_s, d_t = torch.autograd.grad(outs, [g_, s_, t_], ggs, allow_unused=True)
+
+        def cast(v, like):
+            return None if v is None else v.to(like.dtype)
+
+        return cast(d_g, grad), cast(d_s, s), cast(d_t, t), None, None, None, None
+
+    lib.register_autograd(f"{ns}::distillation_loss_backward", _distill_bwd_bwd, setup_context=_distill_bwd_setup)
 
 
 _registered: set[str] = set()

@@ -113,3 +113,68 @@ def maxout_amax(x: torch.Tensor, pieces: int, dim: int = 1) -> torch.Tensor:
     """view + amax, the eager baseline of the benchmarks (amax splits the gradient between ties)."""
     dim = dim % x.dim()
     return x.unflatten(dim, (x.shape[dim] // pieces, pieces)).amax(dim=dim + 1)
+
+
+# ---- softmax family (docs/softmax_contract.md): 16-bit inputs computed in float32 and rounded once ----
+def _softmax_like(fn, x: torch.Tensor, dim: int, temperature) -> torch.Tensor:
+    (xf,) = _opmath(x)
+    t = temperature
+    if isinstance(t, torch.Tensor):
+        t = t.to(dtype=xf.dtype, device=xf.device).reshape(())
+    if x.dim() == 0:  # as torch.softmax: a 0-d input is one row of one element
+        return fn(xf.reshape(1) / t, 0).reshape(()).to(x.dtype)
+    return fn(xf / t, dim).to(x.dtype)
+
+
+def softmax(x: torch.Tensor, dim: int = -1, temperature=1.0) -> torch.Tensor:
+    """softmax(x / T) along dim (T a number or a 0-d tensor)."""
+    return _softmax_like(torch.softmax, x, dim, temperature)
+
+
+def log_softmax(x: torch.Tensor, dim: int = -1, temperature=1.0) -> torch.Tensor:
+    """log_softmax(x / T) along dim."""
+    return _softmax_like(torch.log_softmax, x, dim, temperature)
+
+
+def grouped_softmax(x: torch.Tensor, group_sizes, dim: int = -1, temperature=1.0) -> torch.Tensor:
+    """One softmax(x / T) per consecutive group of ``group_sizes`` elements along dim."""
+    if x.dim() == 0:
+        return softmax(x, dim, temperature)
+    parts = x.split(list(group_sizes), dim)
+    return torch.cat([softmax(p, dim, temperature) for p in parts], dim)
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0,
+                      reduction: str = "batchmean") -> torch.Tensor:
+    """Hinton's distillation loss: F.kl_div(log_softmax(s / T), softmax(t / T), reduction) * T**2 over the last dim."""
+    s, t = _opmath(student, teacher)
+    # "mean" as F.kl_div computes it (the sum over the number of elements), without its deprecation warning.
+    kind = "sum" if reduction == "mean" else reduction
+    loss = F.kl_div(F.log_softmax(s / temperature, -1), F.softmax(t / temperature, -1), reduction=kind)
+    if reduction == "mean":
+        loss = loss / student.numel()
+    return (loss * temperature**2).to(student.dtype)
+
+
+def softmax_eager(x: torch.Tensor, dim: int = -1, temperature=1.0) -> torch.Tensor:
+    """What the benchmarks time as eager: torch.softmax(x / T, dim) in x's dtype."""
+    return torch.softmax(x / temperature, dim)
+
+
+def log_softmax_eager(x: torch.Tensor, dim: int = -1, temperature=1.0) -> torch.Tensor:
+    return torch.log_softmax(x / temperature, dim)
+
+
+def grouped_softmax_eager(x: torch.Tensor, group_sizes, dim: int = -1, temperature=1.0) -> torch.Tensor:
+    z = x / temperature
+    return torch.cat([torch.softmax(p, dim) for p in z.split(list(group_sizes), dim)], dim)
+
+
+def distillation_loss_eager(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0,
+                            reduction: str = "batchmean") -> torch.Tensor:
+    """The F.kl_div composite, in the inputs' dtype ("mean" written as sum / numel, F.kl_div's own value)."""
+    kind = "sum" if reduction == "mean" else reduction
+    loss = F.kl_div(F.log_softmax(student / temperature, -1), F.softmax(teacher / temperature, -1), reduction=kind)
+    if reduction == "mean":
+        loss = loss / student.numel()
+    return loss * temperature**2

@@ -81,6 +81,37 @@ def _opcheck_cases(device):
         ("maxout_backward", (torch.randn(4, 1, 5, dtype=torch.float64, device=device, requires_grad=True),
                              torch.ops.glo_kernels.maxout(x.cpu(), 3, 1, True)[1].to(device), 3, 1)),
     ]
+    return cases + _softmax_opcheck_cases(device, xr, dy)
+
+
+def _softmax_opcheck_cases(device, xr, dy):
+    """The softmax family: every op with a number and with a (learned) temperature tensor, dims 0 and -1."""
+    t = torch.tensor(1.3, dtype=torch.float64, device=device)
+    tr = t.clone().requires_grad_()
+    y = torch.softmax(xr.detach() / 1.3, -1)
+    yl = torch.log_softmax(xr.detach() / 1.3, 0)
+    dyr = dy.clone().requires_grad_()
+    s, te = xr.reshape(4, 15), (xr.detach() * 0.5).reshape(4, 15)
+    cases = []
+    for name in ("softmax", "log_softmax"):
+        cases += [(name, (xr, -1, 1.3, None)), (name, (xr, 0, 2.0, tr)), (name, (xr, 1, 1.0, t.cpu()))]
+    cases += [
+        ("softmax_backward", (dyr, y.requires_grad_(), -1, 1.3, None)),
+        ("softmax_backward", (dyr, y, -1, 1.0, tr)),
+        ("log_softmax_backward", (dyr, yl.requires_grad_(), 0, 1.3, None)),
+        ("grouped_softmax", (xr, [2, 1, 2], -1, 0.7, None)),
+        ("grouped_softmax", (xr, [1, 2], 1, 1.0, tr)),
+        ("grouped_softmax_backward", (dyr, y, [2, 3], -1, 1.3, None)),
+    ]
+    for reduction in ("batchmean", "sum", "mean", "none"):
+        cases.append(("distillation_loss", (s, te.clone().requires_grad_(), 2.0, reduction)))
+    stats = torch.ops.glo_kernels.distillation_loss(s.detach().cpu(), te.cpu(), 2.0, "sum")[1].to(device)
+    cases += [
+        ("distillation_loss_backward", (torch.tensor(0.7, dtype=torch.float64, device=device, requires_grad=True),
+                                        s, te.clone().requires_grad_(), stats, 2.0, "sum", True)),
+        ("distillation_loss_backward", (torch.randn(4, 15, dtype=torch.float64, device=device, requires_grad=True),
+                                        s, te, stats, 2.0, "none", False)),
+    ]
     return cases
 
 

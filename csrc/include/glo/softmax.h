@@ -1,0 +1,52 @@
+// Element math of the softmax family (softmax, log-softmax, grouped softmax, distillation loss), written once for the
+// CPU loops and the CUDA kernels. The contract every backend follows (special values, formulas, statistics saved for
+// backward) is docs/softmax_contract.md; the Triton kernels (glo_kernels/triton/softmax_kernels.py) and the reference
+// (glo_kernels/reference.py) mirror it.
+//
+// Temperature: every kernel computes (x - max) * inv_t with inv_t = 1 / T rounded once to opmath; T is never applied
+// to x itself, so huge logits (1e4) and tiny temperatures (1e-3) stay finite until the exponent.
+#pragma once
+
+#include <cstdint>
+
+#include "glo/activations.h"
+
+namespace glo {
+
+// x (contiguous) seen as [outer, size, inner] around the softmax dim; a row is `size` elements of stride `inner`.
+struct SoftmaxGeometry {
+  int64_t outer;
+  int64_t size;
+  int64_t inner;
+};
+
+// Per-row statistics of the distillation loss, as saved in `stats` ([rows, 5], opmath dtype).
+enum DistillStat : int { kMaxS = 0, kLogZS = 1, kMaxT = 2, kLogZT = 3, kKL = 4, kDistillStats = 5 };
+
+// The probabilities and log-ratio of one element of a distillation row, from the logits and the row's statistics:
+//   log q = (s - m_s) inv_t - logZ_s,  log p = (t - m_t) inv_t - logZ_t,  r = log p - log q.
+template <class T>
+struct DistillRow {
+  T m_s, logz_s, m_t, logz_t, kl, inv_t;
+
+  GLO_HD T log_q(T s) const { return (s - m_s) * inv_t - logz_s; }
+  GLO_HD T log_p(T t) const { return (t - m_t) * inv_t - logz_t; }
+  // (t - m_t) - (s - m_s) is formed before scaling: t = s + c gives r = 0 up to rounding of the statistics.
+  GLO_HD T ratio(T s, T t) const { return ((t - m_t) - (s - m_s)) * inv_t - logz_t + logz_s; }
+
+  // Gradients of a reduced loss (G = upstream gradient * T^2 * reduction factor):
+  //   ds = G inv_t (q - p),  dt = G inv_t p (r - kl)   (dt = 0 where p == 0)
+  GLO_HD void reduced_grads(T s, T t, T g, T& ds, T& dt) const {
+    const T q = gexp(log_q(s));
+    const T p = gexp(log_p(t));
+    ds = g * inv_t * (q - p);
+    dt = p == T(0) ? T(0) : g * inv_t * p * (ratio(s, t) - kl);
+  }
+  // Pointwise loss of reduction "none" without the T^2 factor: p r (0 where p == 0, as xlogy).
+  GLO_HD T pointwise(T s, T t) const {
+    const T p = gexp(log_p(t));
+    return p == T(0) ? T(0) : p * ratio(s, t);
+  }
+};
+
+}  // namespace glo
