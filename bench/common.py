@@ -77,7 +77,7 @@ def make_case(op: OpSpec, shape, dtype, device, per_channel: bool = True, seed: 
                                  **(kwargs or {})).shape
     dy = torch.randn(out_shape, dtype=torch.float32, generator=g).to(dtype=dtype, device=device)
     torch.manual_seed(seed)
-    params = tuple(p.requires_grad_() for p in op.make_params(shape, dtype, device, per_channel))
+    params = tuple(p.requires_grad_(op.params_require_grad) for p in op.make_params(shape, dtype, device, per_channel))
     return x, params, dy
 
 

@@ -16,7 +16,7 @@ import sys
 import torch
 
 import glo_kernels
-from glo_kernels._registry import OPS
+from glo_kernels._registry import ALL_OPS
 
 from bench.common import (bench_shape, device_name, device_slug, eager, make_case, median_time, min_bytes, ours,
                           runner, saved_bytes)
@@ -36,7 +36,7 @@ def _backends_for(device: torch.device) -> list[str]:
 
 def max_errors(op, backend, dtype, device) -> tuple[float, float]:
     """Max |ours - float64 reference| / max|reference| for the forward and for all gradients, on 2^16 values."""
-    kw = op.bench_kwargs
+    kw = op.bench_kwargs_for((64, 1024))
     x, params, _ = make_case(op, (64, 1024), dtype, device, seed=1, kwargs=kw)
     xo = x.detach().clone().requires_grad_()
     po = [p.detach().clone().requires_grad_() for p in params]
@@ -78,9 +78,9 @@ def main(argv=None) -> int:
     rows = []
     for dtype_name in args.dtypes.split(","):
         dtype = DTYPES[dtype_name]
-        for op in OPS:
-            x, params, dy = make_case(op, shape, dtype, device, kwargs=op.bench_kwargs)
-            kw = op.bench_kwargs
+        for op in ALL_OPS:
+            kw = op.bench_kwargs_for(shape)
+            x, params, dy = make_case(op, shape, dtype, device, kwargs=kw)
             base = {}
             for direction in DIRECTIONS:
                 base[direction] = median_time(runner(eager(op), x, params, dy, direction, kw), device)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import glo_kernels
-from glo_kernels._registry import OPS
+from glo_kernels._registry import ALL_OPS
 
 from bench.common import bench_shape, eager, make_case, min_bytes, ours, runner, saved_bytes, sync
 
@@ -26,10 +26,10 @@ def _providers():
 
 @pytest.mark.parametrize("direction", ["fwd", "bwd", "fwd+bwd"])
 @pytest.mark.parametrize("provider", _providers())
-@pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
+@pytest.mark.parametrize("op", ALL_OPS, ids=lambda op: op.name)
 def test_bench(benchmark, op, provider, direction):
     shape = bench_shape()
-    kw = op.bench_kwargs
+    kw = op.bench_kwargs_for(shape)
     x, params, dy = make_case(op, shape, torch.float32, DEVICE, kwargs=kw)
     fn = eager(op) if provider == "eager" else ours(op, provider)
     run = runner(fn, x, params, dy, direction, kw)

@@ -413,3 +413,6 @@ def maxout_backward(grad: Tensor, indices: Tensor, pieces: int, dim: int) -> Ten
     if dx.numel() > 0:
         _k.maxout_backward(grad.contiguous(), indices.contiguous(), dx, geom)
     return dx
+
+
+from . import softmax_ops  # noqa: E402,F401  (softmax family)
