@@ -32,10 +32,12 @@ constexpr int64_t kGrainElems = 1 << 15;
 template <class T>
 constexpr T kNegInf = -std::numeric_limits<T>::infinity();
 
-// max that propagates NaN: a NaN in either argument gives NaN (a NaN accumulator stays NaN).
+// max that skips NaN (one vmaxps): a NaN never becomes the maximum, but it still reaches the sum of exponentials,
+// exp(NaN - m) = NaN, which makes its whole row NaN. Only a chunk whose maximum is -inf (nothing but -inf and NaN)
+// skips the sum; has_nan() then decides.
 template <class T>
-GLO_HD T nan_max(T acc, T v) {
-  return (v > acc || v != v) ? v : acc;
+GLO_HD T max_skip_nan(T acc, T v) {
+  return v > acc ? v : acc;
 }
 
 template <class T>
@@ -44,12 +46,20 @@ T chunk_max(const T* __restrict x, int64_t n) {
   for (int l = 0; l < kLanes; ++l) acc[l] = kNegInf<T>;
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) acc[l] = nan_max(acc[l], x[j + l]);
+    for (int l = 0; l < kLanes; ++l) acc[l] = max_skip_nan(acc[l], x[j + l]);
   }
   T m = kNegInf<T>;
-  for (; j < n; ++j) m = nan_max(m, x[j]);
-  for (int l = 0; l < kLanes; ++l) m = nan_max(m, acc[l]);
+  for (; j < n; ++j) m = max_skip_nan(m, x[j]);
+  for (int l = 0; l < kLanes; ++l) m = max_skip_nan(m, acc[l]);
   return m;
+}
+
+template <class T>
+bool has_nan(const T* x, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    if (x[j] != x[j]) return true;
+  }
+  return false;
 }
 
 // sum_j a[j] * b[j] (b == nullptr: sum_j a[j]) with kLanes partial sums.
@@ -89,14 +99,16 @@ struct RowKernels {
     alignas(64) T ebuf[kChunk];
     const int64_t chunks = (n + kChunk - 1) / kChunk;
     T m = kNegInf<T>, s = 0;
+    bool nan_row = false;
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t base = c * kChunk, cnt = std::min(kChunk, n - base);
       const T* xs = cpu::load_chunk(x + base, xbuf, cnt);
-      const T mn = nan_max(m, chunk_max(xs, cnt));
+      const T mn = max_skip_nan(m, chunk_max(xs, cnt));
       T* es = log ? ebuf : (cpu::kIsOpmath<scalar_t> ? reinterpret_cast<T*>(y + base) : rowbuf + base);
       chunk_max_buf[c] = mn;
-      if (mn == kNegInf<T>) {  // only -inf so far: no contribution (the row is NaN if it stays so)
+      if (mn == kNegInf<T>) {  // only -inf (and NaN) so far: no contribution; the row is NaN if it stays so
         if (!log) std::fill(es, es + cnt, T(0));
+        nan_row = nan_row || has_nan(xs, cnt);
         m = mn;
         continue;
       }
@@ -105,7 +117,7 @@ struct RowKernels {
       for (int64_t j = 0; j < cnt; ++j) es[j] = gexp((xs[j] - mn) * inv_t);
       s += chunk_dot<T>(es, nullptr, cnt);
     }
-    if (m == kNegInf<T>) {  // a row of -inf: NaN, as torch.softmax
+    if (m == kNegInf<T> || nan_row) {  // a row of -inf, or with NaN: NaN, as torch.softmax
       std::fill(y, y + n, static_cast<scalar_t>(std::numeric_limits<T>::quiet_NaN()));
       return;
     }
@@ -179,7 +191,7 @@ struct ColKernels {
     std::fill(s, s + w, T(0));
     for (int64_t r = 0; r < n; ++r) {
       load(x + r * stride, v, w);
-      for (int64_t c = 0; c < w; ++c) m[c] = nan_max(m[c], v[c]);
+      for (int64_t c = 0; c < w; ++c) m[c] = max_skip_nan(m[c], v[c]);  // NaN reaches the sum below
     }
     for (int64_t r = 0; r < n; ++r) {
       load(x + r * stride, v, w);
@@ -310,18 +322,20 @@ void distill_forward_impl(const Tensor& s, const Tensor& t, const Tensor& stats,
       const scalar_t* trow = tp + r * cols;
       // Online statistics: Z_s = sum exp((s - m_s) inv_t), Z_t likewise, A = sum e_t (t - s) (e_t > 0 terms).
       T ms = kNegInf<T>, mt = kNegInf<T>, zs = 0, zt = 0, a = 0;
+      bool nan_row = false;
       for (int64_t base = 0; base < cols; base += kChunk) {
         const int64_t cnt = std::min(kChunk, cols - base);
         const T* sv = cpu::load_chunk(srow + base, sbuf, cnt);
         const T* tv = cpu::load_chunk(trow + base, tbuf, cnt);
-        const T msn = nan_max(ms, chunk_max(sv, cnt));
-        const T mtn = nan_max(mt, chunk_max(tv, cnt));
+        const T msn = max_skip_nan(ms, chunk_max(sv, cnt));
+        const T mtn = max_skip_nan(mt, chunk_max(tv, cnt));
         if (msn != kNegInf<T>) {
           zs = ms == kNegInf<T> ? T(0) : zs * gexp((ms - msn) * inv_t);
           ms = msn;
           for (int64_t j = 0; j < cnt; ++j) es[j] = gexp((sv[j] - ms) * inv_t);
           zs += chunk_dot<T>(es, nullptr, cnt);
         } else {
+          nan_row = nan_row || has_nan(sv, cnt);
           ms = msn;
         }
         if (mtn != kNegInf<T>) {
@@ -337,13 +351,14 @@ void distill_forward_impl(const Tensor& s, const Tensor& t, const Tensor& stats,
           zt += chunk_dot<T>(et, nullptr, cnt);
           a += chunk_dot<T>(d, nullptr, cnt);
         } else {
+          nan_row = nan_row || has_nan(tv, cnt);
           mt = mtn;
         }
       }
       // Rows of only -inf give NaN (softmax of such a row is NaN).
       const T nan = std::numeric_limits<T>::quiet_NaN();
-      const T logzs = ms == kNegInf<T> ? nan : std::log(zs);
-      const T logzt = mt == kNegInf<T> ? nan : std::log(zt);
+      const T logzs = ms == kNegInf<T> || nan_row ? nan : std::log(zs);
+      const T logzt = mt == kNegInf<T> || nan_row ? nan : std::log(zt);
       const T kl = a * inv_t / zt - (mt - ms) * inv_t - logzt + logzs;
       T* row_stats = st + r * kDistillStats;
       row_stats[kMaxS] = ms;
