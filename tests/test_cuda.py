@@ -81,3 +81,111 @@ def test_second_gpu_and_current_stream(backend):
         y = glo_kernels.relu(x)
     assert y.device == x.device
     torch.testing.assert_close(y.cpu(), torch.relu(x.cpu()))
+
+
+# ---- softmax family: every launch plan of the CUDA and Triton kernels (row lengths around each threshold) ----
+SOFTMAX_ROWS = [1, 7, 32, 100, 128, 129, 1000, 4096, 4097, 8192, 8193, 20000, 32768, 40961, 100000, 262144, 330001]
+
+
+def _close_rows(out, ref, dtype, what, extra=None):
+    """Normwise per row: |out - ref| <= tol * (max|ref| of the row + extra) (+ NaN where the reference has NaN)."""
+    tol = {torch.float64: 1e-12, torch.float32: 2e-6, torch.bfloat16: 1e-2, torch.float16: 2e-3}[dtype]
+    o, r = out.double().cpu(), ref.double().cpu()
+    assert torch.equal(torch.isnan(o), torch.isnan(r)), f"{what}: NaN positions differ"
+    fin = torch.isfinite(r)
+    scale = torch.where(fin, r.abs(), torch.zeros_like(r)).amax(-1, keepdim=True).clamp_min(1e-30)
+    if extra is not None:
+        scale = scale + extra.double().cpu().nan_to_num(0.0)
+    err = torch.where(fin, (o - r).abs(), torch.zeros_like(r))
+    assert (err <= tol * scale).all(), f"{what}: max error {(err / scale).max().item():.3g} (x row max)"
+
+
+def _cancellation(name, y, dy, temperature):
+    """The rounding floor of a softmax backward's dy - sum(...) per row: max|dy| p / T (log: plus |sum dy| p / T)."""
+    p = y.double().exp() if name == "log_softmax" else y.double().abs()
+    pmax = p.nan_to_num(0.0).amax(-1, keepdim=True)
+    dmax = dy.double().abs().amax(-1, keepdim=True)
+    extra = dmax * pmax / temperature
+    if name == "log_softmax":
+        extra = extra + dy.double().sum(-1, keepdim=True).abs() * pmax / temperature + dmax / temperature
+    return extra
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("n", SOFTMAX_ROWS)
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_softmax_rows_match_cpu(backend, n, dtype):
+    if dtype == torch.float64 and n > 40961:
+        pytest.skip("float64: long rows covered up to 40961")
+    rows = max(1, min(64, (1 << 21) // n))
+    gen = torch.Generator().manual_seed(n)
+    x_cpu = (torch.randn(rows, n + 1, generator=gen) * 4).to(dtype)[:, 1:]  # offset 1: unaligned rows
+    dy_cpu = torch.randn(rows, n, generator=gen).to(dtype)
+    if rows > 2:
+        x_cpu[1, n // 2] = float("nan")
+        x_cpu[2, :] = float("-inf")
+    ns = glo_kernels.backends.op_namespace(backend)
+    cpu = torch.ops.glo_kernels
+    x, dy = x_cpu.cuda(), dy_cpu.cuda()
+    for x_used, x_ref in ((x, x_cpu), (x.contiguous(), x_cpu.contiguous())):
+        for name in ("softmax", "log_softmax"):
+            y_ref = getattr(cpu, name)(x_ref, -1, 0.7, None)
+            y = getattr(ns, name)(x_used, -1, 0.7, None)
+            _close_rows(y, y_ref, dtype, f"{backend} {name} n={n}")
+            dx_ref = getattr(cpu, name + "_backward")(dy_cpu, y_ref, -1, 0.7, None)
+            dx = getattr(ns, name + "_backward")(dy, y_ref.cuda(), -1, 0.7, None)
+            _close_rows(dx, dx_ref, dtype, f"{backend} {name}_backward n={n}", _cancellation(name, y_ref, dy_cpu, 0.7))
+            torch.testing.assert_close(getattr(ns, name)(x_used, -1, 0.7, None), y, rtol=0, atol=0, equal_nan=True,
+                                       msg="deterministic: bitwise the same on every call")
+    # learned temperature read on the device
+    t = torch.tensor(0.7, dtype=torch.float64, device="cuda")
+    _close_rows(ns.softmax(x, -1, 1.0, t), cpu.softmax(x_cpu, -1, 0.7, None), dtype, f"{backend} device temperature")
+
+
+@pytest.mark.parametrize("shape,dim", [((4, 1000, 3), 1), ((2, 70000, 2), 1), ((64, 5, 56, 56), 1), ((3, 7), 0),
+                                       ((1, 300, 1), 1)], ids=str)
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_softmax_strided_and_grouped_match_cpu(backend, shape, dim):
+    gen = torch.Generator().manual_seed(1)
+    ns = glo_kernels.backends.op_namespace(backend)
+    cpu = torch.ops.glo_kernels
+    for dtype in (torch.float32, torch.bfloat16):
+        x_cpu = torch.randn(shape, generator=gen).to(dtype)
+        dy_cpu = torch.randn(shape, generator=gen).to(dtype)
+        x, dy = x_cpu.cuda(), dy_cpu.cuda()
+        size = shape[dim]
+        groups = [1, 2, 3] * (size // 6) + [size - 6 * (size // 6)] if size >= 6 else [size]
+        groups = [g for g in groups if g > 0]
+        for name, args in (("softmax", ()), ("log_softmax", ()), ("grouped_softmax", (groups,))):
+            y_ref = getattr(cpu, name)(x_cpu, *args, dim, 1.3, None)
+            y = getattr(ns, name)(x, *args, dim, 1.3, None)
+            _close_rows(y.movedim(dim, -1), y_ref.movedim(dim, -1), dtype, f"{backend} {name} {shape}")
+            dx_ref = getattr(cpu, name + "_backward")(dy_cpu, y_ref, *args, dim, 1.3, None)
+            dx = getattr(ns, name + "_backward")(dy, y_ref.cuda(), *args, dim, 1.3, None)
+            _close_rows(dx.movedim(dim, -1), dx_ref.movedim(dim, -1), dtype, f"{backend} {name}_backward {shape}",
+                        _cancellation(name, y_ref.movedim(dim, -1), dy_cpu.movedim(dim, -1), 1.3))
+
+
+@pytest.mark.parametrize("cols", [1, 10, 1000, 4096, 5000, 32000, 262144])
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_distillation_matches_cpu(backend, cols):
+    gen = torch.Generator().manual_seed(cols)
+    rows = max(1, min(64, (1 << 21) // cols))
+    ns = glo_kernels.backends.op_namespace(backend)
+    cpu = torch.ops.glo_kernels
+    for dtype in (torch.float32, torch.bfloat16):
+        s_cpu = (torch.randn(rows, cols, generator=gen) * 3).to(dtype)
+        t_cpu = (torch.randn(rows, cols, generator=gen) * 3).to(dtype)
+        s, t = s_cpu.cuda(), t_cpu.cuda()
+        for reduction in ("batchmean", "none"):
+            loss_ref, stats_ref = cpu.distillation_loss(s_cpu, t_cpu, 2.0, reduction)
+            loss, stats = ns.distillation_loss(s, t, 2.0, reduction)
+            torch.testing.assert_close(stats.cpu(), stats_ref, rtol=1e-4, atol=1e-4)
+            _close_rows(loss.reshape(rows, -1) if reduction == "none" else loss.reshape(1, 1),
+                        loss_ref.reshape(rows, -1) if reduction == "none" else loss_ref.reshape(1, 1), dtype,
+                        f"{backend} distillation {reduction}")
+            g_cpu = torch.randn(loss_ref.shape, generator=gen).to(dtype)
+            ds_ref, dt_ref = cpu.distillation_loss_backward(g_cpu, s_cpu, t_cpu, stats_ref, 2.0, reduction, True)
+            ds, dt = ns.distillation_loss_backward(g_cpu.cuda(), s, t, stats_ref.cuda(), 2.0, reduction, True)
+            _close_rows(ds, ds_ref, dtype, f"{backend} distillation d student {reduction}")
+            _close_rows(dt, dt_ref, dtype, f"{backend} distillation d teacher {reduction}")

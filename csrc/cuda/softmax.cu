@@ -1,0 +1,1306 @@
+// CUDA kernels of the softmax family: softmax / log-softmax with a temperature, their backward, grouped softmax and the
+// distillation loss. The contract (formulas, special values, statistics) is docs/softmax_contract.md; the glue that
+// checks arguments, allocates outputs and reduces the loss is glo/softmax_impls.h (SoftmaxOps<CudaSoftmaxKernels>).
+//
+// Conventions (as csrc/cuda/activations.cu): contiguous tensors, int64 indices, loads in the data dtype, math in opmath
+// (float for half/bfloat16/float, double for double), 16-byte vector accesses when every pointer is 16-byte aligned
+// and a row is a whole number of vectors, scalar accesses otherwise. Every sum is taken in a fixed order that depends
+// only on the shape and the launch plan (itself a function of the shape and the device's cluster support): results
+// are reproducible run to run. No atomics.
+//
+// Collectives: the threads of a row group (G lanes of one warp, G a power of two <= 32, or a whole block of G = a
+// multiple of 32 threads, or the C blocks of a thread-block cluster) reach group_reduce() in loops whose trip count
+// is uniform across the block (and the cluster), so every __shfl_xor_sync sees all 32 lanes of the warp, every
+// __syncthreads every thread of the block and every cluster barrier every block of the cluster. Element loops with
+// per-thread trip counts hold no collective.
+//
+// Paths of a softmax along a contiguous dim (inner == 1), with VEC = 16 / sizeof(scalar_t) elements per 16-byte
+// vector and nvec = ceil(size / VEC) vectors per row (plan_cached):
+//  * rows kernels, the row cached on chip so that x is read from memory once: each thread of a row group holds
+//    kFwdVPT chunks of 16 bytes in registers (backward: kBwdVPT of dy and of y) and, for longer rows, VS more chunks in
+//    dynamic shared memory (at most 96 KiB per block). Row groups: G = 1..32 lanes of a warp (256-thread blocks of
+//    256 / G rows) up to 32 threads, then one block of G <= 512 threads per row (registers only up to fp32 8192
+//    elements, then with shared memory up to fp32 32768: two blocks per SM), then G <= 1024 (fp32 40960; backward:
+//    fp32 4096 / 16384 / 20480). On sm_90+ longer rows use a thread-block cluster of C <= 8 such blocks per row, the
+//    partial maxima and sums exchanged through distributed shared memory (forward fp32 327680 elements, 16-bit
+//    655360; backward fp32 163840).
+//  * online kernels (longer rows, or no clusters): one block of 1024 threads per row; pass 1 keeps a running
+//    (max, sum) per thread with rescaling, pass 2 (in reverse order, so that the row's tail is still in L2) writes y.
+// Along a strided dim (inner > 1): one thread per (outer, inner) column, online pass + write pass; consecutive threads
+// read consecutive addresses. Grouped softmax uses the online kernels with one warp per (row, group) (inner == 1) and
+// the strided kernels with one thread per (outer, group, inner) column. Backward: the same shapes, one sum per row
+// (dot(dy, y), or sum(dy) for log-softmax). Distillation: a row group per row (G = 1..32 lanes or a block of <= 1024
+// threads, about 8 vectors per thread), one online pass over s and t for the statistics, a second pass for the
+// pointwise loss; its backward is element-wise (reduced) or a row group per row (A, B sums, then the write pass).
+//
+// Special values: the maximum skips NaN (fmax), but a NaN reaches the sum (exp(NaN - m) = NaN); +inf gives
+// exp(inf - inf) = NaN; a row of -inf gives m = -inf and x - m = NaN in the write pass. The online (max, sum) keeps
+// the sum relative to the "safe" max (0 while the max is -inf), so a leading run of -inf never creates a NaN, and
+// rescales with exp((old max - new safe max) * inv_t), which is 0 for an old max of -inf and keeps a NaN sum NaN.
+// Padding lanes of the cached rows hold -inf (forward) or 0 (backward): they add exactly 0.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cooperative_groups.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "glo/softmax_impls.h"
+
+namespace glo {
+namespace {
+
+namespace cg = cooperative_groups;
+
+constexpr int kThreads = 256;                    // block of the sub-warp / warp row groups and element-wise kernels
+constexpr int kMaxBlock = 1024;                  // largest block (one row group)
+constexpr int kMaxCluster = 8;                   // portable cluster size (sm_90)
+constexpr int64_t kMaxGrid = int64_t{1} << 20;   // grid cap of grid-stride loops (any value is correct)
+constexpr unsigned kFullMask = 0xffffffffu;
+
+// Cached rows (see the rows kernels and plan_cached): 16-byte chunks per thread held in registers, per cached tensor.
+constexpr int kFwdVPT = 4;       // x: 64 bytes of registers per thread
+constexpr int kBwdVPT = 2;       // dy and y: 2 x 32 bytes
+constexpr int kDistillUnitsPerThread = 8;  // distillation row loops: a row group has about units / 8 threads
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+inline unsigned grid_cap(int64_t blocks) {
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min(blocks, kMaxGrid)));
+}
+
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+inline int next_pow2(int64_t v) {
+  int p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+inline int round_up32(int64_t v) { return static_cast<int>(ceil_div(v, 32) * 32); }
+
+// 16 bytes of consecutive elements, loaded / stored as one vector access.
+template <typename scalar_t>
+struct alignas(16) Vec16 {
+  static constexpr int kSize = 16 / static_cast<int>(sizeof(scalar_t));
+  scalar_t val[kSize];
+};
+
+// a / b for a >= 0, b > 0, with the cheaper 32-bit division when both fit.
+__device__ __forceinline__ int64_t idiv(int64_t a, int64_t b) {
+  if (((a | b) >> 32) == 0) return static_cast<int64_t>(static_cast<uint32_t>(a) / static_cast<uint32_t>(b));
+  return a / b;
+}
+
+__device__ __forceinline__ int64_t ceil_div_dev(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+template <typename T>
+struct Lim;
+template <>
+struct Lim<float> {
+  __device__ __forceinline__ static float neg_inf() { return -__int_as_float(0x7f800000); }
+  __device__ __forceinline__ static float nan() { return __int_as_float(0x7fc00000); }
+};
+template <>
+struct Lim<double> {
+  __device__ __forceinline__ static double neg_inf() { return -__longlong_as_double(0x7ff0000000000000LL); }
+  __device__ __forceinline__ static double nan() { return __longlong_as_double(0x7ff8000000000000LL); }
+};
+
+// max skipping NaN (fmax): a running max that starts at -inf is never NaN.
+__device__ __forceinline__ float gmax(float a, float b) { return fmaxf(a, b); }
+__device__ __forceinline__ double gmax(double a, double b) { return fmax(a, b); }
+__device__ __forceinline__ float glog(float x) { return ::logf(x); }
+__device__ __forceinline__ double glog(double x) { return ::log(x); }
+
+struct MaxOp {
+  template <typename T>
+  __device__ __forceinline__ T operator()(T a, T b) const { return gmax(a, b); }
+};
+struct SumOp {
+  template <typename T>
+  __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+};
+
+// 1 / T: read from a 1-element opmath tensor on the device (no host synchronization), or computed on the host.
+template <typename T>
+struct InvTemp {
+  const T* ptr;  // nullptr: use value
+  T value;
+  __device__ __forceinline__ T get() const { return ptr != nullptr ? T(1) / *ptr : value; }
+};
+
+template <typename T>
+InvTemp<T> make_inv_temp(const Temperature& temp) {
+  if (temp.tensor.defined()) return {temp.tensor.const_data_ptr<T>(), T(0)};
+  return {nullptr, T(1) / static_cast<T>(temp.value)};
+}
+
+__device__ __forceinline__ void cluster_sync() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  cg::this_cluster().sync();
+#else
+  __trap();  // never launched with clusters below sm_90 (see clusters_usable)
+#endif
+}
+
+// Reduction over a row group, the same value (bitwise) returned to every thread of the group:
+//  1. G <= 32 lanes (an aligned power-of-two slice of a warp) or a whole warp: xor butterfly (each step combines the
+//     same two values in both lanes, and op is commutative, so all lanes agree);
+//  2. G > 32 (G == blockDim.x): the warps' values through shared memory, combined by every thread in warp order;
+//  3. C > 1 (a cluster of C blocks per row, G == blockDim.x): block 0..C-1's values through distributed shared
+//     memory, combined in rank order by every thread of every block. `slot` must not be rewritten before the
+//     cluster_sync() that ends the row (each reduction of a row uses its own slot).
+// All 32 lanes of each warp, all threads of the block (G > 32) and all blocks of the cluster (C > 1) must call it.
+template <typename T, class Op>
+__device__ __forceinline__ T group_reduce(T v, int G, int C, T* warp_smem, T* slot, Op op) {
+  const int width = G < 32 ? G : 32;
+  for (int off = 1; off < width; off <<= 1) v = op(v, __shfl_xor_sync(kFullMask, v, off));
+  if (G > 32) {
+    if ((threadIdx.x & 31) == 0) warp_smem[threadIdx.x >> 5] = v;
+    __syncthreads();
+    v = warp_smem[0];
+    for (int w = 1; w < (G >> 5); ++w) v = op(v, warp_smem[w]);
+    __syncthreads();  // warp_smem may be rewritten by the next call
+  }
+  if (C > 1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    cg::cluster_group cluster = cg::this_cluster();
+    if (threadIdx.x == 0) *slot = v;
+    cluster.sync();
+    T r = *cluster.map_shared_rank(slot, 0);
+    for (int k = 1; k < C; ++k) r = op(r, *cluster.map_shared_rank(slot, k));
+    v = r;
+#else
+    __trap();
+#endif
+  }
+  return v;
+}
+
+// Position of a thread in the row groups of its block: G <= 32: blockDim.x / G groups of G lanes; G > 32: the block.
+struct RowGroup {
+  int tg;    // thread index in the group
+  int sub;   // group index in the block
+  int rpb;   // groups (rows) per block
+  int rank;  // block rank in the cluster (0 without clusters)
+  __device__ __forceinline__ RowGroup(int G, int C)
+      : tg(static_cast<int>(threadIdx.x) % G),
+        sub(static_cast<int>(threadIdx.x) / G),
+        rpb(static_cast<int>(blockDim.x) / G),
+        rank(static_cast<int>(blockIdx.x) % C) {}
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Cached rows. Thread tg of a row group holds K = VPT + VS chunks of VEC consecutive elements: chunk k is the row's
+// elements e_k + [0, VEC), e_k = e0 + k * step, e0 = (rank * K * G + tg) * VEC, step = G * VEC (a block's K * G * VEC
+// elements form one contiguous span; the C blocks of a cluster hold consecutive spans). Chunks k < VPT live in
+// registers, chunks VPT + k' (k' < VS) in dynamic shared memory, slot [k'][threadIdx.x] (each thread reads only its
+// own slots: no block barrier; the copies are cp.async, waited for by the thread itself). With vec, one 16-byte
+// access per chunk; without, VEC scalar accesses (the VEC loads of a warp share their lines, which then hit L1).
+// A row of n elements (n = 0 for a row past the end) fits when C * K * G * VEC >= n; elements past n hold `pad`.
+// Cached rows are short (< 2^21 elements), so offsets within a row are int.
+// ---------------------------------------------------------------------------------------------------------------
+__device__ __forceinline__ void cp_async16(void* smem_ptr, const void* gmem_ptr) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem_ptr));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem_ptr) : "memory");
+#else
+  *reinterpret_cast<uint4*>(smem_ptr) = *reinterpret_cast<const uint4*>(gmem_ptr);
+#endif
+}
+
+__device__ __forceinline__ void cp_async_wait_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
+}
+
+template <typename scalar_t, int VPT>
+__device__ __forceinline__ void load_cached(Vec16<scalar_t> (&c)[VPT], const scalar_t* __restrict__ p, int n, int e0,
+                                            int step, bool vec, scalar_t pad) {
+  using V = Vec16<scalar_t>;
+  constexpr int VEC = V::kSize;
+  if (vec) {
+#pragma unroll
+    for (int k = 0; k < VPT; ++k) {
+      const int e = e0 + k * step;
+      if (e < n) {
+        c[k] = *reinterpret_cast<const V*>(p + e);
+      } else {
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) c[k].val[j] = pad;
+      }
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < VPT; ++k) {
+      const int e = e0 + k * step;
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) c[k].val[j] = e + j < n ? p[e + j] : pad;
+    }
+  }
+}
+
+// Shared-memory chunks k < vs of a thread: slot sc[k * blockDim.x], elements e + k * step + [0, VEC).
+template <typename scalar_t>
+__device__ __forceinline__ void load_smem_chunks(Vec16<scalar_t>* sc, const scalar_t* __restrict__ p, int n, int e,
+                                                 int step, int vs, bool vec, scalar_t pad) {
+  using V = Vec16<scalar_t>;
+  constexpr int VEC = V::kSize;
+  for (int k = 0; k < vs; ++k, e += step) {
+    V* dst = sc + k * static_cast<int>(blockDim.x);
+    if (vec && e < n) {
+      cp_async16(dst, p + e);
+    } else {
+      V v;
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) v.val[j] = !vec && e + j < n ? p[e + j] : pad;
+      *dst = v;
+    }
+  }
+}
+
+template <typename scalar_t>
+__device__ __forceinline__ void store_chunk(scalar_t* __restrict__ p, const Vec16<scalar_t>& o, int n, int e,
+                                            bool vec) {
+  using V = Vec16<scalar_t>;
+  constexpr int VEC = V::kSize;
+  if (vec) {
+    if (e < n) *reinterpret_cast<V*>(p + e) = o;
+  } else {
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) {
+      if (e + j < n) p[e + j] = o.val[j];
+    }
+  }
+}
+
+// Online (max, sum) update with N new values: s = sum exp((x - ms) * inv_t) relative to ms = (m == -inf ? 0 : m).
+template <typename T, int N>
+__device__ __forceinline__ void online_update(T& m, T& s, const T (&v)[N], T inv_t) {
+  T cm = v[0];
+#pragma unroll
+  for (int j = 1; j < N; ++j) cm = gmax(cm, v[j]);
+  const T mn = gmax(m, cm);
+  const T ms = mn == Lim<T>::neg_inf() ? T(0) : mn;
+  // m == mn: the factor would be 1 (finite m), 0 on s in {0, NaN} (m = -inf) or NaN on s = NaN (m = +inf): skip.
+  if (mn != m) s *= gexp((m - ms) * inv_t);
+  m = mn;
+#pragma unroll
+  for (int j = 0; j < N; ++j) s += gexp((v[j] - ms) * inv_t);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Softmax forward, rows cached in registers and shared memory (inner == 1). Launch: G <= 32: kThreads threads per
+// block, rpb = 256 / G rows per block, VS = 0; G > 32: G threads per block, one row per block (C == 1) or per cluster
+// of C blocks, VS * G * 16 bytes of dynamic shared memory. Grid: row blocks (times C), capped; the row-block loop is
+// uniform across the block and the cluster.
+// ---------------------------------------------------------------------------------------------------------------
+template <typename scalar_t, int VPT>
+__global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_forward_kernel(
+    const scalar_t* __restrict__ x,  // [rows, size]
+    scalar_t* __restrict__ y,        // [rows, size]
+    int64_t rows, int64_t size,
+    bool vec,                        // 16-byte accesses (x, y aligned, size % VEC == 0)
+    bool log, InvTemp<at::opmath_type<scalar_t>> temp,
+    int G, int C, int VS) {          // row group threads, cluster blocks per row, shared-memory chunks per thread
+  using T = at::opmath_type<scalar_t>;
+  using V = Vec16<scalar_t>;
+  constexpr int VEC = V::kSize;
+  extern __shared__ __align__(16) unsigned char dyn_smem[];
+  __shared__ T red_warp[32];
+  __shared__ T red_slot[2];
+  V* sc = reinterpret_cast<V*>(dyn_smem) + threadIdx.x;
+  const int bd = static_cast<int>(blockDim.x);
+  const T inv_t = temp.get();
+  const RowGroup grp(G, C);
+  const scalar_t pad = static_cast<scalar_t>(Lim<T>::neg_inf());
+  const int step = G * VEC;
+  const int e0 = (grp.rank * (VPT + VS) * G + grp.tg) * VEC;
+  const int es = e0 + VPT * step;  // first shared-memory chunk
+  const int64_t nrb = ceil_div_dev(rows, grp.rpb);
+  for (int64_t rb = blockIdx.x / C; rb < nrb; rb += gridDim.x / C) {
+    const int64_t row = rb * grp.rpb + grp.sub;
+    const bool valid = row < rows;
+    const int64_t off = valid ? row * size : 0;
+    const int n = valid ? static_cast<int>(size) : 0;
+    const scalar_t* xr = x + off;
+    V cache[VPT];
+    load_smem_chunks(sc, xr, n, es, step, VS, vec, pad);
+    load_cached<scalar_t, VPT>(cache, xr, n, e0, step, vec, pad);
+    cp_async_wait_all();
+    T m = Lim<T>::neg_inf();
+#pragma unroll
+    for (int k = 0; k < VPT; ++k) {
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) m = gmax(m, static_cast<T>(cache[k].val[j]));
+    }
+    for (int k = 0; k < VS; ++k) {
+      const V v = sc[k * bd];
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) m = gmax(m, static_cast<T>(v.val[j]));
+    }
+    m = group_reduce(m, G, C, red_warp, &red_slot[0], MaxOp()) + T(0);  // + 0: one sign for a max of +-0
+    T s = 0;
+#pragma unroll
+    for (int k = 0; k < VPT; ++k) {
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) s += gexp((static_cast<T>(cache[k].val[j]) - m) * inv_t);
+    }
+    for (int k = 0; k < VS; ++k) {
+      const V v = sc[k * bd];
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) s += gexp((static_cast<T>(v.val[j]) - m) * inv_t);
+    }
+    s = group_reduce(s, G, C, red_warp, &red_slot[1], SumOp());
+    scalar_t* yr = y + off;
+    // log: y = (x - m) inv_t - log(s); else y = exp((x - m) inv_t) * (1 / s)
+    const T shift = log ? glog(s) : T(1) / s;
+#pragma unroll
+    for (int k = 0; k < VPT; ++k) {
+      V o;
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) {
+        const T d = (static_cast<T>(cache[k].val[j]) - m) * inv_t;
+        o.val[j] = static_cast<scalar_t>(log ? d - shift : gexp(d) * shift);
+      }
+      store_chunk(yr, o, n, e0 + k * step, vec);
+    }
+    for (int k = 0; k < VS; ++k) {
+      const V v = sc[k * bd];
+      V o;
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) {
+        const T d = (static_cast<T>(v.val[j]) - m) * inv_t;
+        o.val[j] = static_cast<scalar_t>(log ? d - shift : gexp(d) * shift);
+      }
+      store_chunk(yr, o, n, es + k * step, vec);
+    }
+    if (C > 1) cluster_sync();  // the slots are reused by the next row; no block leaves while others read its slots
+  }
+}
+
+// Softmax backward, dy and y cached (VPT register chunks and VS shared-memory chunks of each; shared memory holds
+// [2][VS][blockDim.x] vectors, dy then y); same launch shapes as the forward.
+//   softmax: dx = y (dy - sum dy y) inv_t;  log-softmax: dx = (dy - exp(y) sum dy) inv_t.
+template <typename scalar_t, int VPT>
+__global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_backward_kernel(
+    const scalar_t* __restrict__ grad,  // [rows, size]
+    const scalar_t* __restrict__ y,     // [rows, size]
+    scalar_t* __restrict__ dx,          // [rows, size]
+    int64_t rows, int64_t size,
+    bool vec,                           // 16-byte accesses (grad, y, dx aligned, size % VEC == 0)
+    bool log, InvTemp<at::opmath_type<scalar_t>> temp,
+    int G, int C, int VS) {             // row group threads, cluster blocks per row, shared-memory chunks per thread
+  using T = at::opmath_type<scalar_t>;
+  using V = Vec16<scalar_t>;
+  constexpr int VEC = V::kSize;
+  extern __shared__ __align__(16) unsigned char dyn_smem[];
+  __shared__ T red_warp[32];
+  __shared__ T red_slot[1];
+  const int bd = static_cast<int>(blockDim.x);
+  V* gs = reinterpret_cast<V*>(dyn_smem) + threadIdx.x;
+  V* ys = gs + VS * bd;
+  const T inv_t = temp.get();
+  const RowGroup grp(G, C);
+  const scalar_t zero = static_cast<scalar_t>(T(0));
+  const int step = G * VEC;
+  const int e0 = (grp.rank * (VPT + VS) * G + grp.tg) * VEC;
+  const int es = e0 + VPT * step;
+  const int64_t nrb = ceil_div_dev(rows, grp.rpb);
+  for (int64_t rb = blockIdx.x / C; rb < nrb; rb += gridDim.x / C) {
+    const int64_t row = rb * grp.rpb + grp.sub;
+    const bool valid = row < rows;
+    const int64_t off = valid ? row * size : 0;
+    const int n = valid ? static_cast<int>(size) : 0;
+    V gc[VPT], yc[VPT];
+    load_smem_chunks(gs, grad + off, n, es, step, VS, vec, zero);
+    load_smem_chunks(ys, y + off, n, es, step, VS, vec, zero);
+    load_cached<scalar_t, VPT>(gc, grad + off, n, e0, step, vec, zero);
+    load_cached<scalar_t, VPT>(yc, y + off, n, e0, step, vec, zero);
+    cp_async_wait_all();
+    T acc = 0;
+#pragma unroll
+    for (int k = 0; k < VPT; ++k) {
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) {
+        const T dy = static_cast<T>(gc[k].val[j]);
+        acc += log ? dy : dy * static_cast<T>(yc[k].val[j]);
+      }
+    }
+    for (int k = 0; k < VS; ++k) {
+      const V gv = gs[k * bd];
+      const V yv = ys[k * bd];
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) {
+        const T dy = static_cast<T>(gv.val[j]);
+        acc += log ? dy : dy * static_cast<T>(yv.val[j]);
+      }
+    }
+    acc = group_reduce(acc, G, C, red_warp, &red_slot[0], SumOp());
+    scalar_t* dr = dx + off;
+#pragma unroll
+    for (int k = 0; k < VPT; ++k) {
+      V o;
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) {
+        const T dy = static_cast<T>(gc[k].val[j]);
+        const T yv = static_cast<T>(yc[k].val[j]);
+        o.val[j] = static_cast<scalar_t>(log ? (dy - gexp(yv) * acc) * inv_t : yv * (dy - acc) * inv_t);
+      }
+      store_chunk(dr, o, n, e0 + k * step, vec);
+    }
+    for (int k = 0; k < VS; ++k) {
+      const V gv = gs[k * bd];
+      const V yv = ys[k * bd];
+      V o;
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) {
+        const T dy = static_cast<T>(gv.val[j]);
+        const T yy = static_cast<T>(yv.val[j]);
+        o.val[j] = static_cast<scalar_t>(log ? (dy - gexp(yy) * acc) * inv_t : yy * (dy - acc) * inv_t);
+      }
+      store_chunk(dr, o, n, es + k * step, vec);
+    }
+    if (C > 1) cluster_sync();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Online kernels (inner == 1): work item = (row, group), items = rows * ngroups, group [a, b) of the row from
+// `offsets` (nullptr: one group [0, size)). A row group of G threads per item (G <= 32: 256-thread blocks with 256 / G
+// items; G > 32: G == blockDim.x). Pass 1: per-thread online (max, sum) over the thread's vectors v = tg, tg + G, ...
+// (vec: one group, size % VEC == 0) or elements; merge; pass 2 walks the thread's elements backwards.
+// ---------------------------------------------------------------------------------------------------------------
+struct ItemRange {
+  int64_t base;  // offset of the group's first element in the tensor
+  int64_t len;   // elements in the group (0 for an invalid item)
+};
+
+__device__ __forceinline__ ItemRange item_range(int64_t item, int64_t items, int64_t size,
+                                                const int64_t* __restrict__ offsets, int64_t ngroups) {
+  if (item >= items) return {0, 0};
+  if (offsets == nullptr) return {item * size, size};
+  const int64_t row = idiv(item, ngroups);
+  const int64_t gi = item - row * ngroups;
+  const int64_t a = offsets[gi];
+  return {row * size + a, offsets[gi + 1] - a};
+}
+
+// Last index of the sequence tg, tg + G, ... below n, or -1.
+__device__ __forceinline__ int64_t last_index(int64_t tg, int64_t n, int G) {
+  return tg < n ? tg + ((n - 1 - tg) / G) * G : -1;
+}
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kMaxBlock, 1) softmax_online_forward_kernel(
+    const scalar_t* __restrict__ x,          // [rows, size]
+    scalar_t* __restrict__ y,                // [rows, size]
+    int64_t rows, int64_t size,
+    const int64_t* __restrict__ offsets,     // [ngroups + 1] or nullptr
+    int64_t ngroups, int G,
+    bool vec,                                // 16-byte accesses (offsets == nullptr, aligned, size % VEC == 0)
+    bool log, InvTemp<at::opmath_type<scalar_t>> temp) {
+  using T = at::opmath_type<scalar_t>;
+  using V = Vec16<scalar_t>;
+  constexpr int VEC = V::kSize;
+  __shared__ T red_warp[32];
+  const T inv_t = temp.get();
+  const RowGroup grp(G, 1);
+  const int64_t items = rows * ngroups;
+  const int64_t nib = ceil_div_dev(items, grp.rpb);
+  for (int64_t ib = blockIdx.x; ib < nib; ib += gridDim.x) {
+    const ItemRange r = item_range(ib * grp.rpb + grp.sub, items, size, offsets, ngroups);
+    const scalar_t* xr = x + r.base;
+    scalar_t* yr = y + r.base;
+    T m = Lim<T>::neg_inf(), s = 0;
+    if (vec) {
+      const int64_t nv = r.len / VEC;
+      for (int64_t v = grp.tg; v < nv; v += G) {
+        const V xv = *reinterpret_cast<const V*>(xr + v * VEC);
+        T vals[VEC];
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) vals[j] = static_cast<T>(xv.val[j]);
+        online_update(m, s, vals, inv_t);
+      }
+    } else {
+      for (int64_t i = grp.tg; i < r.len; i += G) {
+        const T vals[1] = {static_cast<T>(xr[i])};
+        online_update(m, s, vals, inv_t);
+      }
+    }
+    const T mx = group_reduce(m, G, 1, red_warp, red_warp, MaxOp()) + T(0);
+    const T safe = mx == Lim<T>::neg_inf() ? T(0) : mx;
+    // s is relative to the thread's safe max: rescale to the group's (factor 1 when m == mx finite, 0 when m = -inf)
+    s *= gexp((m - safe) * inv_t);
+    s = group_reduce(s, G, 1, red_warp, red_warp, SumOp());
+    const T shift = log ? glog(s) : T(1) / s;
+    if (vec) {
+      for (int64_t v = last_index(grp.tg, r.len / VEC, G); v >= 0; v -= G) {
+        const V xv = *reinterpret_cast<const V*>(xr + v * VEC);
+        V o;
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) {
+          const T d = (static_cast<T>(xv.val[j]) - mx) * inv_t;
+          o.val[j] = static_cast<scalar_t>(log ? d - shift : gexp(d) * shift);
+        }
+        *reinterpret_cast<V*>(yr + v * VEC) = o;
+      }
+    } else {
+      for (int64_t i = last_index(grp.tg, r.len, G); i >= 0; i -= G) {
+        const T d = (static_cast<T>(xr[i]) - mx) * inv_t;
+        yr[i] = static_cast<scalar_t>(log ? d - shift : gexp(d) * shift);
+      }
+    }
+  }
+}
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kMaxBlock, 1) softmax_online_backward_kernel(
+    const scalar_t* __restrict__ grad,       // [rows, size]
+    const scalar_t* __restrict__ y,          // [rows, size]
+    scalar_t* __restrict__ dx,               // [rows, size]
+    int64_t rows, int64_t size,
+    const int64_t* __restrict__ offsets,     // [ngroups + 1] or nullptr
+    int64_t ngroups, int G,
+    bool vec,                                // 16-byte accesses (offsets == nullptr, aligned, size % VEC == 0)
+    bool log, InvTemp<at::opmath_type<scalar_t>> temp) {
+  using T = at::opmath_type<scalar_t>;
+  using V = Vec16<scalar_t>;
+  constexpr int VEC = V::kSize;
+  __shared__ T red_warp[32];
+  const T inv_t = temp.get();
+  const RowGroup grp(G, 1);
+  const int64_t items = rows * ngroups;
+  const int64_t nib = ceil_div_dev(items, grp.rpb);
+  for (int64_t ib = blockIdx.x; ib < nib; ib += gridDim.x) {
+    const ItemRange r = item_range(ib * grp.rpb + grp.sub, items, size, offsets, ngroups);
+    const scalar_t* gr = grad + r.base;
+    const scalar_t* yr = y + r.base;
+    scalar_t* dr = dx + r.base;
+    T acc = 0;
+    if (vec) {
+      const int64_t nv = r.len / VEC;
+      for (int64_t v = grp.tg; v < nv; v += G) {
+        const V gv = *reinterpret_cast<const V*>(gr + v * VEC);
+        if (log) {
+#pragma unroll
+          for (int j = 0; j < VEC; ++j) acc += static_cast<T>(gv.val[j]);
+        } else {
+          const V yv = *reinterpret_cast<const V*>(yr + v * VEC);
+#pragma unroll
+          for (int j = 0; j < VEC; ++j) acc += static_cast<T>(gv.val[j]) * static_cast<T>(yv.val[j]);
+        }
+      }
+    } else {
+      for (int64_t i = grp.tg; i < r.len; i += G) {
+        acc += log ? static_cast<T>(gr[i]) : static_cast<T>(gr[i]) * static_cast<T>(yr[i]);
+      }
+    }
+    acc = group_reduce(acc, G, 1, red_warp, red_warp, SumOp());
+    if (vec) {
+      for (int64_t v = last_index(grp.tg, r.len / VEC, G); v >= 0; v -= G) {
+        const V gv = *reinterpret_cast<const V*>(gr + v * VEC);
+        const V yv = *reinterpret_cast<const V*>(yr + v * VEC);
+        V o;
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) {
+          const T dy = static_cast<T>(gv.val[j]);
+          const T yy = static_cast<T>(yv.val[j]);
+          o.val[j] = static_cast<scalar_t>(log ? (dy - gexp(yy) * acc) * inv_t : yy * (dy - acc) * inv_t);
+        }
+        *reinterpret_cast<V*>(dr + v * VEC) = o;
+      }
+    } else {
+      for (int64_t i = last_index(grp.tg, r.len, G); i >= 0; i -= G) {
+        const T dy = static_cast<T>(gr[i]);
+        const T yy = static_cast<T>(yr[i]);
+        dr[i] = static_cast<scalar_t>(log ? (dy - gexp(yy) * acc) * inv_t : yy * (dy - acc) * inv_t);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Strided kernels (inner > 1): one thread per column (o, group, i), thread-level grid-stride loop over
+// idx = (o * ngroups + group) * inner + i (consecutive threads: consecutive i, coalesced); the column is
+// x[((o * size) + a + j) * inner + i], j < b - a. No collectives.
+// ---------------------------------------------------------------------------------------------------------------
+struct Column {
+  int64_t base;  // offset of the column's first element
+  int64_t len;
+};
+
+__device__ __forceinline__ Column strided_column(int64_t idx, int64_t size, int64_t inner,
+                                                 const int64_t* __restrict__ offsets, int64_t ngroups) {
+  const int64_t q = idiv(idx, inner);  // o * ngroups + group
+  const int64_t i = idx - q * inner;
+  if (offsets == nullptr) return {q * size * inner + i, size};
+  const int64_t o = idiv(q, ngroups);
+  const int64_t gi = q - o * ngroups;
+  const int64_t a = offsets[gi];
+  return {(o * size + a) * inner + i, offsets[gi + 1] - a};
+}
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads, 4) softmax_strided_forward_kernel(
+    const scalar_t* __restrict__ x,       // [outer, size, inner]
+    scalar_t* __restrict__ y,             // [outer, size, inner]
+    int64_t outer, int64_t size, int64_t inner,
+    const int64_t* __restrict__ offsets,  // [ngroups + 1] or nullptr
+    int64_t ngroups, bool log, InvTemp<at::opmath_type<scalar_t>> temp) {
+  using T = at::opmath_type<scalar_t>;
+  const T inv_t = temp.get();
+  const int64_t n = outer * ngroups * inner;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < n; idx += stride) {
+    const Column c = strided_column(idx, size, inner, offsets, ngroups);
+    const scalar_t* xc = x + c.base;
+    scalar_t* yc = y + c.base;
+    T m = Lim<T>::neg_inf(), s = 0;  // s relative to m (finite m); m = -inf: s in {0, NaN}, the write pass gives NaN
+    for (int64_t j = 0; j < c.len; ++j) {
+      const T vals[1] = {static_cast<T>(xc[j * inner])};
+      online_update(m, s, vals, inv_t);
+    }
+    const T shift = log ? glog(s) : T(1) / s;
+    for (int64_t j = 0; j < c.len; ++j) {
+      const T d = (static_cast<T>(xc[j * inner]) - m) * inv_t;
+      yc[j * inner] = static_cast<scalar_t>(log ? d - shift : gexp(d) * shift);
+    }
+  }
+}
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads, 4) softmax_strided_backward_kernel(
+    const scalar_t* __restrict__ grad,    // [outer, size, inner]
+    const scalar_t* __restrict__ y,       // [outer, size, inner]
+    scalar_t* __restrict__ dx,            // [outer, size, inner]
+    int64_t outer, int64_t size, int64_t inner,
+    const int64_t* __restrict__ offsets,  // [ngroups + 1] or nullptr
+    int64_t ngroups, bool log, InvTemp<at::opmath_type<scalar_t>> temp) {
+  using T = at::opmath_type<scalar_t>;
+  const T inv_t = temp.get();
+  const int64_t n = outer * ngroups * inner;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < n; idx += stride) {
+    const Column c = strided_column(idx, size, inner, offsets, ngroups);
+    const scalar_t* gc = grad + c.base;
+    const scalar_t* yc = y + c.base;
+    scalar_t* dc = dx + c.base;
+    T acc = 0;
+    for (int64_t j = 0; j < c.len; ++j) {
+      acc += log ? static_cast<T>(gc[j * inner]) : static_cast<T>(gc[j * inner]) * static_cast<T>(yc[j * inner]);
+    }
+    for (int64_t j = 0; j < c.len; ++j) {
+      const T dy = static_cast<T>(gc[j * inner]);
+      const T yy = static_cast<T>(yc[j * inner]);
+      dc[j * inner] = static_cast<scalar_t>(log ? (dy - gexp(yy) * acc) * inv_t : yy * (dy - acc) * inv_t);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Distillation loss. Row kernels use the row groups above (G lanes or a block per row, no clusters) and walk the row in
+// units (16-byte vectors when vec, else elements): unit u = tg, tg + G, ...
+// ---------------------------------------------------------------------------------------------------------------
+// Running statistics of one thread: (ms, zs) for the student, (mt, zt) for the teacher as online (max, sum) pairs,
+// and a = sum e_j (t_j - s_j) with e_j = exp((t_j - mt) inv_t), relative to the same safe teacher max as zt.
+template <typename T>
+struct DistillAcc {
+  T ms, zs, mt, zt, a;
+};
+
+template <typename T, int N>
+__device__ __forceinline__ void distill_update(DistillAcc<T>& d, const T (&sv)[N], const T (&tv)[N], T inv_t) {
+  online_update(d.ms, d.zs, sv, inv_t);
+  T cm = tv[0];
+#pragma unroll
+  for (int j = 1; j < N; ++j) cm = gmax(cm, tv[j]);
+  const T mn = gmax(d.mt, cm);
+  const T safe = mn == Lim<T>::neg_inf() ? T(0) : mn;
+  if (mn != d.mt) {
+    const T f = gexp((d.mt - safe) * inv_t);
+    d.zt *= f;
+    d.a = f == T(0) ? T(0) : d.a * f;  // terms whose e_j becomes 0 drop out (an inf term must not give 0 * inf)
+  }
+  d.mt = mn;
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    const T e = gexp((tv[j] - safe) * inv_t);
+    d.zt += e;
+    d.a += e == T(0) ? T(0) : e * (tv[j] - sv[j]);
+  }
+}
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kMaxBlock, 1) distill_forward_kernel(
+    const scalar_t* __restrict__ s,                  // [rows, cols]
+    const scalar_t* __restrict__ t,                  // [rows, cols]
+    at::opmath_type<scalar_t>* __restrict__ stats,   // [rows, 5]
+    scalar_t* __restrict__ loss,                     // [rows, cols] or nullptr
+    int64_t rows, int64_t cols, int G,
+    bool vec,                                        // 16-byte accesses (aligned, cols % VEC == 0)
+    at::opmath_type<scalar_t> inv_t, at::opmath_type<scalar_t> t2) {
+  using T = at::opmath_type<scalar_t>;
+  using V = Vec16<scalar_t>;
+  constexpr int VEC = V::kSize;
+  __shared__ T red_warp[32];
+  const RowGroup grp(G, 1);
+  const T ninf = Lim<T>::neg_inf();
+  const int64_t nrb = ceil_div_dev(rows, grp.rpb);
+  for (int64_t rb = blockIdx.x; rb < nrb; rb += gridDim.x) {
+    const int64_t row = rb * grp.rpb + grp.sub;
+    const bool valid = row < rows;
+    const int64_t off = valid ? row * cols : 0;
+    const scalar_t* sr = s + off;
+    const scalar_t* tr = t + off;
+    DistillAcc<T> d{ninf, T(0), ninf, T(0), T(0)};
+    if (valid) {
+      if (vec) {
+        for (int64_t v = grp.tg; v < cols / VEC; v += G) {
+          const V sv = *reinterpret_cast<const V*>(sr + v * VEC);
+          const V tv = *reinterpret_cast<const V*>(tr + v * VEC);
+          T a[VEC], b[VEC];
+#pragma unroll
+          for (int j = 0; j < VEC; ++j) {
+            a[j] = static_cast<T>(sv.val[j]);
+            b[j] = static_cast<T>(tv.val[j]);
+          }
+          distill_update(d, a, b, inv_t);
+        }
+      } else {
+        for (int64_t i = grp.tg; i < cols; i += G) {
+          const T a[1] = {static_cast<T>(sr[i])};
+          const T b[1] = {static_cast<T>(tr[i])};
+          distill_update(d, a, b, inv_t);
+        }
+      }
+    }
+    // Merge the threads' statistics (every thread of the block, valid or not).
+    const T ms = group_reduce(d.ms, G, 1, red_warp, red_warp, MaxOp()) + T(0);
+    const T ms_safe = ms == ninf ? T(0) : ms;
+    const T zs = group_reduce(d.zs * gexp((d.ms - ms_safe) * inv_t), G, 1, red_warp, red_warp, SumOp());
+    const T mt = group_reduce(d.mt, G, 1, red_warp, red_warp, MaxOp()) + T(0);
+    const T mt_safe = mt == ninf ? T(0) : mt;
+    const T f = gexp((d.mt - mt_safe) * inv_t);
+    const T zt = group_reduce(d.zt * f, G, 1, red_warp, red_warp, SumOp());
+    const T a = group_reduce(f == T(0) ? T(0) : d.a * f, G, 1, red_warp, red_warp, SumOp());
+    // Rows of only -inf give NaN statistics (their softmax is NaN), as the CPU kernels.
+    const T logzs = ms == ninf ? Lim<T>::nan() : glog(zs);
+    const T logzt = mt == ninf ? Lim<T>::nan() : glog(zt);
+    const T kl = a * inv_t / zt - (mt - ms) * inv_t - logzt + logzs;
+    if (valid && grp.tg == 0) {
+      T* st = stats + row * kDistillStats;
+      st[kMaxS] = ms;
+      st[kLogZS] = logzs;
+      st[kMaxT] = mt;
+      st[kLogZT] = logzt;
+      st[kKL] = kl;
+    }
+    if (loss != nullptr && valid) {
+      const DistillRow<T> dr{ms, logzs, mt, logzt, kl, inv_t};
+      scalar_t* lr = loss + off;
+      if (vec) {
+        for (int64_t v = grp.tg; v < cols / VEC; v += G) {
+          const V sv = *reinterpret_cast<const V*>(sr + v * VEC);
+          const V tv = *reinterpret_cast<const V*>(tr + v * VEC);
+          V o;
+#pragma unroll
+          for (int j = 0; j < VEC; ++j) {
+            o.val[j] = static_cast<scalar_t>(t2 * dr.pointwise(static_cast<T>(sv.val[j]), static_cast<T>(tv.val[j])));
+          }
+          *reinterpret_cast<V*>(lr + v * VEC) = o;
+        }
+      } else {
+        for (int64_t i = grp.tg; i < cols; i += G) {
+          lr[i] = static_cast<scalar_t>(t2 * dr.pointwise(static_cast<T>(sr[i]), static_cast<T>(tr[i])));
+        }
+      }
+    }
+  }
+}
+
+// Reduced backward: G = grad[0] * scale (one scalar); ds = G inv_t (q - p), dt = G inv_t p (r - kl).
+// Thread-level grid-stride loops: vectors (nvec = n / VEC when aligned and cols % VEC == 0, so that a vector lies in
+// one row; else 0), then the scalar tail. No collectives.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads) distill_backward_reduced_kernel(
+    const at::opmath_type<scalar_t>* __restrict__ grad,   // [1]
+    const scalar_t* __restrict__ s,                       // [rows, cols] = [n]
+    const scalar_t* __restrict__ t,                       // [n]
+    const at::opmath_type<scalar_t>* __restrict__ stats,  // [rows, 5]
+    scalar_t* __restrict__ ds,                            // [n]
+    scalar_t* __restrict__ dt,                            // [n] or nullptr
+    int64_t n, int64_t cols, int64_t nvec, double scale, at::opmath_type<scalar_t> inv_t) {
+  using T = at::opmath_type<scalar_t>;
+  using V = Vec16<scalar_t>;
+  constexpr int VEC = V::kSize;
+  const T g = static_cast<T>(static_cast<double>(grad[0]) * scale);
+  const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t v = tid; v < nvec; v += stride) {
+    const int64_t i = v * VEC;
+    const T* rs = stats + idiv(i, cols) * kDistillStats;
+    const DistillRow<T> dr{rs[kMaxS], rs[kLogZS], rs[kMaxT], rs[kLogZT], rs[kKL], inv_t};
+    const V sv = *reinterpret_cast<const V*>(s + i);
+    const V tv = *reinterpret_cast<const V*>(t + i);
+    V os, ot;
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) {
+      T a, b;
+      dr.reduced_grads(static_cast<T>(sv.val[j]), static_cast<T>(tv.val[j]), g, a, b);
+      os.val[j] = static_cast<scalar_t>(a);
+      ot.val[j] = static_cast<scalar_t>(b);
+    }
+    *reinterpret_cast<V*>(ds + i) = os;
+    if (dt != nullptr) *reinterpret_cast<V*>(dt + i) = ot;
+  }
+  for (int64_t i = nvec * VEC + tid; i < n; i += stride) {
+    const T* rs = stats + idiv(i, cols) * kDistillStats;
+    const DistillRow<T> dr{rs[kMaxS], rs[kLogZS], rs[kMaxT], rs[kLogZT], rs[kKL], inv_t};
+    T a, b;
+    dr.reduced_grads(static_cast<T>(s[i]), static_cast<T>(t[i]), g, a, b);
+    ds[i] = static_cast<scalar_t>(a);
+    if (dt != nullptr) dt[i] = static_cast<scalar_t>(b);
+  }
+}
+
+// Backward of reduction "none", per row: G_j = grad_j * scale; A = sum G_j p_j, B = sum G_j p_j (r_j + 1) (terms with
+// p_j == 0 are 0); ds_j = -inv_t (G_j p_j - q_j A), dt_j = inv_t (G_j p_j (r_j + 1) - p_j B) (0 where p_j == 0).
+template <typename T>
+struct NoneTerms {
+  T gp;   // G p (0 where p == 0)
+  T gpr;  // G p (r + 1) (0 where p == 0)
+  T p;
+};
+
+template <typename T>
+__device__ __forceinline__ NoneTerms<T> none_terms(const DistillRow<T>& dr, T s, T t, T g) {
+  const T p = gexp(dr.log_p(t));
+  if (p == T(0)) return {T(0), T(0), p};
+  const T gp = g * p;
+  return {gp, gp * (dr.ratio(s, t) + T(1)), p};
+}
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kMaxBlock, 1) distill_backward_none_kernel(
+    const scalar_t* __restrict__ grad,                    // [rows, cols]
+    const scalar_t* __restrict__ s,                       // [rows, cols]
+    const scalar_t* __restrict__ t,                       // [rows, cols]
+    const at::opmath_type<scalar_t>* __restrict__ stats,  // [rows, 5]
+    scalar_t* __restrict__ ds,                            // [rows, cols]
+    scalar_t* __restrict__ dt,                            // [rows, cols] or nullptr
+    int64_t rows, int64_t cols, int G,
+    bool vec,                                             // 16-byte accesses (aligned, cols % VEC == 0)
+    at::opmath_type<scalar_t> g_scale, at::opmath_type<scalar_t> inv_t) {
+  using T = at::opmath_type<scalar_t>;
+  using V = Vec16<scalar_t>;
+  constexpr int VEC = V::kSize;
+  __shared__ T red_warp[32];
+  const RowGroup grp(G, 1);
+  const int64_t nrb = ceil_div_dev(rows, grp.rpb);
+  for (int64_t rb = blockIdx.x; rb < nrb; rb += gridDim.x) {
+    const int64_t row = rb * grp.rpb + grp.sub;
+    const bool valid = row < rows;
+    const int64_t off = valid ? row * cols : 0;
+    const int64_t units = valid ? (vec ? cols / VEC : cols) : 0;
+    const scalar_t* gr = grad + off;
+    const scalar_t* sr = s + off;
+    const scalar_t* tr = t + off;
+    DistillRow<T> dr{T(0), T(0), T(0), T(0), T(0), inv_t};
+    if (valid) {
+      const T* rs = stats + row * kDistillStats;
+      dr = DistillRow<T>{rs[kMaxS], rs[kLogZS], rs[kMaxT], rs[kLogZT], rs[kKL], inv_t};
+    }
+    T A = 0, B = 0;
+    for (int64_t u = grp.tg; u < units; u += G) {
+      if (vec) {
+        const V gv = *reinterpret_cast<const V*>(gr + u * VEC);
+        const V sv = *reinterpret_cast<const V*>(sr + u * VEC);
+        const V tv = *reinterpret_cast<const V*>(tr + u * VEC);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) {
+          const NoneTerms<T> nt = none_terms(dr, static_cast<T>(sv.val[j]), static_cast<T>(tv.val[j]),
+                                             static_cast<T>(gv.val[j]) * g_scale);
+          A += nt.gp;
+          B += nt.gpr;
+        }
+      } else {
+        const NoneTerms<T> nt =
+            none_terms(dr, static_cast<T>(sr[u]), static_cast<T>(tr[u]), static_cast<T>(gr[u]) * g_scale);
+        A += nt.gp;
+        B += nt.gpr;
+      }
+    }
+    A = group_reduce(A, G, 1, red_warp, red_warp, SumOp());
+    B = group_reduce(B, G, 1, red_warp, red_warp, SumOp());
+    scalar_t* dsr = ds + off;
+    scalar_t* dtr = dt != nullptr ? dt + off : nullptr;
+    for (int64_t u = grp.tg; u < units; u += G) {
+      if (vec) {
+        const V gv = *reinterpret_cast<const V*>(gr + u * VEC);
+        const V sv = *reinterpret_cast<const V*>(sr + u * VEC);
+        const V tv = *reinterpret_cast<const V*>(tr + u * VEC);
+        V os, ot;
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) {
+          const T sj = static_cast<T>(sv.val[j]);
+          const NoneTerms<T> nt = none_terms(dr, sj, static_cast<T>(tv.val[j]), static_cast<T>(gv.val[j]) * g_scale);
+          const T q = gexp(dr.log_q(sj));
+          os.val[j] = static_cast<scalar_t>(-inv_t * (nt.gp - q * A));
+          ot.val[j] = static_cast<scalar_t>(nt.p == T(0) ? T(0) : inv_t * (nt.gpr - nt.p * B));
+        }
+        *reinterpret_cast<V*>(dsr + u * VEC) = os;
+        if (dtr != nullptr) *reinterpret_cast<V*>(dtr + u * VEC) = ot;
+      } else {
+        const T sj = static_cast<T>(sr[u]);
+        const NoneTerms<T> nt = none_terms(dr, sj, static_cast<T>(tr[u]), static_cast<T>(gr[u]) * g_scale);
+        const T q = gexp(dr.log_q(sj));
+        dsr[u] = static_cast<scalar_t>(-inv_t * (nt.gp - q * A));
+        if (dtr != nullptr) dtr[u] = static_cast<scalar_t>(nt.p == T(0) ? T(0) : inv_t * (nt.gpr - nt.p * B));
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Host side: launch plans.
+// ---------------------------------------------------------------------------------------------------------------
+__global__ void cluster_probe_kernel() {}
+
+// Whether rows kernels may be launched with clusters on `device`: the device supports cluster launch, this file's
+// code for it was compiled for sm_90+ (ptxVersion >= 90: the cluster code is compiled in), and GLO_SOFTMAX_CLUSTERS
+// is not "0" (a switch to test the cluster-free paths). Cached per device; a failed cluster launch clears it.
+constexpr int kMaxDevices = 64;
+std::atomic<int> g_cluster_state[kMaxDevices];  // 0 unknown, 1 usable, 2 not usable
+
+bool clusters_usable(int device) {
+  if (device < 0 || device >= kMaxDevices) return false;
+  int state = g_cluster_state[device].load(std::memory_order_relaxed);
+  if (state == 0) {
+    bool ok = false;
+    const char* env = std::getenv("GLO_SOFTMAX_CLUSTERS");
+    if (env == nullptr || std::strcmp(env, "0") != 0) {
+      int attr = 0;
+      cudaFuncAttributes fa{};
+      if (cudaDeviceGetAttribute(&attr, cudaDevAttrClusterLaunch, device) != cudaSuccess) {
+        (void)cudaGetLastError();
+      } else if (attr != 0) {
+        if (cudaFuncGetAttributes(&fa, cluster_probe_kernel) != cudaSuccess) {
+          (void)cudaGetLastError();
+        } else {
+          ok = fa.ptxVersion >= 90;
+        }
+      }
+    }
+    state = ok ? 1 : 2;
+    g_cluster_state[device].store(state, std::memory_order_relaxed);
+  }
+  return state == 1;
+}
+
+// Launch plan of a row-group kernel: G threads per row (group), C blocks per row (cluster), block and grid sizes.
+struct RowPlan {
+  int G = 32;
+  int C = 1;
+  unsigned block = kThreads;
+  unsigned grid = 1;
+};
+
+// Row groups for a row needing `threads` threads (at most kMaxBlock): a power of two <= 32 (256 / G rows per
+// 256-thread block), else one block of a multiple of 32 threads per row.
+void plan_rows(int64_t rows, int64_t threads, RowPlan& p) {
+  threads = std::min<int64_t>(std::max<int64_t>(threads, 1), kMaxBlock);
+  p.C = 1;
+  if (threads <= 32) {
+    p.G = next_pow2(threads);
+    p.block = kThreads;
+    p.grid = grid_cap(ceil_div(rows, kThreads / p.G));
+  } else {
+    p.G = round_up32(threads);
+    p.block = static_cast<unsigned>(p.G);
+    p.grid = grid_cap(rows);
+  }
+}
+
+// Plan of a cached-rows kernel for rows of nvec vectors, `tensors` tensors cached (forward 1, backward 2), vpt register
+// chunks per thread and tensor:
+//  * registers alone while <= 512 threads hold the row (G <= 32: several rows per block);
+//  * else one block per row of <= 512 threads (two blocks per SM: one's loads overlap the other's reductions), or
+//    else of <= 1024 threads, adding vs shared-memory chunks per thread and tensor, at most kMaxCacheSmem bytes;
+//  * else the same for a cluster of the fewest C <= max_cluster blocks per row, each holding a contiguous span.
+// Returns false when no plan holds the row.
+struct CachedPlan : RowPlan {
+  int vs = 0;        // shared-memory chunks per thread and tensor
+  size_t smem = 0;   // dynamic shared memory per block
+};
+
+constexpr int64_t kMaxCacheSmem = 96 * 1024;  // two blocks per SM fit on sm_90 (228 KiB), one on sm_80 / sm_86
+
+bool plan_cached(int64_t rows, int64_t nvec, int vpt, int tensors, int max_cluster, CachedPlan& p) {
+  const int64_t threads = ceil_div(nvec, vpt);
+  if (threads <= kMaxBlock / 2) {
+    plan_rows(rows, threads, p);
+    p.vs = 0;
+    p.smem = 0;
+    return true;
+  }
+  for (int c = 1; c <= max_cluster; ++c) {
+    const int64_t per_block = ceil_div(nvec, c);  // vectors held by one block
+    for (const int64_t g : {int64_t{kMaxBlock / 2}, int64_t{kMaxBlock}}) {
+      const int64_t vs = std::max<int64_t>(0, ceil_div(per_block, g) - vpt);
+      if (tensors * vs * g * 16 > kMaxCacheSmem) continue;
+      p.vs = static_cast<int>(vs);
+      p.C = c;
+      p.G = round_up32(ceil_div(per_block, vpt + vs));  // <= g; C * G * (vpt + vs) >= nvec
+      p.block = static_cast<unsigned>(p.G);
+      p.grid = grid_cap(rows) * static_cast<unsigned>(c);
+      p.smem = static_cast<size_t>(tensors) * p.vs * p.G * 16;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Launches a cached-rows kernel with plan p (args: the kernel's arguments before (G, C, VS)): plainly, or with a
+// cluster of C blocks along x. Returns false, with the error cleared, when the launch cannot be made (more shared
+// memory than the device allows, or a cluster that cannot be scheduled: cudaOccupancyMaxActiveClusters < 1 or a failed
+// launch): the caller then runs the online kernel, and after a cluster failure clusters are not tried again on this
+// device. Errors of a plain launch without extra shared memory throw.
+template <typename... KArgs, typename... Args>
+bool launch_cached(void (*kernel)(KArgs...), const CachedPlan& p, int device, cudaStream_t stream, Args... args) {
+  if (p.smem > 48 * 1024 &&
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(p.smem)) !=
+          cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  if (p.C == 1) {
+    kernel<<<p.grid, p.block, p.smem, stream>>>(args..., p.G, p.C, p.vs);
+    if (p.smem > 48 * 1024) {
+      const cudaError_t err = cudaGetLastError();
+      if (err == cudaErrorInvalidConfiguration || err == cudaErrorInvalidValue) return false;
+      C10_CUDA_CHECK(err);
+    } else {
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+    return true;
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(p.grid, 1, 1);
+  cfg.blockDim = dim3(p.block, 1, 1);
+  cfg.dynamicSmemBytes = p.smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = static_cast<unsigned>(p.C);
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  int active_clusters = 0;
+  if (cudaOccupancyMaxActiveClusters(&active_clusters, kernel, &cfg) != cudaSuccess || active_clusters < 1 ||
+      cudaLaunchKernelEx(&cfg, kernel, args..., p.G, p.C, p.vs) != cudaSuccess) {
+    (void)cudaGetLastError();
+    g_cluster_state[device].store(2, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
+
+unsigned strided_grid(int64_t n) { return grid_cap(ceil_div(n, kThreads)); }
+
+struct CudaSoftmaxKernels {
+  static void softmax_forward(const at::Tensor& x, at::Tensor& y, SoftmaxGeometry g, const Temperature& temp,
+                              bool log) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    const int device = x.device().index();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "glo_softmax_cuda", [&] {
+      using T = at::opmath_type<scalar_t>;
+      constexpr int VEC = Vec16<scalar_t>::kSize;
+      const InvTemp<T> it = make_inv_temp<T>(temp);
+      const scalar_t* xp = x.const_data_ptr<scalar_t>();
+      scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+      if (g.inner == 1) {
+        const int64_t rows = g.outer, size = g.size;
+        const bool vec = aligned16(xp) && aligned16(yp) && size % VEC == 0;
+        const int64_t nvec = ceil_div(size, VEC);
+        CachedPlan cplan;
+        if (plan_cached(rows, nvec, kFwdVPT, 1, clusters_usable(device) ? kMaxCluster : 1, cplan) &&
+            launch_cached(softmax_rows_forward_kernel<scalar_t, kFwdVPT>, cplan, device, stream, xp, yp, rows, size,
+                          vec, log, it)) {
+          return;
+        }
+        RowPlan p;  // rows longer than any cached plan (or no launch possible): one 1024-thread block per row
+        plan_rows(rows, kMaxBlock, p);
+        softmax_online_forward_kernel<scalar_t><<<p.grid, p.block, 0, stream>>>(
+            xp, yp, rows, size, nullptr, 1, p.G, vec, log, it);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      } else {
+        const int64_t n = g.outer * g.inner;
+        softmax_strided_forward_kernel<scalar_t><<<strided_grid(n), kThreads, 0, stream>>>(
+            xp, yp, g.outer, g.size, g.inner, nullptr, 1, log, it);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
+    });
+  }
+
+  static void softmax_backward(const at::Tensor& grad, const at::Tensor& y, at::Tensor& dx, SoftmaxGeometry g,
+                               const Temperature& temp, bool log) {
+    const c10::cuda::CUDAGuard guard(grad.device());
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    const int device = grad.device().index();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "glo_softmax_backward_cuda", [&] {
+      using T = at::opmath_type<scalar_t>;
+      constexpr int VEC = Vec16<scalar_t>::kSize;
+      const InvTemp<T> it = make_inv_temp<T>(temp);
+      const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+      const scalar_t* yp = y.const_data_ptr<scalar_t>();
+      scalar_t* dp = dx.mutable_data_ptr<scalar_t>();
+      if (g.inner == 1) {
+        const int64_t rows = g.outer, size = g.size;
+        const bool vec = aligned16(gp) && aligned16(yp) && aligned16(dp) && size % VEC == 0;
+        const int64_t nvec = ceil_div(size, VEC);
+        CachedPlan cplan;
+        if (plan_cached(rows, nvec, kBwdVPT, 2, clusters_usable(device) ? kMaxCluster : 1, cplan) &&
+            launch_cached(softmax_rows_backward_kernel<scalar_t, kBwdVPT>, cplan, device, stream, gp, yp, dp, rows,
+                          size, vec, log, it)) {
+          return;
+        }
+        RowPlan p;  // rows longer than any cached plan (or no launch possible): one 1024-thread block per row
+        plan_rows(rows, kMaxBlock, p);
+        softmax_online_backward_kernel<scalar_t><<<p.grid, p.block, 0, stream>>>(
+            gp, yp, dp, rows, size, nullptr, 1, p.G, vec, log, it);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      } else {
+        const int64_t n = g.outer * g.inner;
+        softmax_strided_backward_kernel<scalar_t><<<strided_grid(n), kThreads, 0, stream>>>(
+            gp, yp, dp, g.outer, g.size, g.inner, nullptr, 1, log, it);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
+    });
+  }
+
+  static void grouped_softmax_forward(const at::Tensor& x, at::Tensor& y, SoftmaxGeometry g,
+                                      const at::Tensor& offsets, const Temperature& temp) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    const int64_t ngroups = offsets.numel() - 1;
+    const int64_t* op = offsets.const_data_ptr<int64_t>();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "glo_grouped_softmax_cuda", [&] {
+      using T = at::opmath_type<scalar_t>;
+      const InvTemp<T> it = make_inv_temp<T>(temp);
+      const scalar_t* xp = x.const_data_ptr<scalar_t>();
+      scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+      if (g.inner == 1) {
+        RowPlan p;
+        plan_rows(g.outer * ngroups, 32, p);  // one warp per (row, group)
+        softmax_online_forward_kernel<scalar_t><<<p.grid, p.block, 0, stream>>>(
+            xp, yp, g.outer, g.size, op, ngroups, p.G, false, false, it);
+      } else {
+        const int64_t n = g.outer * ngroups * g.inner;
+        softmax_strided_forward_kernel<scalar_t><<<strided_grid(n), kThreads, 0, stream>>>(
+            xp, yp, g.outer, g.size, g.inner, op, ngroups, false, it);
+      }
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+
+  static void grouped_softmax_backward(const at::Tensor& grad, const at::Tensor& y, at::Tensor& dx, SoftmaxGeometry g,
+                                       const at::Tensor& offsets, const Temperature& temp) {
+    const c10::cuda::CUDAGuard guard(grad.device());
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    const int64_t ngroups = offsets.numel() - 1;
+    const int64_t* op = offsets.const_data_ptr<int64_t>();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "glo_grouped_softmax_backward_cuda",
+                                    [&] {
+      using T = at::opmath_type<scalar_t>;
+      const InvTemp<T> it = make_inv_temp<T>(temp);
+      const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+      const scalar_t* yp = y.const_data_ptr<scalar_t>();
+      scalar_t* dp = dx.mutable_data_ptr<scalar_t>();
+      if (g.inner == 1) {
+        RowPlan p;
+        plan_rows(g.outer * ngroups, 32, p);
+        softmax_online_backward_kernel<scalar_t><<<p.grid, p.block, 0, stream>>>(
+            gp, yp, dp, g.outer, g.size, op, ngroups, p.G, false, false, it);
+      } else {
+        const int64_t n = g.outer * ngroups * g.inner;
+        softmax_strided_backward_kernel<scalar_t><<<strided_grid(n), kThreads, 0, stream>>>(
+            gp, yp, dp, g.outer, g.size, g.inner, op, ngroups, false, it);
+      }
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+
+  static void distill_forward(const at::Tensor& s, const at::Tensor& t, at::Tensor& stats, at::Tensor& loss_none,
+                              int64_t rows, int64_t cols, double temperature) {
+    const c10::cuda::CUDAGuard guard(s.device());
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s.scalar_type(), "glo_distillation_loss_cuda", [&] {
+      using T = at::opmath_type<scalar_t>;
+      constexpr int VEC = Vec16<scalar_t>::kSize;
+      const T inv_t = T(1) / static_cast<T>(temperature);
+      const T t2 = static_cast<T>(temperature * temperature);
+      const scalar_t* sp = s.const_data_ptr<scalar_t>();
+      const scalar_t* tp = t.const_data_ptr<scalar_t>();
+      scalar_t* lp = loss_none.defined() ? loss_none.mutable_data_ptr<scalar_t>() : nullptr;
+      const bool vec = aligned16(sp) && aligned16(tp) && (lp == nullptr || aligned16(lp)) && cols % VEC == 0;
+      const int64_t units = vec ? cols / VEC : cols;
+      RowPlan p;
+      plan_rows(rows, std::min<int64_t>(ceil_div(units, kDistillUnitsPerThread), kMaxBlock), p);
+      distill_forward_kernel<scalar_t><<<p.grid, p.block, 0, stream>>>(
+          sp, tp, stats.mutable_data_ptr<T>(), lp, rows, cols, p.G, vec, inv_t, t2);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+
+  static void distill_backward(const at::Tensor& grad, const at::Tensor& s, const at::Tensor& t,
+                               const at::Tensor& stats, at::Tensor& ds, const at::Tensor& dt_or_undefined,
+                               int64_t rows, int64_t cols, double temperature, bool none, double scale) {
+    const c10::cuda::CUDAGuard guard(s.device());
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s.scalar_type(), "glo_distillation_loss_backward_cuda",
+                                    [&] {
+      using T = at::opmath_type<scalar_t>;
+      constexpr int VEC = Vec16<scalar_t>::kSize;
+      const T inv_t = T(1) / static_cast<T>(temperature);
+      const scalar_t* sp = s.const_data_ptr<scalar_t>();
+      const scalar_t* tp = t.const_data_ptr<scalar_t>();
+      const T* stp = stats.const_data_ptr<T>();
+      scalar_t* dsp = ds.mutable_data_ptr<scalar_t>();
+      scalar_t* dtp = dt_or_undefined.defined() ? dt_or_undefined.mutable_data_ptr<scalar_t>() : nullptr;
+      const bool aligned = aligned16(sp) && aligned16(tp) && aligned16(dsp) && (dtp == nullptr || aligned16(dtp));
+      if (none) {
+        const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+        const bool vec = aligned && aligned16(gp) && cols % VEC == 0;
+        const int64_t units = vec ? cols / VEC : cols;
+        RowPlan p;
+        plan_rows(rows, std::min<int64_t>(ceil_div(units, kDistillUnitsPerThread), kMaxBlock), p);
+        distill_backward_none_kernel<scalar_t><<<p.grid, p.block, 0, stream>>>(
+            gp, sp, tp, stp, dsp, dtp, rows, cols, p.G, vec, static_cast<T>(scale), inv_t);
+      } else {
+        const int64_t n = rows * cols;
+        const int64_t nvec = aligned && cols % VEC == 0 ? n / VEC : 0;
+        distill_backward_reduced_kernel<scalar_t>
+            <<<grid_cap(ceil_div(std::max(nvec, n - nvec * VEC), kThreads)), kThreads, 0, stream>>>(
+                grad.const_data_ptr<T>(), sp, tp, stp, dsp, dtp, n, cols, nvec, scale, inv_t);
+      }
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+};
+
+}  // namespace
+}  // namespace glo
+
+TORCH_LIBRARY_IMPL(glo_kernels, CUDA, m) { GLO_REGISTER_SOFTMAX_OPS(m, ::glo::CudaSoftmaxKernels); }
