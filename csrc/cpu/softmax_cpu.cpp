@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -114,8 +115,10 @@ struct RowKernels {
       }
       s = m == kNegInf<T> ? T(0) : s * gexp((m - mn) * inv_t);
       m = mn;
-      for (int64_t j = 0; j < cnt; ++j) es[j] = gexp((xs[j] - mn) * inv_t);
-      s += chunk_dot<T>(es, nullptr, cnt);
+      // Computed in a local buffer (no possible aliasing with x: the loop vectorizes), then kept for the rescale.
+      for (int64_t j = 0; j < cnt; ++j) ebuf[j] = gexp((xs[j] - mn) * inv_t);
+      s += chunk_dot<T>(ebuf, nullptr, cnt);
+      if (!log) std::memcpy(es, ebuf, static_cast<size_t>(cnt) * sizeof(T));
     }
     if (m == kNegInf<T> || nan_row) {  // a row of -inf, or with NaN: NaN, as torch.softmax
       std::fill(y, y + n, static_cast<scalar_t>(std::numeric_limits<T>::quiet_NaN()));
@@ -167,7 +170,7 @@ struct RowKernels {
       const int64_t cnt = std::min(kChunk, n - base);
       const T* gs = cpu::load_chunk(g + base, gbuf, cnt);
       const T* ys = cpu::load_chunk(y + base, ybuf, cnt);
-      T* ds = cpu::out_chunk(dx + base, dbuf, nullptr);
+      T* ds = dbuf;  // a local buffer: the loops below vectorize without alias checks
       if (log) {
         for (int64_t j = 0; j < cnt; ++j) ds[j] = (gs[j] - gexp(ys[j]) * acc) * inv_t;
       } else {
@@ -372,7 +375,7 @@ void distill_forward_impl(const Tensor& s, const Tensor& t, const Tensor& stats,
           const int64_t cnt = std::min(kChunk, cols - base);
           const T* sv = cpu::load_chunk(srow + base, sbuf, cnt);
           const T* tv = cpu::load_chunk(trow + base, tbuf, cnt);
-          T* out = cpu::out_chunk(lp + r * cols + base, d, nullptr);
+          T* out = d;
           for (int64_t j = 0; j < cnt; ++j) out[j] = t2 * dr.pointwise(sv[j], tv[j]);
           cpu::store_chunk(out, lp + r * cols + base, cnt);
         }
@@ -423,8 +426,8 @@ void distill_backward_impl(const Tensor& grad, const Tensor& s, const Tensor& t,
         const int64_t cnt = std::min(kChunk, cols - base);
         const T* sv = cpu::load_chunk(sp + row + base, sbuf, cnt);
         const T* tv = cpu::load_chunk(tp + row + base, tbuf, cnt);
-        T* dsv = cpu::out_chunk(dsp + row + base, o1, nullptr);
-        T* dtv = dtp != nullptr ? cpu::out_chunk(dtp + row + base, o2, nullptr) : o2;
+        T* dsv = o1;  // local buffers: the loops below vectorize without alias checks
+        T* dtv = o2;
         if (none) {
           const T* gv = cpu::load_chunk(gp + row + base, gbuf, cnt);
           for (int64_t j = 0; j < cnt; ++j) {
