@@ -139,7 +139,7 @@ def test_special_rows(backend):
         [1.0, 2.0, 3.0, -inf], [1.0, nan, 3.0, 0.0], [1.0, inf, 3.0, 0.0], [-inf, -inf, -inf, -inf],
         [1e4, -1e4, 1e4 - 1, 0.0], [-1e4, -1e4, -1e4 + 0.5, -1e4 + 2], [-0.0, 0.0, -0.0, 0.0], [inf, inf, 0.0, 1.0],
     ], dtype=torch.float64)
-    for dtype in (torch.float32, torch.bfloat16, torch.float64):
+    for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
         x = rows.to(dtype)
         for temperature in (1e-3, 1.0, 1e3):
             for op in SOFTMAXES:
