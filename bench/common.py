@@ -140,3 +140,91 @@ def saved_bytes(fn, x, params, kwargs: dict | None = None) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         fn(xi, *params, **(kwargs or {}))
     return sum(seen.values())
+
+
+# ---- sweeps: shapes per op family, copies, torch.compile of the eager baseline ----
+def sweep_shape(op: OpSpec, numel: int) -> tuple[int, ...]:
+    """A shape of `numel` elements (a power of 2) for op: rows of the softmax family are set by softmax_row();
+    per-channel ops get NCHW with 32 x 32 planes and C from 16 (2^16 elements) to 1024 (2^26); others (64, numel/64)."""
+    if op.param_names and op.family == "elementwise":
+        k = numel.bit_length() - 1
+        channels = min(1024, max(16, 16 << max(0, (k - 16) * 6 // 10)), numel)
+        hw = max(1, min(1024, numel // channels))
+        n = max(1, numel // (channels * hw))
+        return (n, channels, 32, hw // 32) if hw >= 1024 else (n, channels, 1, hw)
+    rows = 64 if numel >= 64 * 64 else 1
+    return (rows, numel // rows)
+
+
+def softmax_shape(row: int, numel: int) -> tuple[int, int]:
+    """(rows, row) with about `numel` elements in all (at least one row)."""
+    return (max(1, numel // row), row)
+
+
+def copy_time(numel: int, dtype: torch.dtype, device: torch.device) -> float:
+    """Median seconds of x.clone() (read N, write N elements into a fresh tensor, as an op's output is)."""
+    x = torch.randn(numel, dtype=torch.float32).to(dtype=dtype, device=device)
+    return median_time(lambda: x.clone(), device)
+
+
+_COMPILED: dict = {}
+
+
+def compiled(op: OpSpec, kwargs: dict):
+    """torch.compile(dynamic=False) of the eager baseline of op with these scalar arguments (one per op and kwargs;
+    it recompiles per shape and dtype, with a cache limit raised so that sweeps never fall back to eager)."""
+    import torch._dynamo
+
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
+    torch._dynamo.config.accumulated_cache_size_limit = max(torch._dynamo.config.accumulated_cache_size_limit, 4096)
+    key = (op.name, repr(sorted(kwargs.items())))
+    if key not in _COMPILED:
+        base = eager(op)
+        _COMPILED[key] = torch.compile(lambda x, *p: base(x, *p, **kwargs), dynamic=False)
+    fn = _COMPILED[key]
+    return lambda x, *p, **_: fn(x, *p)
+
+
+def overhead_us(fn, x, device: torch.device, calls: int = 2000) -> float:
+    """Median over 5 batches of µs per call of fn(x) on a small tensor, without autograd."""
+    with torch.no_grad():
+        for _ in range(50):
+            fn(x)
+        sync(device)
+        per = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn(x)
+            sync(device)
+            per.append((time.perf_counter() - t0) / calls * 1e6)
+    return statistics.median(per)
+
+
+def median_times(fns, device: torch.device, warmup: int = 2, budget_s: float = 1.0) -> list[float]:
+    """Median seconds of each callable, measured interleaved (A B C A B C ...) after warm-up, so that all of them see
+    the same machine state (clock, caches, the allocator's free lists); 5 to 100 rounds within about budget_s."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    t0 = time.perf_counter()
+    for fn in fns:
+        fn()
+    sync(device)
+    rounds = int(min(100, max(5, budget_s / max(time.perf_counter() - t0, 1e-6))))
+    times = [[] for _ in fns]
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            if device.type == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                end.synchronize()
+                times[i].append(start.elapsed_time(end) / 1e3)
+            else:
+                t1 = time.perf_counter()
+                fn()
+                times[i].append(time.perf_counter() - t1)
+    return [statistics.median(t) for t in times]

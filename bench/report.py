@@ -1,9 +1,16 @@
-"""The main job: for each op and backend available on this device, the max error against the float64 reference and
-the time against PyTorch eager, forward and forward + backward.
+"""The main job: a compact speed and accuracy sweep of every op on the current device.
 
-    python -m bench.report [--device cpu|cuda] [--dtypes float32,bfloat16] [--out DIR]
+    python -m bench.report [--device cpu|cuda] [--dtypes float32,bfloat16] [--sizes 16,18,20,22,24] [--out DIR]
 
-Prints a table and writes report.md and report.csv into DIR (default results/<device>/).
+For each op of the table (glo_kernels._registry.ALL_OPS) and each backend available on the device: the max error
+against the float64 reference, and times forward, backward and forward + backward against PyTorch eager and
+torch.compile(dynamic=False) of the same eager code, with a device copy of the same size measured in the same run.
+Element-wise ops sweep 2^16 .. 2^26 elements (PReLU / PELU as NCHW with C from 16 to 1024); the softmax family sweeps
+rows of 128 .. 262144 elements. GB/s counts the fewest bytes an op must move (bench.common.min_bytes); "% copy" is that
+bandwidth over the copy's (read + write of the same number of elements, into a fresh tensor as an op's output is).
+
+Writes into DIR (default results/<device>/): report.csv (one row per op x backend x dtype x size x direction),
+report.md (summary tables), gbps.png and speedup.png (plots; skipped with a note if matplotlib is missing).
 """
 from __future__ import annotations
 
@@ -12,25 +19,24 @@ import csv
 import datetime
 import os
 import sys
+import time
 
 import torch
 
 import glo_kernels
 from glo_kernels._registry import ALL_OPS
 
-from bench.common import (bench_shape, device_name, device_slug, eager, make_case, median_time, min_bytes, ours,
-                          runner, saved_bytes)
+from bench.common import (compiled, copy_time, device_name, device_slug, eager, make_case, median_times, min_bytes,
+                          ours, overhead_us, runner, saved_bytes, softmax_shape, sweep_shape)
 
 DIRECTIONS = ("fwd", "bwd", "fwd+bwd")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+SOFTMAX_ROWS = (128, 1024, 8192, 32768, 262144)
 
 
 def _backends_for(device: torch.device) -> list[str]:
     status = glo_kernels.available_backends()
-    if device.type == "cuda":
-        names = ["cuda", "triton", "reference"]
-    else:
-        names = ["cpu", "reference"]  # Triton runs CPU tensors only under its (slow) interpreter: not timed
+    names = ["cuda", "triton"] if device.type == "cuda" else ["cpu"]  # Triton on CPU only in its slow interpreter
     return [n for n in names if status[n].available]
 
 
@@ -55,69 +61,210 @@ def max_errors(op, backend, dtype, device) -> tuple[float, float]:
     return rel(y, y64), max(rel(g, r) for g, r in zip(grads, g64))
 
 
+def _plan(args, device):
+    """[(op, dtype_name, shape, directions, with_compile)] in the order they run."""
+    sizes = [1 << int(k) for k in args.sizes.split(",")]
+    rows = [int(r) for r in args.rows.split(",")]
+    compile_sizes = {1 << int(k) for k in args.compile_at.split(",") if k}
+    compile_rows = {int(r) for r in args.compile_rows.split(",") if r}
+    dtypes = args.dtypes.split(",")
+    plan = []
+    for i, dtype_name in enumerate(dtypes):
+        for op in ALL_OPS:
+            if args.ops and op.name not in args.ops.split(","):
+                continue
+            if op.family == "softmax":
+                shapes = [softmax_shape(r, args.softmax_numel) for r in rows]
+            else:
+                shapes = [sweep_shape(op, n) for n in sizes]
+            if i > 0 and device.type == "cpu":
+                shapes = shapes[-1:]  # further dtypes on the CPU: the largest case only (time)
+            for j, shape in enumerate(shapes):
+                last = j == len(shapes) - 1
+                directions = DIRECTIONS if (last or device.type == "cuda") else ("fwd+bwd",)
+                numel = 1
+                for s in shape:
+                    numel *= s
+                at = shape[-1] in compile_rows if op.family == "softmax" else numel in compile_sizes
+                plan.append((op, dtype_name, shape, directions, args.compile and i == 0 and at))
+    return plan
+
+
+def _fmt_shape(shape) -> str:
+    return "x".join(map(str, shape))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--dtypes", default="float32,bfloat16")
+    gpu = torch.cuda.is_available()
+    ap.add_argument("--device", default="cuda" if gpu else "cpu")
+    ap.add_argument("--dtypes", default=None, help="default: float32,bfloat16 (GPU: and float16)")
+    ap.add_argument("--sizes", default=None, help="element-wise sizes as powers of 2 (default CPU 16,18,20,22,24, "
+                                                  "GPU 16,18,20,22,24,26)")
+    ap.add_argument("--rows", default=",".join(map(str, SOFTMAX_ROWS)), help="softmax row lengths")
+    ap.add_argument("--softmax-numel", type=int, default=None, help="elements per softmax case (default 2^24: "
+                                                                   "(64, 262144) at the longest rows)")
+    ap.add_argument("--ops", default="", help="comma-separated op names (default: all)")
+    ap.add_argument("--no-compile", dest="compile", action="store_false", help="skip torch.compile")
+    ap.add_argument("--compile-at", default=None, help="element-wise sizes (powers of 2) timed with torch.compile, "
+                                                        "first dtype only (default CPU 24, GPU 20,24)")
+    ap.add_argument("--compile-rows", default=None, help="softmax row lengths timed with torch.compile (default CPU "
+                                                          "262144, GPU 8192,262144)")
+    ap.add_argument("--budget", type=float, default=None, help="seconds of timing per case and direction, all "
+                                                                "providers together (default CPU 1.0, GPU 0.5)")
     ap.add_argument("--out", default=None, help="output folder (default results/<device>/)")
+    ap.add_argument("--no-plots", dest="plots", action="store_false")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
-    shape = bench_shape()
-    numel = 1
-    for s in shape:
-        numel *= s
+    on_gpu = device.type == "cuda"
+    args.dtypes = args.dtypes or ("float32,bfloat16,float16" if on_gpu else "float32,bfloat16")
+    args.sizes = args.sizes or ("16,18,20,22,24,26" if on_gpu else "16,18,20,22,24")
+    args.softmax_numel = args.softmax_numel or (1 << 24)
+    args.compile_at = args.compile_at if args.compile_at is not None else ("20,24" if on_gpu else "24")
+    args.compile_rows = args.compile_rows if args.compile_rows is not None else ("8192,262144" if on_gpu else "262144")
+    budget = args.budget if args.budget is not None else (0.5 if on_gpu else 1.0)  # per direction, all providers
     out_dir = args.out or os.path.join("results", device_slug(device))
     os.makedirs(out_dir, exist_ok=True)
 
     header = (f"glo_kernels {glo_kernels.__version__} report on {device_name(device)}; torch {torch.__version__}"
-              + (f", CUDA {torch.version.cuda}" if device.type == "cuda" else f", {torch.get_num_threads()} threads")
+              + (f", CUDA {torch.version.cuda}" if on_gpu else f", {torch.get_num_threads()} threads")
               + f"; {datetime.date.today().isoformat()}")
     print(header)
     print("backends:", ", ".join(f"{k}={'yes' if v.available else 'no'}" for k, v in glo_kernels.available_backends().items()))
-    print(f"shape {shape} ({numel} elements); times are medians after warm-up; speedup = eager time / ours")
-    rows = []
-    for dtype_name in args.dtypes.split(","):
-        dtype = DTYPES[dtype_name]
-        for op in ALL_OPS:
-            kw = op.bench_kwargs_for(shape)
-            x, params, dy = make_case(op, shape, dtype, device, kwargs=kw)
-            base = {}
-            for direction in DIRECTIONS:
-                base[direction] = median_time(runner(eager(op), x, params, dy, direction, kw), device)
-            se = saved_bytes(eager(op), x, params, kw)
-            for backend in _backends_for(device):
-                err_f, err_g = max_errors(op, backend, dtype, device)
-                saved = saved_bytes(ours(op, backend), x, params, kw)
-                row = {"op": op.name, "backend": backend, "dtype": dtype_name, "shape": "x".join(map(str, shape)),
-                       "err_fwd": err_f, "err_grad": err_g, "saved_eager_MB": se / 1e6, "saved_ours_MB": saved / 1e6}
-                for direction in DIRECTIONS:
-                    t = median_time(runner(ours(op, backend), x, params, dy, direction, kw), device)
-                    row[f"{direction}_eager_ms"] = base[direction] * 1e3
-                    row[f"{direction}_ours_ms"] = t * 1e3
-                    row[f"{direction}_speedup"] = base[direction] / t
-                    row[f"{direction}_GBps"] = min_bytes(op, direction, numel, x.element_size()) / t / 1e9
-                rows.append(row)
-                print(f"  {op.name:11s} {backend:9s} {dtype_name:8s} err fwd {err_f:.1e} grad {err_g:.1e} | "
-                      + " | ".join(f"{d} {row[d + '_ours_ms']:7.2f} ms (eager {row[d + '_eager_ms']:7.2f}, "
-                                   f"x{row[d + '_speedup']:.2f})" for d in DIRECTIONS), flush=True)
+    backends = _backends_for(device)
+    plan = _plan(args, device)
+    print(f"{len(plan)} cases x backends {backends}; times are medians after warm-up; speedup = baseline time / ours",
+          flush=True)
 
+    t_start = time.perf_counter()
+    copies: dict = {}
+    rows = []
+    for k, (op, dtype_name, shape, directions, with_compile) in enumerate(plan, 1):
+        dtype = DTYPES[dtype_name]
+        kw = op.bench_kwargs_for(shape)
+        x, params, dy = make_case(op, shape, dtype, device, kwargs=kw)
+        numel = x.numel()
+        if (numel, dtype) not in copies:
+            copies[(numel, dtype)] = copy_time(numel, dtype, device)
+        t_copy = copies[(numel, dtype)]
+        copy_gbps = 2 * numel * x.element_size() / t_copy / 1e9
+        # Per direction, eager, torch.compile and every backend are timed interleaved (bench.common.median_times).
+        providers = [("eager", eager(op))] + ([("compile", compiled(op, kw))] if with_compile else []) + [
+            (b, ours(op, b)) for b in backends]
+        times = {}
+        for d in directions:
+            meds = median_times([runner(fn, x, params, dy, d, kw) for _, fn in providers], device, budget_s=budget)
+            times.update({(name, d): t for (name, _), t in zip(providers, meds)})
+        base = {d: times[("eager", d)] for d in directions}
+        comp = {d: times[("compile", d)] for d in directions if ("compile", d) in times}
+        se = saved_bytes(eager(op), x, params, kw)
+        for backend in backends:
+            saved = saved_bytes(ours(op, backend), x, params, kw)
+            for d in directions:
+                t = times[(backend, d)]
+                nbytes = min_bytes(op, d, numel, x.element_size())
+                rows.append({
+                    "op": op.name, "family": op.family, "backend": backend, "dtype": dtype_name,
+                    "shape": _fmt_shape(shape), "numel": numel, "direction": d,
+                    "ours_ms": t * 1e3, "eager_ms": base[d] * 1e3,
+                    "compile_ms": comp[d] * 1e3 if d in comp else "",
+                    "min_bytes": nbytes, "GBps": nbytes / t / 1e9, "eager_GBps": nbytes / base[d] / 1e9,
+                    "compile_GBps": nbytes / comp[d] / 1e9 if d in comp else "",
+                    "copy_GBps": copy_gbps, "pct_copy": 100 * (nbytes / t / 1e9) / copy_gbps,
+                    "speedup_eager": base[d] / t, "speedup_compile": comp[d] / t if d in comp else "",
+                    "saved_ours_MB": saved / 1e6, "saved_eager_MB": se / 1e6,
+                })
+            last = [r for r in rows if r["op"] == op.name and r["backend"] == backend and r["numel"] == numel
+                    and r["dtype"] == dtype_name]
+            elapsed = time.perf_counter() - t_start
+            print(f"[{k:3d}/{len(plan)} {elapsed:5.0f}s] {op.name:17s} {backend:6s} {dtype_name:8s} "
+                  f"{_fmt_shape(shape):>16s} | "
+                  + " | ".join(f"{r['direction']} {r['ours_ms']:8.3f} ms {r['GBps']:7.1f} GB/s "
+                               f"({r['pct_copy']:3.0f}% copy) x{r['speedup_eager']:.2f} eager"
+                               + (f" x{r['speedup_compile']:.2f} compile" if r["speedup_compile"] != "" else "")
+                               for r in last), flush=True)
+
+    errors = []
+    for dtype_name in args.dtypes.split(","):
+        for op in ALL_OPS:
+            if args.ops and op.name not in args.ops.split(","):
+                continue
+            for backend in backends:
+                ef, eg = max_errors(op, backend, DTYPES[dtype_name], device)
+                errors.append({"op": op.name, "backend": backend, "dtype": dtype_name, "err_fwd": ef, "err_grad": eg})
+
+    overhead = []
+    xs = torch.randn(16, 64, device=device)
+    for op in ALL_OPS:
+        if args.ops and op.name not in args.ops.split(","):
+            continue
+        kw = op.bench_kwargs_for(xs.shape)
+        params = op.make_params(xs.shape, xs.dtype, device, True)
+        row = {"op": op.name, "eager_us": overhead_us(lambda v: eager(op)(v, *params, **kw), xs, device)}
+        for backend in backends:
+            row[f"{backend}_us"] = overhead_us(lambda v: ours(op, backend)(v, *params, **kw), xs, device)
+        overhead.append(row)
+
+    _write(out_dir, header, rows, errors, overhead, backends)
+    if args.plots:
+        from bench.plots import plot_report
+
+        print(plot_report(rows, out_dir, header))
+    print(f"wrote {out_dir}/report.md and report.csv in {time.perf_counter() - t_start:.0f} s")
+    return 0
+
+
+def _write(out_dir, header, rows, errors, overhead, backends):
     cols = list(rows[0].keys())
     with open(os.path.join(out_dir, "report.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows(rows)
-    md = [f"# {header}", "", f"Shape {shape}; speedup = eager / ours; error = max |ours - fp64 reference| / max |reference|.",
-          "", "| op | backend | dtype | err fwd | err grad | fwd ms (eager) | bwd ms (eager) | fwd+bwd ms (eager) | "
-          "speedup fwd / bwd / fwd+bwd | fwd+bwd GB/s | saved for bwd MB (eager) |", "|" + "---|" * 11]
+    err = {(e["op"], e["backend"], e["dtype"]): e for e in errors}
+    md = [f"# {header}", "",
+          "Each op at its largest size of the sweep (element-wise: the largest power of 2; softmax family: the longest "
+          "rows). ms: ours (eager, torch.compile); GB/s counts the fewest bytes the op must move; % copy: that over a "
+          "copy of the same size measured in the same run; speedup = baseline / ours; error = max |ours - fp64 "
+          "reference| / max |reference|. The full sweep is in report.csv and the plots.", "",
+          "| op | backend | dtype | shape | err fwd / grad | fwd ms (eager, compile) | bwd ms (eager, compile) | "
+          "fwd+bwd ms (eager, compile) | fwd / bwd GB/s (% copy) | speedup vs eager fwd / bwd / fwd+bwd | "
+          "vs compile fwd / bwd / fwd+bwd | saved MB (eager) |", "|" + "---|" * 12]
+    keys = []
     for r in rows:
-        md.append(f"| {r['op']} | {r['backend']} | {r['dtype']} | {r['err_fwd']:.1e} | {r['err_grad']:.1e} | "
-                  + " | ".join(f"{r[d + '_ours_ms']:.2f} ({r[d + '_eager_ms']:.2f})" for d in DIRECTIONS)
-                  + " | " + " / ".join(f"{r[d + '_speedup']:.2f}" for d in DIRECTIONS)
-                  + f" | {r['fwd+bwd_GBps']:.1f} | {r['saved_ours_MB']:.1f} ({r['saved_eager_MB']:.1f}) |")
+        k = (r["op"], r["backend"], r["dtype"])
+        if k not in keys:
+            keys.append(k)
+
+    def f2(v, fmt="{:.2f}"):
+        return fmt.format(v) if v != "" else "-"
+
+    for k in keys:
+        cand = [r for r in rows if (r["op"], r["backend"], r["dtype"]) == k]
+        top = max(r["numel"] if r["family"] == "elementwise" else int(r["shape"].split("x")[-1]) for r in cand)
+        sel = {r["direction"]: r for r in cand
+               if (r["numel"] if r["family"] == "elementwise" else int(r["shape"].split("x")[-1])) == top}
+        if set(sel) != set(DIRECTIONS):
+            continue
+        e = err.get(k, {"err_fwd": float("nan"), "err_grad": float("nan")})
+        md.append(
+            f"| {k[0]} | {k[1]} | {k[2]} | {sel['fwd']['shape']} | {e['err_fwd']:.1e} / {e['err_grad']:.1e} | "
+            + " | ".join(f"{sel[d]['ours_ms']:.3f} ({sel[d]['eager_ms']:.3f}, {f2(sel[d]['compile_ms'], '{:.3f}')})"
+                         for d in DIRECTIONS)
+            + f" | {sel['fwd']['GBps']:.0f} ({sel['fwd']['pct_copy']:.0f}%) / {sel['bwd']['GBps']:.0f} "
+              f"({sel['bwd']['pct_copy']:.0f}%) | "
+            + " / ".join(f"{sel[d]['speedup_eager']:.2f}" for d in DIRECTIONS) + " | "
+            + " / ".join(f2(sel[d]["speedup_compile"]) for d in DIRECTIONS)
+            + f" | {sel['fwd']['saved_ours_MB']:.1f} ({sel['fwd']['saved_eager_MB']:.1f}) |")
+    md += ["", "Per-call overhead on a 16 x 64 float32 tensor (µs per call, forward without autograd; a C++-registered "
+           "op through the Python API):", "",
+           "| op | eager µs | " + " | ".join(f"{b} µs" for b in backends) + " |", "|" + "---|" * (2 + len(backends))]
+    for o in overhead:
+        md.append(f"| {o['op']} | {o['eager_us']:.1f} | " + " | ".join(f"{o[f'{b}_us']:.1f}" for b in backends) + " |")
+    md += ["", "![GB/s against size](gbps.png)", "", "![speedup against size](speedup.png)", ""]
     with open(os.path.join(out_dir, "report.md"), "w") as f:
         f.write("\n".join(md) + "\n")
-    print(f"wrote {out_dir}/report.md and report.csv")
-    return 0
+    for line in md[:4 + len(keys) + 2]:
+        print(line)
 
 
 if __name__ == "__main__":

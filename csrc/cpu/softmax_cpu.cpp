@@ -93,6 +93,7 @@ T inv_temperature(const Temperature& temp) {
 template <typename scalar_t>
 struct RowKernels {
   using T = opmath_t<scalar_t>;
+  static inline volatile T sink_ = 0;  // keeps loads that only bring data into cache
 
   // softmax / log-softmax of x[0, n) into y; rowbuf: n floats for 16-bit softmax (unused otherwise).
   static void forward(const scalar_t* x, scalar_t* y, int64_t n, T inv_t, bool log, T* rowbuf, T* chunk_max_buf) {
@@ -156,18 +157,23 @@ struct RowKernels {
     alignas(64) T gbuf[kChunk];
     alignas(64) T ybuf[kChunk];
     alignas(64) T dbuf[kChunk];
-    T acc = 0;
-    for (int64_t base = 0; base < n; base += kChunk) {
-      const int64_t cnt = std::min(kChunk, n - base);
+    T acc = 0, touched = 0;
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t base = c * kChunk, cnt = std::min(kChunk, n - base);
       const T* gs = cpu::load_chunk(g + base, gbuf, cnt);
+      const T* ys = cpu::load_chunk(y + base, ybuf, cnt);
       if (log) {
         acc += chunk_dot<T>(gs, nullptr, cnt);
+        touched += chunk_dot<T>(ys, nullptr, cnt);  // y streams in now, with dy: the second pass finds both in cache
       } else {
-        acc += chunk_dot<T>(gs, cpu::load_chunk(y + base, ybuf, cnt), cnt);
+        acc += chunk_dot<T>(gs, ys, cnt);
       }
     }
-    for (int64_t base = 0; base < n; base += kChunk) {
-      const int64_t cnt = std::min(kChunk, n - base);
+    sink_ = touched;
+    // Second pass from the row's end, which the first pass left in the closest cache.
+    for (int64_t c = chunks - 1; c >= 0; --c) {
+      const int64_t base = c * kChunk, cnt = std::min(kChunk, n - base);
       const T* gs = cpu::load_chunk(g + base, gbuf, cnt);
       const T* ys = cpu::load_chunk(y + base, ybuf, cnt);
       T* ds = dbuf;  // a local buffer: the loops below vectorize without alias checks
