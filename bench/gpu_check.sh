@@ -3,11 +3,11 @@
 #     bash bench/gpu_check.sh OUTDIR
 # Builds the extension for sm_90 with all cores, then — most valuable first, each step under its own time limit so
 # that the calls fit the device lease — runs the GPU parity tests (tests/test_cuda.py), the report (CSV, markdown,
-# plots), the CUDA tests under compute-sanitizer memcheck at small sizes, the pytest-benchmark suite and the whole test
+# plots), the CUDA tests under compute-sanitizer memcheck and racecheck at small sizes, the pytest-benchmark suite and the whole test
 # suite (CUDA and Triton backends included), writing logs and results into OUTDIR. Commit OUTDIR's report files under
 # bench/results/<device>/ (the report names the card, torch and CUDA versions and the date). Uses the machine's python3 (torch, triton, pytest, pytest-benchmark are there); installs
 # nothing. Step limits (seconds) can be changed with GLO_GPU_T_TESTS_CUDA, GLO_GPU_T_REPORT, GLO_GPU_T_SANITIZER,
-# GLO_GPU_T_BENCH, GLO_GPU_T_TESTS.
+# GLO_GPU_T_RACECHECK, GLO_GPU_T_BENCH, GLO_GPU_T_TESTS.
 set -uo pipefail
 OUT=${1:?usage: bash bench/gpu_check.sh OUTDIR}
 mkdir -p "$OUT"
@@ -44,9 +44,13 @@ run_step "report" "${GLO_GPU_T_REPORT:-200}" report.log $PY -m bench.report --ou
 if command -v compute-sanitizer > /dev/null; then
   run_step "compute-sanitizer memcheck" "${GLO_GPU_T_SANITIZER:-120}" sanitizer.log \
     compute-sanitizer --tool memcheck --error-exitcode 9 $PY -m pytest tests/test_cuda.py -q -p no:cacheprovider -x \
-    -k "cuda and (elementwise_matches_cpu and (31 or 4097) and offset1 and float32 or softmax_rows and (7- or 129- or 8193- or 40961-) and float32 or strided_and_grouped or distillation_matches_cpu and (10- or 5000-))"
+    -k "cuda and (elementwise_matches_cpu and (31 or 4097) and offset1 and float32 or softmax_rows and (7- or 129- or 8193- or 40961-) and float32 or strided_and_grouped or distillation_matches_cpu and (cuda-10] or cuda-5000]))"
+  # Shared-memory races: the kernels that use shared memory (block reductions, the softmax row caches, clusters).
+  run_step "compute-sanitizer racecheck" "${GLO_GPU_T_RACECHECK:-90}" racecheck.log \
+    compute-sanitizer --tool racecheck --error-exitcode 9 $PY -m pytest tests/test_cuda.py -q -p no:cacheprovider -x \
+    -k "cuda- and (softmax_rows and (129- or 8193- or 40961-) and float32 or distillation_matches_cpu and cuda-5000] or prelu_backward_geometries and 1000)"
 else
-  echo "compute-sanitizer not found: memcheck step skipped" | tee "$OUT/sanitizer.log"
+  echo "compute-sanitizer not found: memcheck and racecheck steps skipped" | tee "$OUT/sanitizer.log"
 fi
 run_step "pytest-benchmark suite" "${GLO_GPU_T_BENCH:-90}" bench.log \
   $PY -m pytest bench -q -p no:cacheprovider --benchmark-json="$OUT/benchmark.json"
