@@ -44,28 +44,7 @@ def sync(device: torch.device) -> None:
 
 def median_time(fn, device: torch.device, warmup: int = 3, reps: int | None = None, budget_s: float = 1.0) -> float:
     """Median seconds of fn() after warm-up: CUDA events on a GPU, perf_counter with a sync on the CPU."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    if reps is None:  # as many repetitions as fit the budget, 5 to 100
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        reps = int(min(100, max(5, budget_s / max(time.perf_counter() - t0, 1e-6))))
-    times = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_times([fn], device, warmup=warmup, budget_s=budget_s, reps=reps)[0]
 
 
 def make_case(op: OpSpec, shape, dtype, device, per_channel: bool = True, seed: int = 0, kwargs: dict | None = None):
@@ -201,18 +180,22 @@ def overhead_us(fn, x, device: torch.device, calls: int = 2000) -> float:
     return statistics.median(per)
 
 
-def median_times(fns, device: torch.device, warmup: int = 2, budget_s: float = 1.0) -> list[float]:
+def median_times(fns, device: torch.device, warmup: int = 2, budget_s: float = 1.0,
+                 reps: int | None = None) -> list[float]:
     """Median seconds of each callable, measured interleaved (A B C A B C ...) after warm-up, so that all of them see
-    the same machine state (clock, caches, the allocator's free lists); 5 to 100 rounds within about budget_s."""
+    the same machine state (clock, caches, the allocator's free lists); `reps` rounds, or 5 to 100 within about
+    budget_s. CUDA events on a GPU, perf_counter with a sync on the CPU."""
     for fn in fns:
         for _ in range(warmup):
             fn()
     sync(device)
-    t0 = time.perf_counter()
-    for fn in fns:
-        fn()
-    sync(device)
-    rounds = int(min(100, max(5, budget_s / max(time.perf_counter() - t0, 1e-6))))
+    rounds = reps
+    if rounds is None:
+        t0 = time.perf_counter()
+        for fn in fns:
+            fn()
+        sync(device)
+        rounds = int(min(100, max(5, budget_s / max(time.perf_counter() - t0, 1e-6))))
     times = [[] for _ in fns]
     for _ in range(rounds):
         for i, fn in enumerate(fns):
