@@ -53,6 +53,21 @@ def _needs_grad(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
+def _check_inplace(x: torch.Tensor, op: str) -> None:
+    """Refuse, before any kernel runs, what autograd would refuse after it: an in-place op on a leaf that requires grad
+    (or a view of one). Raising first keeps x unchanged."""
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return
+    if x.is_leaf:
+        raise RuntimeError(f"glo_kernels.{op}: argument 'x' is a leaf Variable that requires grad; a leaf Variable that "
+                           "requires grad is being used in an in-place operation")
+    if not torch.compiler.is_compiling():
+        base = x._base
+        if base is not None and base.is_leaf and base.requires_grad:
+            raise RuntimeError(f"glo_kernels.{op}: argument 'x' is a view of a leaf Variable that requires grad is "
+                               "being used in an in-place operation")
+
+
 class _MaskInplace(torch.autograd.Function):
     """In-place ReLU / Leaky ReLU under autograd: the mutated input is marked dirty; only the 1-bit mask is saved, so
     any slope (negative too) has a right backward."""
@@ -97,6 +112,8 @@ def relu(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     Any shape and strides; float64, float32, bfloat16, float16 (16-bit computed in float32).
     """
     _check_x(x, "relu")
+    if inplace:
+        _check_inplace(x, "relu")
     backend = backends.backend_for(x.device, "relu")
     if backend == "reference":
         return reference.relu(x, inplace=inplace)
@@ -116,6 +133,8 @@ def leaky_relu(x: torch.Tensor, negative_slope: float = 0.01, inplace: bool = Fa
     """
     _check_x(x, "leaky_relu")
     negative_slope = _check_number(negative_slope, "leaky_relu", "negative_slope")
+    if inplace:
+        _check_inplace(x, "leaky_relu")
     backend = backends.backend_for(x.device, "leaky_relu")
     if backend == "reference":
         return reference.leaky_relu(x, negative_slope, inplace=inplace)
@@ -151,17 +170,19 @@ def elu(x: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Ten
     """
     _check_x(x, "elu")
     alpha = _check_number(alpha, "elu", "alpha")
+    if inplace:
+        _check_inplace(x, "elu")
+        if _needs_grad(x) and alpha < 0:  # the same rule on every backend
+            raise ValueError(
+                f"glo_kernels.elu: argument 'alpha' is {alpha}; an in-place ELU that autograd records needs "
+                "alpha >= 0 (its backward reads the output); call it with inplace=False"
+            )
     backend = backends.backend_for(x.device, "elu")
     if backend == "reference":
         return reference.elu(x, alpha, inplace=inplace)
     ns = op_namespace(backend)
     if inplace:
         if _needs_grad(x):
-            if alpha < 0:
-                raise ValueError(
-                    f"glo_kernels.elu: argument 'alpha' is {alpha}; an in-place ELU that autograd records needs "
-                    "alpha >= 0 (its backward reads the output); call it with inplace=False"
-                )
             return _ELUInplace.apply(x, alpha, backend)
         ns.elu_(x, alpha)
         return x
@@ -238,13 +259,19 @@ def maxout(x: torch.Tensor, pieces: int, dim: int = 1) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------------------
 # Softmax family (docs/softmax_contract.md)
 # ---------------------------------------------------------------------------------------------------------------
-def _check_temperature(temperature, op: str):
-    """(float value, tensor or None): a positive finite number, or a one-element floating tensor (learned)."""
+def _check_temperature(temperature, op: str, device: torch.device | None = None):
+    """(float value, tensor or None): a positive finite number, or a one-element floating tensor (learned) on
+    `device` or the CPU."""
     if isinstance(temperature, torch.Tensor):
         if temperature.numel() != 1 or not temperature.is_floating_point():
             raise ValueError(
                 f"glo_kernels.{op}: argument 'temperature' must be a number or a floating-point tensor of one "
                 f"element, got a {temperature.dtype} tensor of shape {tuple(temperature.shape)}"
+            )
+        if device is not None and temperature.device != device and temperature.device.type != "cpu":
+            raise ValueError(
+                f"glo_kernels.{op}: argument 'temperature' is on {temperature.device} but 'x' is on {device}; it "
+                "must be on x's device or the CPU"
             )
         if not torch.compiler.is_compiling():
             value = float(temperature.detach().reshape(()))  # a GPU tensor synchronizes here, once per call
@@ -273,12 +300,7 @@ def _check_dim(x: torch.Tensor, dim, op: str) -> int:
 def _softmax_common(name: str, x, dim, temperature):
     _check_x(x, name)
     dim = _check_dim(x, dim, name)
-    t, tt = _check_temperature(temperature, name)
-    if tt is not None and tt.device != x.device and tt.device.type != "cpu":
-        raise ValueError(
-            f"glo_kernels.{name}: argument 'temperature' is on {tt.device} but 'x' is on {x.device}; it must be on "
-            "x's device or the CPU"
-        )
+    t, tt = _check_temperature(temperature, name, x.device)
     return dim, t, tt, backends.backend_for(x.device, name)
 
 
@@ -316,8 +338,10 @@ def grouped_softmax(x: torch.Tensor, group_sizes, dim: int = -1, temperature=1.0
     :func:`softmax`.
     """
     dim, t, tt, backend = _softmax_common("grouped_softmax", x, dim, temperature)
-    if isinstance(group_sizes, int) or not all(isinstance(g, int) and not isinstance(g, bool) for g in group_sizes):
-        raise TypeError(f"glo_kernels.grouped_softmax: argument 'group_sizes' must be a sequence of ints, got {group_sizes!r}")
+    if not isinstance(group_sizes, (list, tuple)) or not all(
+            isinstance(g, int) and not isinstance(g, bool) for g in group_sizes):
+        raise TypeError(
+            f"glo_kernels.grouped_softmax: argument 'group_sizes' must be a list or tuple of ints, got {group_sizes!r}")
     group_sizes = [int(g) for g in group_sizes]
     size = x.shape[dim] if x.dim() > 0 else 1
     if not group_sizes or any(g < 1 for g in group_sizes) or sum(group_sizes) != size:
@@ -363,6 +387,10 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
     if student.dim() == 0:
         raise ValueError("glo_kernels.distillation_loss: argument 'student' must have at least one dimension")
     if isinstance(temperature, torch.Tensor):
+        if temperature.device != student.device and temperature.device.type != "cpu":
+            raise ValueError(
+                f"glo_kernels.distillation_loss: argument 'temperature' is on {temperature.device} but 'student' is on "
+                f"{student.device}; it must be a number (or a tensor on the CPU or the logits' device)")
         if temperature.requires_grad:
             raise ValueError("glo_kernels.distillation_loss: argument 'temperature' must be a number (a tensor "
                              "requiring grad is not supported here)")

@@ -250,7 +250,12 @@ def distillation_loss(student: Tensor, teacher: Tensor, temperature: float, redu
         _sk.distill_forward(s, tc, stats, loss_none, rows, cols, temperature)
     if r == "none":
         return loss_none, stats
-    loss = stats.select(1, _KL).sum().mul(_loss_scale(r, s, temperature)).to(s.dtype)
+    kl = stats.select(1, _KL)
+    if kl.device.type == "cpu":  # as the C++ glue: a sequential double sum (torch's CPU sum depends on the threads)
+        total = torch.cumsum(kl.double(), 0)[-1] if kl.numel() else kl.new_zeros((), dtype=torch.float64)
+        loss = (total * _loss_scale(r, s, temperature)).to(s.dtype)
+    else:
+        loss = kl.sum().mul(_loss_scale(r, s, temperature)).to(s.dtype)
     return loss, stats
 
 

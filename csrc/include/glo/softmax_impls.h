@@ -207,6 +207,23 @@ struct SoftmaxOps {
     TORCH_CHECK(s.dim() >= 1, "glo_kernels.", op, ": argument 'student' must have at least one dimension");
   }
 
+  // T^2 * factor * sum of the rows' KL, in an order that depends only on the number of rows: sequential in double on
+  // the CPU (torch's CPU sum splits by thread count, which changes the rounding); torch's sum on a GPU, reproducible
+  // for a given shape.
+  static Tensor reduce_rows(const Tensor& kl, Reduction r, const Tensor& s, double t) {
+    const double scale = loss_scale(r, s, t);
+    if (kl.device().is_cpu()) {
+      const Tensor k = kl.to(at::kDouble).contiguous();
+      const double* p = k.const_data_ptr<double>();
+      double acc = 0;
+      for (int64_t i = 0; i < k.numel(); ++i) acc += p[i];
+      Tensor out = at::empty({}, s.options().dtype(at::kDouble));
+      out.mutable_data_ptr<double>()[0] = acc * scale;
+      return out.to(s.scalar_type());
+    }
+    return kl.sum().mul(scale).to(s.scalar_type());
+  }
+
   static std::tuple<Tensor, Tensor> distillation_loss(const Tensor& student, const Tensor& teacher, double t,
                                                       c10::string_view reduction) {
     const char* op = "distillation_loss";
@@ -220,8 +237,7 @@ struct SoftmaxOps {
     Tensor loss_none = r == Reduction::kNone ? at::empty(s.sizes(), s.options()) : Tensor();
     if (s.numel() > 0) K::distill_forward(s, tc, stats, loss_none, rows, cols, t);
     if (r == Reduction::kNone) return {loss_none, stats};
-    Tensor loss = stats.select(1, kKL).sum().mul(loss_scale(r, s, t)).to(s.scalar_type());
-    return {loss, stats};
+    return {reduce_rows(stats.select(1, kKL), r, s, t), stats};
   }
 
   static std::tuple<Tensor, Tensor> distillation_loss_backward(const Tensor& grad, const Tensor& student,
