@@ -3,11 +3,11 @@
 #     bash bench/gpu_check.sh OUTDIR
 # Builds the extension for sm_90 with all cores, then — most valuable first, each step under its own time limit so
 # that the calls fit the device lease — runs the GPU parity tests (tests/test_cuda.py), the report (CSV, markdown,
-# plots), the CUDA tests under compute-sanitizer memcheck and racecheck at small sizes, the pytest-benchmark suite and the whole test
-# suite (CUDA and Triton backends included), writing logs and results into OUTDIR. Commit OUTDIR's report files under
+# plots), the CUDA tests under compute-sanitizer memcheck and racecheck at small sizes, the pytest-benchmark suite, the fuzz tests and
+# the whole test suite (CUDA and Triton backends included), writing logs and results into OUTDIR. Commit OUTDIR's report files under
 # bench/results/<device>/ (the report names the card, torch and CUDA versions and the date). Uses the machine's python3 (torch, triton, pytest, pytest-benchmark are there); installs
 # nothing. Step limits (seconds) can be changed with GLO_GPU_T_TESTS_CUDA, GLO_GPU_T_REPORT, GLO_GPU_T_SANITIZER,
-# GLO_GPU_T_RACECHECK, GLO_GPU_T_BENCH, GLO_GPU_T_TESTS.
+# GLO_GPU_T_RACECHECK, GLO_GPU_T_BENCH, GLO_GPU_T_FUZZ, GLO_GPU_T_TESTS.
 set -uo pipefail
 OUT=${1:?usage: bash bench/gpu_check.sh OUTDIR}
 mkdir -p "$OUT"
@@ -54,8 +54,12 @@ else
 fi
 run_step "pytest-benchmark suite" "${GLO_GPU_T_BENCH:-90}" bench.log \
   $PY -m pytest bench -q -p no:cacheprovider --benchmark-json="$OUT/benchmark.json"
+run_step "fuzz tests (cuda, triton on the GPU)" "${GLO_GPU_T_FUZZ:-150}" fuzz.log \
+  $PY -m pytest tests/test_fuzz.py -q -p no:cacheprovider -rs -k "cuda or triton"
+# (failing examples hypothesis saved: commit them from OUTDIR/hypothesis-db into tests/hypothesis-db)
+cp -r tests/hypothesis-db "$OUT/hypothesis-db"
 run_step "whole test suite" "${GLO_GPU_T_TESTS:-200}" tests.log \
-  $PY -m pytest tests -q -p no:cacheprovider -rs --durations=15
+  $PY -m pytest tests -q -p no:cacheprovider -rs --durations=15 --ignore=tests/test_fuzz.py
 
 step "done (status $status)"
 exit $status

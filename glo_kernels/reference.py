@@ -116,14 +116,24 @@ def maxout_amax(x: torch.Tensor, pieces: int, dim: int = 1) -> torch.Tensor:
 
 
 # ---- softmax family (docs/softmax_contract.md): 16-bit inputs computed in float32 and rounded once ----
+def _shift(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """x minus the max of each row along dim (a constant: detached; 0 where the max is not finite), so that the
+    temperature divides x - max, as the kernels do, not x: the same softmax and the same gradients (shift invariance),
+    without x / T's rounding of eps * |x / T| (0.6 absolute for float32 x = 1e4, T = 1e-3) or its overflow."""
+    if x.numel() == 0:
+        return x
+    m = x.detach().amax(dim, keepdim=True)
+    return x - torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+
+
 def _softmax_like(fn, x: torch.Tensor, dim: int, temperature) -> torch.Tensor:
     (xf,) = _opmath(x)
     t = temperature
     if isinstance(t, torch.Tensor):
         t = t.to(dtype=xf.dtype, device=xf.device).reshape(())
     if x.dim() == 0:  # as torch.softmax: a 0-d input is one row of one element
-        return fn(xf.reshape(1) / t, 0).reshape(()).to(x.dtype)
-    return fn(xf / t, dim).to(x.dtype)
+        return fn(_shift(xf.reshape(1), 0) / t, 0).reshape(()).to(x.dtype)
+    return fn(_shift(xf, dim) / t, dim).to(x.dtype)
 
 
 def softmax(x: torch.Tensor, dim: int = -1, temperature=1.0) -> torch.Tensor:
@@ -146,14 +156,28 @@ def grouped_softmax(x: torch.Tensor, group_sizes, dim: int = -1, temperature=1.0
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0,
                       reduction: str = "batchmean") -> torch.Tensor:
-    """Hinton's distillation loss: F.kl_div(log_softmax(s / T), softmax(t / T), reduction) * T**2 over the last dim."""
+    """Hinton's distillation loss: KL(softmax(t / T) || softmax(s / T)) * T**2 over the last dim, reduced as F.kl_div
+    (``F.kl_div(log_softmax(s / T), softmax(t / T), reduction) * T**2``), with the convention of
+    docs/softmax_contract.md where a teacher probability p_j is exactly 0: that term and its gradients are 0 (F.kl_div
+    gives NaN there in two cases: the value where log q_j = -inf, and the teacher's gradient of the whole row, from
+    xlogy's derivative log 0 + 1), except in a student row holding NaN or +inf, where every term is NaN."""
     s, t = _opmath(student, teacher)
-    # "mean" as F.kl_div computes it (the sum over the number of elements), without its deprecation warning.
-    kind = "sum" if reduction == "mean" else reduction
-    loss = F.kl_div(F.log_softmax(s / temperature, -1), F.softmax(t / temperature, -1), reduction=kind)
-    if reduction == "mean":
-        loss = loss / student.numel()
-    return (loss * temperature**2).to(student.dtype)
+    T = temperature
+    ls = torch.log_softmax(_shift(s, -1) / T, -1)
+    lt = torch.log_softmax(_shift(t, -1) / T, -1)
+    p = lt.exp()
+    zero = (p == 0) & ~torch.isnan(ls)
+    kept = torch.zeros_like(p)
+    terms = torch.where(zero, kept, p * (torch.where(zero, kept, lt) - torch.where(zero, kept, ls)))
+    if reduction == "none":
+        loss = terms
+    else:
+        loss = terms.sum()
+        if reduction == "mean":
+            loss = loss / student.numel()
+        elif reduction == "batchmean":
+            loss = loss / student.shape[0]
+    return (loss * T**2).to(student.dtype)
 
 
 def softmax_eager(x: torch.Tensor, dim: int = -1, temperature=1.0) -> torch.Tensor:

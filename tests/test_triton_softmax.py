@@ -386,12 +386,13 @@ def _ref_distill(s, t, temp, r):
 
 def _ref_distill_contract(s, t, temp, r):
     """The contract's loss with its rule for p_j == 0 (0, even where log q_j = -inf: F.kl_div gives 0 * inf = NaN
-    there), in float64."""
+    there; but NaN in a student row holding NaN, whose log q is NaN), in float64."""
     s, t = s.double(), t.double()
     logq = F.log_softmax(s / temp, -1)
     logp = F.log_softmax(t / temp, -1)
     p = logp.exp()
-    pointwise = torch.where(p == 0, torch.zeros_like(p), p * (logp - logq)) * temp ** 2
+    zero = (p == 0) & ~torch.isnan(logq)
+    pointwise = torch.where(zero, torch.zeros_like(p), p * (logp - logq)) * temp ** 2
     if r == "none":
         return pointwise
     return pointwise.sum() * _factor(s, r)

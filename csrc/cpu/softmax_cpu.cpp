@@ -420,9 +420,9 @@ void distill_backward_impl(const Tensor& grad, const Tensor& s, const Tensor& t,
           const T* gv = cpu::load_chunk(gp + row + base, gbuf, cnt);
           for (int64_t j = 0; j < cnt; ++j) {
             const T p = gexp(dr.log_p(tv[j]));
-            const T gpj = p == T(0) ? T(0) : gv[j] * g_scale * p;
+            const T gpj = p == T(0) ? dr.zero_term() : gv[j] * g_scale * p;
             o1[j] = gpj;
-            o2[j] = p == T(0) ? T(0) : gpj * (dr.ratio(sv[j], tv[j]) + T(1));
+            o2[j] = p == T(0) ? dr.zero_term() : gpj * (dr.ratio(sv[j], tv[j]) + T(1));
           }
           A += chunk_dot<T>(o1, nullptr, cnt);
           B += chunk_dot<T>(o2, nullptr, cnt);
@@ -439,9 +439,9 @@ void distill_backward_impl(const Tensor& grad, const Tensor& s, const Tensor& t,
           for (int64_t j = 0; j < cnt; ++j) {
             const T q = gexp(dr.log_q(sv[j]));
             const T p = gexp(dr.log_p(tv[j]));
-            const T gpj = p == T(0) ? T(0) : gv[j] * g_scale * p;
+            const T gpj = p == T(0) ? dr.zero_term() : gv[j] * g_scale * p;
             dsv[j] = -inv_t * (gpj - q * A);
-            dtv[j] = p == T(0) ? T(0) : inv_t * (gpj * (dr.ratio(sv[j], tv[j]) + T(1)) - p * B);
+            dtv[j] = p == T(0) ? dr.zero_term() : inv_t * (gpj * (dr.ratio(sv[j], tv[j]) + T(1)) - p * B);
           }
         } else {
           for (int64_t j = 0; j < cnt; ++j) dr.reduced_grads(sv[j], tv[j], g_reduced, dsv[j], dtv[j]);

@@ -877,15 +877,15 @@ __global__ void __launch_bounds__(kThreads) distill_backward_reduced_kernel(
 // p_j == 0 are 0); ds_j = -inv_t (G_j p_j - q_j A), dt_j = inv_t (G_j p_j (r_j + 1) - p_j B) (0 where p_j == 0).
 template <typename T>
 struct NoneTerms {
-  T gp;   // G p (0 where p == 0)
-  T gpr;  // G p (r + 1) (0 where p == 0)
+  T gp;   // G p (dr.zero_term() where p == 0)
+  T gpr;  // G p (r + 1) (dr.zero_term() where p == 0)
   T p;
 };
 
 template <typename T>
 __device__ __forceinline__ NoneTerms<T> none_terms(const DistillRow<T>& dr, T s, T t, T g) {
   const T p = gexp(dr.log_p(t));
-  if (p == T(0)) return {T(0), T(0), p};
+  if (p == T(0)) return {dr.zero_term(), dr.zero_term(), p};
   const T gp = g * p;
   return {gp, gp * (dr.ratio(s, t) + T(1)), p};
 }
@@ -956,7 +956,7 @@ __global__ void __launch_bounds__(kMaxBlock, 1) distill_backward_none_kernel(
           const NoneTerms<T> nt = none_terms(dr, sj, static_cast<T>(tv.val[j]), static_cast<T>(gv.val[j]) * g_scale);
           const T q = gexp(dr.log_q(sj));
           os.val[j] = static_cast<scalar_t>(-inv_t * (nt.gp - q * A));
-          ot.val[j] = static_cast<scalar_t>(nt.p == T(0) ? T(0) : inv_t * (nt.gpr - nt.p * B));
+          ot.val[j] = static_cast<scalar_t>(nt.p == T(0) ? dr.zero_term() : inv_t * (nt.gpr - nt.p * B));
         }
         *reinterpret_cast<V*>(dsr + u * VEC) = os;
         if (dtr != nullptr) *reinterpret_cast<V*>(dtr + u * VEC) = ot;
@@ -965,7 +965,7 @@ __global__ void __launch_bounds__(kMaxBlock, 1) distill_backward_none_kernel(
         const NoneTerms<T> nt = none_terms(dr, sj, static_cast<T>(tr[u]), static_cast<T>(gr[u]) * g_scale);
         const T q = gexp(dr.log_q(sj));
         dsr[u] = static_cast<scalar_t>(-inv_t * (nt.gp - q * A));
-        if (dtr != nullptr) dtr[u] = static_cast<scalar_t>(nt.p == T(0) ? T(0) : inv_t * (nt.gpr - nt.p * B));
+        if (dtr != nullptr) dtr[u] = static_cast<scalar_t>(nt.p == T(0) ? dr.zero_term() : inv_t * (nt.gpr - nt.p * B));
       }
     }
   }

@@ -30,6 +30,7 @@ glo_kernels/triton/ops.py guarantees it), like the kernel sets K of csrc/include
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 import triton
@@ -108,8 +109,20 @@ def _bit_or(a, b):
 # Activations whose backward needs one bit per element: ReLU<T> and LeakyReLU<T> of activations.h.
 # ---------------------------------------------------------------------------------------------------------------
 @triton.jit
+def _slope(slope, OPMATH: tl.constexpr, NEG_ZERO: tl.constexpr):
+    """A scalar argument (a slope, ELU's alpha) in opmath. NEG_ZERO: the value is -0.0, made from its bits (a float argument of value 0 becomes the
+    constant +0.0 in the Triton interpreter, and x * -0.0 differs from x * 0.0 in the sign of zero)."""
+    if NEG_ZERO:
+        s = tl.full([], -2147483648, tl.int32).to(tl.float32, bitcast=True).to(OPMATH)
+    else:
+        s = tl.full([], slope, OPMATH)
+    return s
+
+
+@triton.jit
 def _mask_forward_kernel(x_ptr, y_ptr, mask_ptr, numel, slope: tl.float64, OP: tl.constexpr,
-                         SAVE_MASK: tl.constexpr, OPMATH: tl.constexpr, WORDS: tl.constexpr):
+                         SAVE_MASK: tl.constexpr, OPMATH: tl.constexpr, WORDS: tl.constexpr,
+                         NEG_ZERO: tl.constexpr = False):
     """y = f.forward(x) and, if SAVE_MASK, the packed bits f.keep(x); f = ReLU (OP 0) or LeakyReLU (OP 1).
 
     x_ptr and y_ptr may be the same tensor (in place): each element is read, then written, by one program.
@@ -126,7 +139,7 @@ def _mask_forward_kernel(x_ptr, y_ptr, mask_ptr, numel, slope: tl.float64, OP: t
         keep = ~(x <= 0.0)
     else:
         # LeakyReLU<T>: forward(x) = x > 0 ? x : x * slope;  keep(x) = x > 0
-        s = tl.full([], slope, OPMATH)
+        s = _slope(slope, OPMATH, NEG_ZERO)
         y = tl.where(x > 0.0, x, x * s)
         keep = x > 0.0
     tl.store(y_ptr + offs, _downcast(y, y_ptr.dtype.element_ty), mask=inb)
@@ -138,7 +151,7 @@ def _mask_forward_kernel(x_ptr, y_ptr, mask_ptr, numel, slope: tl.float64, OP: t
 
 @triton.jit
 def _mask_backward_kernel(g_ptr, mask_ptr, dx_ptr, numel, slope: tl.float64, OP: tl.constexpr,
-                          OPMATH: tl.constexpr, WORDS: tl.constexpr):
+                          OPMATH: tl.constexpr, WORDS: tl.constexpr, NEG_ZERO: tl.constexpr = False):
     """dx = f.backward(dy, bit); f = ReLU (OP 0) or LeakyReLU (OP 1)."""
     pid = tl.program_id(0).to(tl.int64)
     words = pid * WORDS + tl.arange(0, WORDS)
@@ -153,7 +166,7 @@ def _mask_backward_kernel(g_ptr, mask_ptr, dx_ptr, numel, slope: tl.float64, OP:
         dx = tl.where(keep, g, 0.0)
     else:
         # LeakyReLU<T>: backward(dy, keep) = keep ? dy : dy * slope
-        s = tl.full([], slope, OPMATH)
+        s = _slope(slope, OPMATH, NEG_ZERO)
         dx = tl.where(keep, g, g * s)
     tl.store(dx_ptr + offs, _downcast(dx, dx_ptr.dtype.element_ty), mask=inb)
 
@@ -222,7 +235,7 @@ def _tanh(x, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
 
 @triton.jit
 def _unary_forward_kernel(x_ptr, y_ptr, numel, alpha: tl.float64, OP: tl.constexpr, OPMATH: tl.constexpr,
-                          LIBDEVICE: tl.constexpr, BLOCK: tl.constexpr):
+                          LIBDEVICE: tl.constexpr, BLOCK: tl.constexpr, NEG_ZERO: tl.constexpr = False):
     """y = f.forward(x); f = ELU / ELUFromResult (OP 2 / 3, same forward), Sigmoid (OP 4) or Tanh (OP 5).
 
     x_ptr and y_ptr may be the same tensor (in place): each element is read, then written, by one program.
@@ -233,7 +246,7 @@ def _unary_forward_kernel(x_ptr, y_ptr, numel, alpha: tl.float64, OP: tl.constex
     x = _upcast(tl.load(x_ptr + offs, mask=inb, other=0.0), OPMATH)
     if OP == 2 or OP == 3:
         # ELU<T>: forward(x) = x < 0 ? expm1(x) * alpha : x   (-0.0 and NaN give x)
-        a = tl.full([], alpha, OPMATH)
+        a = _slope(alpha, OPMATH, NEG_ZERO)
         neg = _expm1(tl.where(x < 0.0, x, 0.0), OPMATH, LIBDEVICE) * a
         y = tl.where(x < 0.0, neg, x)
     elif OP == 4:
@@ -249,7 +262,7 @@ def _unary_forward_kernel(x_ptr, y_ptr, numel, alpha: tl.float64, OP: tl.constex
 
 @triton.jit
 def _unary_backward_kernel(g_ptr, s_ptr, dx_ptr, numel, alpha: tl.float64, OP: tl.constexpr, OPMATH: tl.constexpr,
-                           LIBDEVICE: tl.constexpr, BLOCK: tl.constexpr):
+                           LIBDEVICE: tl.constexpr, BLOCK: tl.constexpr, NEG_ZERO: tl.constexpr = False):
     """dx = f.backward(dy, saved); saved is the input x (ELU, OP 2) or the output y (ELUFromResult, Sigmoid, Tanh)."""
     pid = tl.program_id(0).to(tl.int64)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
@@ -258,11 +271,11 @@ def _unary_backward_kernel(g_ptr, s_ptr, dx_ptr, numel, alpha: tl.float64, OP: t
     s = _upcast(tl.load(s_ptr + offs, mask=inb, other=0.0), OPMATH)
     if OP == 2:
         # ELU<T>: backward(dy, x) = x > 0 ? dy : dy * alpha * exp(x)   (a NaN x gives NaN)
-        a = tl.full([], alpha, OPMATH)
+        a = _slope(alpha, OPMATH, NEG_ZERO)
         dx = tl.where(s > 0.0, g, g * a * _exp(tl.where(s > 0.0, 0.0, s), LIBDEVICE))
     elif OP == 3:
         # ELUFromResult<T>: backward(dy, y) = y > 0 ? dy : dy * (y + alpha)   (a NaN y gives NaN)
-        a = tl.full([], alpha, OPMATH)
+        a = _slope(alpha, OPMATH, NEG_ZERO)
         dx = tl.where(s > 0.0, g, g * (s + a))
     elif OP == 4:
         # Sigmoid<T>: backward(dy, y) = dy * (1 - y) * y
@@ -470,6 +483,10 @@ def _on_device(t: torch.Tensor):
     return contextlib.nullcontext()
 
 
+def _is_neg_zero(v: float) -> bool:
+    return v == 0.0 and math.copysign(1.0, v) < 0
+
+
 def mask_forward(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, op: int, slope: float = 0.0) -> None:
     """y = f(x) (y may be x) and, if mask is not empty, its bits f.keep(x); f is RELU or LEAKY_RELU."""
     n = x.numel()
@@ -477,7 +494,8 @@ def mask_forward(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, op: int, 
     grid = (triton.cdiv(n, 32 * MASK_WORDS),)
     with _on_device(x):
         _mask_forward_kernel[grid](x, y, mask if save else None, n, float(slope), OP=op, SAVE_MASK=save,
-                                   OPMATH=_opmath(x.dtype), WORDS=MASK_WORDS, num_warps=MASK_NUM_WARPS)
+                                   OPMATH=_opmath(x.dtype), WORDS=MASK_WORDS, NEG_ZERO=_is_neg_zero(slope),
+                                   num_warps=MASK_NUM_WARPS)
 
 
 def mask_backward(grad: torch.Tensor, mask: torch.Tensor, dx: torch.Tensor, op: int, slope: float = 0.0) -> None:
@@ -486,7 +504,7 @@ def mask_backward(grad: torch.Tensor, mask: torch.Tensor, dx: torch.Tensor, op: 
     grid = (triton.cdiv(n, 32 * MASK_WORDS),)
     with _on_device(grad):
         _mask_backward_kernel[grid](grad, mask, dx, n, float(slope), OP=op, OPMATH=_opmath(grad.dtype),
-                                    WORDS=MASK_WORDS, num_warps=MASK_NUM_WARPS)
+                                    WORDS=MASK_WORDS, NEG_ZERO=_is_neg_zero(slope), num_warps=MASK_NUM_WARPS)
 
 
 def _libdevice_options(t: torch.Tensor) -> dict:
@@ -503,6 +521,7 @@ def unary_forward(x: torch.Tensor, y: torch.Tensor, op: int, alpha: float = 0.0)
     with _on_device(x):
         _unary_forward_kernel[(triton.cdiv(n, UNARY_BLOCK),)](x, y, n, float(alpha), OP=op, OPMATH=_opmath(x.dtype),
                                                              LIBDEVICE=not INTERPRETED, BLOCK=UNARY_BLOCK,
+                                                             NEG_ZERO=_is_neg_zero(alpha),
                                                              num_warps=UNARY_NUM_WARPS, **_libdevice_options(x))
 
 
@@ -512,7 +531,8 @@ def unary_backward(grad: torch.Tensor, saved: torch.Tensor, dx: torch.Tensor, op
     with _on_device(grad):
         _unary_backward_kernel[(triton.cdiv(n, UNARY_BLOCK),)](grad, saved, dx, n, float(alpha), OP=op,
                                                               OPMATH=_opmath(grad.dtype), LIBDEVICE=not INTERPRETED,
-                                                              BLOCK=UNARY_BLOCK, num_warps=UNARY_NUM_WARPS,
+                                                              BLOCK=UNARY_BLOCK, NEG_ZERO=_is_neg_zero(alpha),
+                                                              num_warps=UNARY_NUM_WARPS,
                                                               **_libdevice_options(grad))
 
 

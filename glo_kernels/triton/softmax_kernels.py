@@ -284,10 +284,17 @@ def _distill_pointwise(sv, tv, m_s, lz_s, m_t, lz_t, inv_t, LIBDEVICE: tl.conste
 
 
 @triton.jit
+def _zero_term(lz_s):
+    """[R, 1]: the value of a term whose teacher probability p is 0 (DistillRow::zero_term of softmax.h): 0, except in
+    a student row holding NaN or +inf (or only -inf), whose logZ_s is NaN: there every term is NaN."""
+    return tl.where(lz_s == lz_s, 0.0, lz_s)[:, None]
+
+
+@triton.jit
 def _distill_forward_kernel(s_ptr, t_ptr, stats_ptr, loss_ptr, rows, cols, temperature: tl.float64,
                             NONE: tl.constexpr, SINGLE: tl.constexpr, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr,
                             R: tl.constexpr, S: tl.constexpr):
-    """stats[r] = (m_s, logZ_s, m_t, logZ_t, kl_row) and (NONE) loss[r, j] = T^2 p_j r_j (0 where p_j == 0).
+    """stats[r] = (m_s, logZ_s, m_t, logZ_t, kl_row) and (NONE) loss[r, j] = T^2 p_j r_j (_zero_term where p_j == 0).
 
     kl_row = W inv_t / Z_t - (m_t - m_s) inv_t - logZ_t + logZ_s, W = sum_j e_j (t_j - s_j), e_j = exp((t_j - m_t)
     inv_t), terms with e_j == 0 skipped (so -inf logits where p_j = 0 add 0, not 0 * inf)."""
@@ -341,7 +348,7 @@ def _distill_forward_kernel(s_ptr, t_ptr, stats_ptr, loss_ptr, rows, cols, tempe
         t2 = tl.full([], temperature * temperature, OPMATH)
         if SINGLE:
             p, rr = _distill_pointwise(sv, tv, m_s, lz_s, m_t, lz_t, inv_t, LIBDEVICE)
-            loss = tl.where(p == 0.0, 0.0, t2 * (p * rr))
+            loss = tl.where(p == 0.0, _zero_term(lz_s), t2 * (p * rr))
             tl.store(loss_ptr + offs, _downcast(loss, loss_ptr.dtype.element_ty), mask=msk)
         else:
             for j0 in range(0, cols, S):
@@ -351,7 +358,7 @@ def _distill_forward_kernel(s_ptr, t_ptr, stats_ptr, loss_ptr, rows, cols, tempe
                 sv = _upcast(tl.load(s_ptr + offs, mask=msk, other=0.0), OPMATH)
                 tv = _upcast(tl.load(t_ptr + offs, mask=msk, other=0.0), OPMATH)
                 p, rr = _distill_pointwise(sv, tv, m_s, lz_s, m_t, lz_t, inv_t, LIBDEVICE)
-                loss = tl.where(p == 0.0, 0.0, t2 * (p * rr))
+                loss = tl.where(p == 0.0, _zero_term(lz_s), t2 * (p * rr))
                 tl.store(loss_ptr + offs, _downcast(loss, loss_ptr.dtype.element_ty), mask=msk)
 
 
@@ -368,12 +375,12 @@ def _distill_load_stats(stats_ptr, r, valid):
 
 @triton.jit
 def _distill_none_terms(gv, sv, tv, m_s, lz_s, m_t, lz_t, inv_t, t2, LIBDEVICE: tl.constexpr):
-    """(q, p, G p, G p (r + 1)) of reduction "none" with G = grad T^2 (the last two 0 where p == 0)."""
+    """(q, p, G p, G p (r + 1)) of reduction "none" with G = grad T^2 (the last two _zero_term where p == 0)."""
     q = _exp((sv - m_s[:, None]) * inv_t - lz_s[:, None], LIBDEVICE)
     p, rr = _distill_pointwise(sv, tv, m_s, lz_s, m_t, lz_t, inv_t, LIBDEVICE)
     gp = gv * t2 * p
-    gp = tl.where(p == 0.0, 0.0, gp)
-    gpr = tl.where(p == 0.0, 0.0, gp * (rr + 1.0))
+    gp = tl.where(p == 0.0, _zero_term(lz_s), gp)
+    gpr = tl.where(p == 0.0, _zero_term(lz_s), gp * (rr + 1.0))
     return q, p, gp, gpr
 
 
@@ -382,9 +389,9 @@ def _distill_backward_kernel(g_ptr, s_ptr, t_ptr, stats_ptr, ds_ptr, dt_ptr, row
                              scale: tl.float64, NONE: tl.constexpr, HAS_DT: tl.constexpr, SINGLE: tl.constexpr,
                              OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, R: tl.constexpr, S: tl.constexpr):
     """Reduced (NONE false): G = grad[0] * scale (scale = T^2 * factor); ds = G inv_t (q - p),
-    dt = G inv_t p (r - kl) (0 where p == 0): one pass, no reduction.
+    dt = G inv_t p (r - kl) (_zero_term where p == 0): one pass, no reduction.
     "none": G_j = grad_j * scale (scale = T^2); A = sum G_j p_j, B = sum G_j p_j (r_j + 1);
-    ds = -inv_t (G_j p_j - q_j A), dt = inv_t (G_j p_j (r_j + 1) - p_j B)."""
+    ds = -inv_t (G_j p_j - q_j A), dt = inv_t (G_j p_j (r_j + 1) - p_j B) (_zero_term where p_j == 0)."""
     pid = tl.program_id(0).to(tl.int64)
     r, valid = _distill_rows(pid, rows, R)
     base = r * cols
@@ -403,7 +410,7 @@ def _distill_backward_kernel(g_ptr, s_ptr, t_ptr, stats_ptr, ds_ptr, dt_ptr, row
             p, rr = _distill_pointwise(sv, tv, m_s, lz_s, m_t, lz_t, inv_t, LIBDEVICE)
             tl.store(ds_ptr + offs, _downcast(gi * (q - p), ds_ptr.dtype.element_ty), mask=msk)
             if HAS_DT:
-                dt = tl.where(p == 0.0, 0.0, gi * p * (rr - kl[:, None]))
+                dt = tl.where(p == 0.0, _zero_term(lz_s), gi * p * (rr - kl[:, None]))
                 tl.store(dt_ptr + offs, _downcast(dt, dt_ptr.dtype.element_ty), mask=msk)
     else:
         t2 = tl.full([], scale, OPMATH)
@@ -419,7 +426,7 @@ def _distill_backward_kernel(g_ptr, s_ptr, t_ptr, stats_ptr, ds_ptr, dt_ptr, row
             ds = -inv_t * (gp - q * a[:, None])
             tl.store(ds_ptr + offs, _downcast(ds, ds_ptr.dtype.element_ty), mask=msk)
             if HAS_DT:
-                dt = inv_t * (gpr - p * b[:, None])
+                dt = tl.where(p == 0.0, _zero_term(lz_s), inv_t * (gpr - p * b[:, None]))
                 tl.store(dt_ptr + offs, _downcast(dt, dt_ptr.dtype.element_ty), mask=msk)
         else:
             acc_a = tl.zeros([R, S], OPMATH)
@@ -447,7 +454,7 @@ def _distill_backward_kernel(g_ptr, s_ptr, t_ptr, stats_ptr, ds_ptr, dt_ptr, row
                 ds = -inv_t * (gp - q * a[:, None])
                 tl.store(ds_ptr + offs, _downcast(ds, ds_ptr.dtype.element_ty), mask=msk)
                 if HAS_DT:
-                    dt = inv_t * (gpr - p * b[:, None])
+                    dt = tl.where(p == 0.0, _zero_term(lz_s), inv_t * (gpr - p * b[:, None]))
                     tl.store(dt_ptr + offs, _downcast(dt, dt_ptr.dtype.element_ty), mask=msk)
 
 

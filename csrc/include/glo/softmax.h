@@ -34,18 +34,22 @@ struct DistillRow {
   // (t - m_t) - (s - m_s) is formed before scaling: t = s + c gives r = 0 up to rounding of the statistics.
   GLO_HD T ratio(T s, T t) const { return ((t - m_t) - (s - m_s)) * inv_t - logz_t + logz_s; }
 
+  // The value of a term whose teacher probability p is 0 (docs/softmax_contract.md): 0 (as xlogy), except in a
+  // student row holding NaN or +inf (or only -inf), whose logZ_s is NaN: there every term is NaN (NaN propagates).
+  GLO_HD T zero_term() const { return logz_s == logz_s ? T(0) : logz_s; }
+
   // Gradients of a reduced loss (G = upstream gradient * T^2 * reduction factor):
-  //   ds = G inv_t (q - p),  dt = G inv_t p (r - kl)   (dt = 0 where p == 0)
+  //   ds = G inv_t (q - p),  dt = G inv_t p (r - kl)   (dt = zero_term() where p == 0)
   GLO_HD void reduced_grads(T s, T t, T g, T& ds, T& dt) const {
     const T q = gexp(log_q(s));
     const T p = gexp(log_p(t));
     ds = g * inv_t * (q - p);
-    dt = p == T(0) ? T(0) : g * inv_t * p * (ratio(s, t) - kl);
+    dt = p == T(0) ? zero_term() : g * inv_t * p * (ratio(s, t) - kl);
   }
-  // Pointwise loss of reduction "none" without the T^2 factor: p r (0 where p == 0, as xlogy).
+  // Pointwise loss of reduction "none" without the T^2 factor: p r (zero_term() where p == 0).
   GLO_HD T pointwise(T s, T t) const {
     const T p = gexp(log_p(t));
-    return p == T(0) ? T(0) : p * ratio(s, t);
+    return p == T(0) ? zero_term() : p * ratio(s, t);
   }
 };
 
