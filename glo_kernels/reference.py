@@ -155,18 +155,21 @@ def grouped_softmax(x: torch.Tensor, group_sizes, dim: int = -1, temperature=1.0
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0,
-                      reduction: str = "batchmean") -> torch.Tensor:
+                      reduction: str = "batchmean", *, p_min: float = 0.0) -> torch.Tensor:
     """Hinton's distillation loss: KL(softmax(t / T) || softmax(s / T)) * T**2 over the last dim, reduced as F.kl_div
     (``F.kl_div(log_softmax(s / T), softmax(t / T), reduction) * T**2``), with the convention of
     docs/softmax_contract.md where a teacher probability p_j is exactly 0: that term and its gradients are 0 (F.kl_div
     gives NaN there in two cases: the value where log q_j = -inf, and the teacher's gradient of the whole row, from
-    xlogy's derivative log 0 + 1), except in a student row holding NaN or +inf, where every term is NaN."""
+    xlogy's derivative log 0 + 1), except in a student row holding NaN or +inf, where every term is NaN.
+
+    ``p_min``: probabilities at or below it count as 0 (a float64 reference of float32 kernels passes float32's
+    smallest subnormal: below it p_j is 0 in float32, where a q_j = 0 would otherwise make the float64 loss +inf)."""
     s, t = _opmath(student, teacher)
     T = temperature
     ls = torch.log_softmax(_shift(s, -1) / T, -1)
     lt = torch.log_softmax(_shift(t, -1) / T, -1)
     p = lt.exp()
-    zero = (p == 0) & ~torch.isnan(ls)
+    zero = (p <= p_min) & ~torch.isnan(ls)
     kept = torch.zeros_like(p)
     terms = torch.where(zero, kept, p * (torch.where(zero, kept, lt) - torch.where(zero, kept, ls)))
     if reduction == "none":
