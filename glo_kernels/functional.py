@@ -283,7 +283,9 @@ def _check_temperature(temperature, op: str, device: torch.device | None = None)
             f"glo_kernels.{op}: argument 'temperature' must be a number or a tensor, got {type(temperature).__name__}"
         )
     value = float(temperature)
-    if not (math.isfinite(value) and value > 0):
+    # (comparisons, not math.isfinite: torch.compile(dynamic=True) traces float attributes of modules as symbolic
+    # floats, which compare (a guard) but have no isfinite; NaN fails both comparisons)
+    if not 0.0 < value < math.inf:
         raise ValueError(f"glo_kernels.{op}: argument 'temperature' must be finite and > 0, got {value}")
     return value, None
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 import torch
 
 _MASK_BITS = 32
+_MASK_PAD = 2
 
 
 def _mask_shape(x: torch.Tensor, save_mask: bool) -> tuple:
-    return (((x.numel() + _MASK_BITS - 1) // _MASK_BITS) if save_mask else 0,)
+    # ceil(numel / 32) words of bits and _MASK_PAD zero words (kMaskPad in csrc/include/glo/activations.h: the length
+    # is never 0 or 1, so tracing with a dynamic dim needs no guard on it)
+    return (((x.numel() + _MASK_BITS - 1) // _MASK_BITS + _MASK_PAD) if save_mask else 0,)
 
 
 def channel_view_shape(x: torch.Tensor, weight: torch.Tensor) -> list[int]:

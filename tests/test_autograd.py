@@ -169,3 +169,56 @@ def test_torch_compile_inductor_cpu():
     """The same through Inductor (one backend only: an Inductor compile takes a while on 2 cores)."""
     with glo_kernels.use_backend("cpu"):
         _check_compiled_matches_eager("cpu", "inductor")
+
+
+class _AllOpsNet(torch.nn.Module):
+    """Every op of the table once, behind layers whose parameters require grad (a model in training mode)."""
+
+    def __init__(self):
+        super().__init__()
+        nn = glo_kernels.nn
+        self.l1 = torch.nn.Linear(16, 32)
+        # (the in-place LeakyReLU after ELU, which saves its input: after ReLU it would break the reference backend's
+        # torch.relu, which saves its output, as it breaks torch.nn)
+        self.acts = torch.nn.Sequential(nn.ReLU(), nn.ELU(), nn.LeakyReLU(0.1, inplace=True), nn.PReLU(32),
+                                        nn.PELU(32), nn.Sigmoid())
+        self.maxout = nn.Maxout(2, dim=1)
+        self.l2 = torch.nn.Linear(16, 8)
+        self.softmax = nn.Softmax(dim=-1, temperature=2.0)
+        self.log_softmax = nn.LogSoftmax(dim=-1, temperature=0.5)
+        self.grouped = nn.GroupedSoftmax([3, 5], dim=-1)
+        self.distill = nn.DistillationLoss(temperature=2.0, reduction="none")
+
+    def forward(self, x):
+        h = self.l2(self.maxout(self.acts(self.l1(x))))
+        h = glo_kernels.tanh(h)
+        return (self.softmax(h) + self.log_softmax(h) + self.grouped(h)
+                + self.distill(h, h.flip(-1)))
+
+
+def test_torch_export_and_compile_with_a_dynamic_batch(backend):
+    """torch.export with a dynamic batch dim of a model using every op, parameters requiring grad: nothing specializes
+    the dim (a saved ReLU mask of ceil(n / 32) words used to: PyTorch guards on whether it has fewer than 2 elements);
+    the exported program and torch.compile(dynamic=True) give eager's results at other batch sizes, compile without
+    recompiling."""
+    _, device = backend
+    torch.manual_seed(0)
+    net = _AllOpsNet().to(device)
+    x = torch.randn(4, 16, device=device)
+    ep = torch.export.export(net, (x,), dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}})
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    compiled = torch.compile(net, fullgraph=True, dynamic=True, backend="aot_eager")
+    exported = ep.module()
+    for batch in (3, 5, 37, 4):
+        xb = torch.randn(batch, 16, device=device)
+        expected = net(xb)
+        eager_grads = torch.autograd.grad(expected.sum(), list(net.parameters()))
+        with torch.no_grad():
+            torch.testing.assert_close(exported(xb), expected)
+        out = compiled(xb)
+        torch.testing.assert_close(out, expected)
+        grads = torch.autograd.grad(out.sum(), list(net.parameters()))
+        for g, ge in zip(grads, eager_grads):
+            torch.testing.assert_close(g, ge)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1, dict(torch._dynamo.utils.counters["stats"])

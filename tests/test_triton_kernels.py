@@ -174,8 +174,11 @@ def test_mask_forward_backward(op, slope, dtype, shape):
     y64, keep = mask_math(op, x, slope)
     assert_close_f64(y, y64)
     assert torch.equal(mask_bits(mask, numel), keep.flatten())
+    words = (numel + 31) // 32
+    assert mask.shape == (words + 2,), "ceil(numel / 32) words of bits, then 2 words of padding"
     if numel % 32:
-        assert (int(mask[-1]) & 0xFFFFFFFF) >> (numel % 32) == 0, "bits past numel must be 0"
+        assert (int(mask[words - 1]) & 0xFFFFFFFF) >> (numel % 32) == 0, "bits past numel must be 0"
+    assert mask[words:].tolist() == [0, 0], "the padding words are 0"
     # Without the mask: same y, empty mask.
     y2, m2 = _fwd(op, *to_dev(x), slope, False)
     assert m2.numel() == 0 and m2.dtype == torch.int32 and m2.shape == (0,)
@@ -245,17 +248,19 @@ def test_mask_empty_and_scalar(op, slope, dtype):
         x = torch.empty(shape, dtype=dtype)
         for save in (True, False):
             (y, mask), (y_ref, mask_ref) = _fwd(op, *to_dev(x), slope, save), _fwd_cpp(op, x, slope, save)
-            assert y.shape == y_ref.shape and y.dtype == dtype and mask.shape == mask_ref.shape == (0,)
+            # (a saved mask of no element is its 2 padding words, zero)
+            assert y.shape == y_ref.shape and y.dtype == dtype and mask.shape == mask_ref.shape == ((2,) if save else (0,))
+            assert mask.cpu().tolist() == mask_ref.tolist() == ([0, 0] if save else [])
         xi = x.clone().to(DEVICE)
         fn = getattr(T, op + "_")
-        assert (fn(xi, True) if op == "relu" else fn(xi, slope, True)).shape == (0,)
+        assert (fn(xi, True) if op == "relu" else fn(xi, slope, True)).tolist() == [0, 0]
         bwd, args = op + "_backward", (() if op == "relu" else (slope,))
-        dx = getattr(T, bwd)(*to_dev(torch.empty(shape, dtype=dtype), torch.empty(0, dtype=torch.int32)), *args)
+        dx = getattr(T, bwd)(*to_dev(torch.empty(shape, dtype=dtype), torch.zeros(2, dtype=torch.int32)), *args)
         assert dx.shape == shape and dx.dtype == dtype
     for v in (-2.5, 3.0, -0.0, float("nan")):
         x = torch.tensor(v, dtype=dtype)
         (y, mask), (y_ref, mask_ref) = _fwd(op, *to_dev(x), slope, True), _fwd_cpp(op, x, slope, True)
-        assert y.shape == () and mask.shape == (1,)
+        assert y.shape == () and mask.shape == (3,)
         assert_bitwise(y, y_ref)
         assert torch.equal(mask.cpu(), mask_ref)
         g = torch.tensor(1.5, dtype=dtype)

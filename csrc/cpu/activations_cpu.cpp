@@ -76,6 +76,7 @@ struct CpuKernels {
       const auto f = factory(opmath_t<scalar_t>{});
       int32_t* mp = mask.numel() > 0 ? mask.mutable_data_ptr<int32_t>() : nullptr;
       mask_forward_loop(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), mp, x.numel(), f);
+      if (mp != nullptr) std::fill_n(mp + mask_words(x.numel()), kMaskPad, 0);
     });
   }
 

@@ -612,6 +612,9 @@ struct CudaKernels {
       const unsigned grid = grid_for(std::max(nchunks, tail_words), kWarpsPerBlock);
       mask_forward_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(xp, yp, mp, n, nchunks, f);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
+      if (mp != nullptr) {  // the padding words (op_impls.h new_mask)
+        C10_CUDA_CHECK(cudaMemsetAsync(mp + mask_words(n), 0, kMaskPad * sizeof(int32_t), stream));
+      }
     });
   }
 

@@ -120,7 +120,7 @@ def _slope(slope, OPMATH: tl.constexpr, NEG_ZERO: tl.constexpr):
 
 
 @triton.jit
-def _mask_forward_kernel(x_ptr, y_ptr, mask_ptr, numel, slope: tl.float64, OP: tl.constexpr,
+def _mask_forward_kernel(x_ptr, y_ptr, mask_ptr, numel, mask_len, slope: tl.float64, OP: tl.constexpr,
                          SAVE_MASK: tl.constexpr, OPMATH: tl.constexpr, WORDS: tl.constexpr,
                          NEG_ZERO: tl.constexpr = False):
     """y = f.forward(x) and, if SAVE_MASK, the packed bits f.keep(x); f = ReLU (OP 0) or LeakyReLU (OP 1).
@@ -146,7 +146,7 @@ def _mask_forward_kernel(x_ptr, y_ptr, mask_ptr, numel, slope: tl.float64, OP: t
     if SAVE_MASK:
         bits = tl.where(keep & inb, 1, 0).to(tl.uint32) << lane[None, :].to(tl.uint32)
         word = tl.reduce(bits, 1, _bit_or)
-        tl.store(mask_ptr + words, word.to(tl.int32, bitcast=True), mask=words * 32 < numel)
+        tl.store(mask_ptr + words, word.to(tl.int32, bitcast=True), mask=words < mask_len)  # (0 past the bits)
 
 
 @triton.jit
@@ -491,9 +491,10 @@ def mask_forward(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, op: int, 
     """y = f(x) (y may be x) and, if mask is not empty, its bits f.keep(x); f is RELU or LEAKY_RELU."""
     n = x.numel()
     save = mask.numel() > 0
-    grid = (triton.cdiv(n, 32 * MASK_WORDS),)
+    # (with a mask: programs for all of its words, the zero padding after the bits included)
+    grid = (triton.cdiv(mask.numel(), MASK_WORDS) if save else triton.cdiv(n, 32 * MASK_WORDS),)
     with _on_device(x):
-        _mask_forward_kernel[grid](x, y, mask if save else None, n, float(slope), OP=op, SAVE_MASK=save,
+        _mask_forward_kernel[grid](x, y, mask if save else None, n, mask.numel(), float(slope), OP=op, SAVE_MASK=save,
                                    OPMATH=_opmath(x.dtype), WORDS=MASK_WORDS, NEG_ZERO=_is_neg_zero(slope),
                                    num_warps=MASK_NUM_WARPS)
 

@@ -21,6 +21,7 @@ from . import kernels as _k
 NAMESPACE = "glo_kernels_triton"
 
 _MASK_BITS = 32
+_MASK_PAD = 2  # zero words after the bits (kMaskPad of csrc/include/glo/activations.h)
 
 # c10::ScalarType names, as the C++ error messages print them.
 _SCALAR_TYPE_NAMES = {
@@ -71,7 +72,8 @@ def _check_same_device(a: Tensor, b: Tensor, op: str, arg_a: str, arg_b: str) ->
 
 
 def _mask_words(numel: int) -> int:
-    return (numel + _MASK_BITS - 1) // _MASK_BITS
+    """The length of a saved mask: ceil(numel / 32) words of bits, then _MASK_PAD zero words."""
+    return (numel + _MASK_BITS - 1) // _MASK_BITS + _MASK_PAD
 
 
 def _check_mask(grad: Tensor, mask: Tensor, op: str) -> None:
@@ -84,7 +86,11 @@ def _check_mask(grad: Tensor, mask: Tensor, op: str) -> None:
 
 
 def _new_mask(x: Tensor, save: bool) -> Tensor:
-    return torch.empty((_mask_words(x.numel()) if save else 0,), dtype=torch.int32, device=x.device)
+    """Empty when not saved; else filled by the kernel (bits and padding); an empty x launches nothing: zeros."""
+    if not save:
+        return torch.empty((0,), dtype=torch.int32, device=x.device)
+    alloc = torch.zeros if x.numel() == 0 else torch.empty
+    return alloc((_mask_words(x.numel()),), dtype=torch.int32, device=x.device)
 
 
 def _channel_geometry(x: Tensor, w: Tensor, op: str, arg: str) -> tuple[int, int, int]:

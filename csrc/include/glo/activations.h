@@ -277,8 +277,14 @@ struct MaxoutGeometry {
 // ---------------------------------------------------------------------------------------------------------------
 // Packed 1-bit masks: bit j of word w belongs to element 32*w + j of the input in row-major (contiguous) order.
 // ---------------------------------------------------------------------------------------------------------------
+// A saved mask holds mask_words(numel) words of bits and then kMaskPad words of zeros, never read: its length is
+// never 0 or 1, so that symbolic-shape tracing (torch.export / torch.compile with a dynamic dim) does not have to
+// guard on whether ceil(numel / 32) is below 2 (PyTorch's contiguity check of every traced output asks), which
+// would specialize the dynamic dim.
 constexpr int64_t kMaskBits = 32;
+constexpr int64_t kMaskPad = 2;
 GLO_HD int64_t mask_words(int64_t numel) { return (numel + kMaskBits - 1) / kMaskBits; }
+GLO_HD int64_t mask_length(int64_t numel) { return mask_words(numel) + kMaskPad; }
 GLO_HD bool mask_bit(const int32_t* mask, int64_t i) {
   return (static_cast<uint32_t>(mask[i >> 5]) >> (i & 31)) & 1u;
 }

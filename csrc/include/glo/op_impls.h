@@ -1,7 +1,8 @@
 // Device-independent glue of every operator: argument checks, layout, allocation, geometry. Written once and
 // instantiated with a device's kernel set K (CpuKernels in cpu/activations_cpu.cpp, CudaKernels in
 // cuda/activations.cu), which supplies:
-//   K::mask_forward(x, y, mask, factory)        y = f(x), mask bits = f.keep(x) (mask may be empty: not saved)
+//   K::mask_forward(x, y, mask, factory)        y = f(x), mask bits = f.keep(x), then kMaskPad zero words (mask may
+//                                               be empty: not saved)
 //   K::mask_backward(grad, mask, dx, factory)   dx = f.backward(grad, bit)
 //   K::unary_forward(x, y, factory)            y = f.forward(x) (y may be x: in place)
 //   K::unary_backward(grad, saved, dx, factory) dx = f.backward(grad, saved)
@@ -47,14 +48,18 @@ inline void check_same_device(const Tensor& a, const Tensor& b, const char* op, 
 
 inline void check_mask(const Tensor& grad, const Tensor& mask, const char* op) {
   check_same_device(grad, mask, op, "grad", "mask");
-  TORCH_CHECK(mask.scalar_type() == at::kInt && mask.dim() == 1 && mask.numel() == mask_words(grad.numel()), "glo_kernels.",
-              op, ": argument 'mask' must be the int32 mask of ", mask_words(grad.numel()),
+  TORCH_CHECK(mask.scalar_type() == at::kInt && mask.dim() == 1 && mask.numel() == mask_length(grad.numel()), "glo_kernels.",
+              op, ": argument 'mask' must be the int32 mask of ", mask_length(grad.numel()),
               " words saved by the forward for ", grad.numel(), " elements; got ", mask.scalar_type(), " of shape ",
               mask.sizes(), " (was the forward called with save_mask=False?)");
 }
 
+// The mask a forward returns: empty when not saved; else mask_length(numel) words, whose bits K::mask_forward writes
+// and whose kMaskPad last words it zeroes (an empty x launches no kernel: its mask is zeros).
 inline Tensor new_mask(const Tensor& x, bool save) {
-  return at::empty({save ? mask_words(x.numel()) : 0}, x.options().dtype(at::kInt));
+  const auto options = x.options().dtype(at::kInt);
+  if (!save) return at::empty({0}, options);
+  return x.numel() == 0 ? at::zeros({kMaskPad}, options) : at::empty({mask_length(x.numel())}, options);
 }
 
 // [outer, channels, inner] of x for a PReLU-like parameter: one element (shared) or one per channel (dim 1).
