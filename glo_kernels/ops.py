@@ -18,6 +18,24 @@ def _mask_shape(x: torch.Tensor, save_mask: bool) -> tuple:
     return (((x.numel() + _MASK_BITS - 1) // _MASK_BITS + _MASK_PAD) if save_mask else 0,)
 
 
+def dense_format(x: torch.Tensor) -> torch.memory_format:
+    """The memory format the element-wise ops keep (dense_format of csrc/include/glo/op_impls.h, the same rule):
+    channels_last (4-d) / channels_last_3d (5-d) when x is dense in it and not contiguous, else contiguous. Their
+    outputs are in that format; a saved mask's bits follow its storage order."""
+    if x.is_contiguous():
+        return torch.contiguous_format
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
+def empty_like_dense(x: torch.Tensor) -> torch.Tensor:
+    """An uninitialized tensor of x's shape, dtype and device in dense_format(x): an element-wise op's output."""
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=dense_format(x))
+
+
 def channel_view_shape(x: torch.Tensor, weight: torch.Tensor) -> list[int]:
     """Shape that broadcasts a PReLU-like parameter against x (channels at dim 1, or one shared value)."""
     shape = [1] * x.dim()
@@ -41,7 +59,7 @@ def _register(ns: str) -> None:
     # ---- fake kernels: contiguous outputs of the input's shape; the mask is int32 [ceil(numel/32)] or [0] ----
     @lib.register_fake(f"{ns}::relu")
     def _(x, save_mask):
-        return x.new_empty(x.shape), x.new_empty(_mask_shape(x, save_mask), dtype=torch.int32)
+        return empty_like_dense(x), x.new_empty(_mask_shape(x, save_mask), dtype=torch.int32)
 
     @lib.register_fake(f"{ns}::relu_")
     def _(x, save_mask):
@@ -49,11 +67,11 @@ def _register(ns: str) -> None:
 
     @lib.register_fake(f"{ns}::relu_backward")
     def _(grad, mask):
-        return grad.new_empty(grad.shape)
+        return empty_like_dense(grad)
 
     @lib.register_fake(f"{ns}::leaky_relu")
     def _(x, negative_slope, save_mask):
-        return x.new_empty(x.shape), x.new_empty(_mask_shape(x, save_mask), dtype=torch.int32)
+        return empty_like_dense(x), x.new_empty(_mask_shape(x, save_mask), dtype=torch.int32)
 
     @lib.register_fake(f"{ns}::leaky_relu_")
     def _(x, negative_slope, save_mask):
@@ -61,7 +79,7 @@ def _register(ns: str) -> None:
 
     @lib.register_fake(f"{ns}::leaky_relu_backward")
     def _(grad, mask, negative_slope):
-        return grad.new_empty(grad.shape)
+        return empty_like_dense(grad)
 
     @lib.register_fake(f"{ns}::prelu")
     def _(x, weight):
@@ -93,7 +111,7 @@ def _register(ns: str) -> None:
 
     @lib.register_fake(f"{ns}::elu")
     def _(x, alpha):
-        return x.new_empty(x.shape)
+        return empty_like_dense(x)
 
     @lib.register_fake(f"{ns}::elu_")
     def _(x, alpha):
@@ -101,15 +119,16 @@ def _register(ns: str) -> None:
 
     @lib.register_fake(f"{ns}::elu_backward")
     def _(grad, saved, alpha, is_result):
-        return grad.new_empty(grad.shape)
+        return empty_like_dense(saved)  # (dx follows the format of the saved tensor)
 
     for name in ("sigmoid", "tanh"):
-        lib.register_fake(f"{ns}::{name}", lambda x: x.new_empty(x.shape))
-        lib.register_fake(f"{ns}::{name}_backward", lambda grad, y: grad.new_empty(grad.shape))
+        lib.register_fake(f"{ns}::{name}", lambda x: empty_like_dense(x))
+        lib.register_fake(f"{ns}::{name}_backward", lambda grad, y: empty_like_dense(y))
 
     # ---- autograd: ReLU / Leaky ReLU save only the 1-bit mask ----
     def _save_mask(ctx, inputs, output):
         ctx.set_materialize_grads(False)  # the mask gets no gradient: don't build a zero tensor for it
+        ctx.format = dense_format(inputs[0])  # the mask's bit order: grad must come in the same format
         ctx.save_for_backward(output[1])
         ctx.mark_non_differentiable(output[1])
         ctx.extra = inputs[1:-1]  # scalar parameters between x and save_mask (the slope)
@@ -118,13 +137,13 @@ def _register(ns: str) -> None:
         if grad_y is None:  # grads are not materialized (see _save_mask)
             return None, None
         (mask,) = ctx.saved_tensors
-        return ops.relu_backward(grad_y, mask), None
+        return ops.relu_backward(grad_y.contiguous(memory_format=ctx.format), mask), None
 
     def _leaky_bwd(ctx, grad_y, _grad_mask):
         if grad_y is None:
             return None, None, None
         (mask,) = ctx.saved_tensors
-        return ops.leaky_relu_backward(grad_y, mask, ctx.extra[0]), None, None
+        return ops.leaky_relu_backward(grad_y.contiguous(memory_format=ctx.format), mask, ctx.extra[0]), None, None
 
     lib.register_autograd(f"{ns}::relu", _relu_bwd, setup_context=_save_mask)
     lib.register_autograd(f"{ns}::leaky_relu", _leaky_bwd, setup_context=_save_mask)
@@ -133,14 +152,15 @@ def _register(ns: str) -> None:
     def _save_bwd_mask(ctx, inputs, output):
         ctx.save_for_backward(inputs[1])
         ctx.extra = inputs[2:]
+        ctx.format = dense_format(inputs[0])
 
     def _relu_bwd_bwd(ctx, gg):
         (mask,) = ctx.saved_tensors
-        return ops.relu_backward(gg, mask), None
+        return ops.relu_backward(gg.contiguous(memory_format=ctx.format), mask), None
 
     def _leaky_bwd_bwd(ctx, gg):
         (mask,) = ctx.saved_tensors
-        return ops.leaky_relu_backward(gg, mask, ctx.extra[0]), None, None
+        return ops.leaky_relu_backward(gg.contiguous(memory_format=ctx.format), mask, ctx.extra[0]), None, None
 
     lib.register_autograd(f"{ns}::relu_backward", _relu_bwd_bwd, setup_context=_save_bwd_mask)
     lib.register_autograd(f"{ns}::leaky_relu_backward", _leaky_bwd_bwd, setup_context=_save_bwd_mask)

@@ -81,7 +81,24 @@ def _opcheck_cases(device):
         ("maxout_backward", (torch.randn(4, 1, 5, dtype=torch.float64, device=device, requires_grad=True),
                              torch.ops.glo_kernels.maxout(x.cpu(), 3, 1, True)[1].to(device), 3, 1)),
     ]
-    return cases + _softmax_opcheck_cases(device, xr, dy)
+    return cases + _channels_last_opcheck_cases(device) + _softmax_opcheck_cases(device, xr, dy)
+
+
+def _channels_last_opcheck_cases(device):
+    """The element-wise ops on channels_last inputs (their outputs keep the format: fake kernels must agree), with
+    the upstream gradient in the same and in the contiguous format."""
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, device=device).to(memory_format=torch.channels_last)
+    xr = x.clone().requires_grad_()
+    g_cl = torch.randn_like(x).requires_grad_()
+    g_c = torch.randn(2, 3, 4, 5, dtype=torch.float64, device=device, requires_grad=True)
+    mask = torch.ops.glo_kernels.relu(x.cpu(), True)[1].to(device)
+    cases = [("relu", (xr, True)), ("leaky_relu", (xr, 0.2, True)), ("relu_", (x.clone(), True)),
+             ("leaky_relu_", (x.clone(), 0.2, True)), ("elu", (xr, 0.7)), ("elu_", (x.clone(), 0.7)),
+             ("sigmoid", (xr,)), ("tanh", (xr,)), ("relu_backward", (g_cl, mask))]
+    for g in (g_cl, g_c):
+        cases += [("elu_backward", (g, xr, 0.7, False)), ("sigmoid_backward", (g, torch.sigmoid(x))),
+                  ("tanh_backward", (g, torch.tanh(x)))]
+    return cases
 
 
 def _softmax_opcheck_cases(device, xr, dy):

@@ -49,7 +49,7 @@ from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from glo_kernels._registry import ALL_OPS
-from glo_kernels.ops import channel_view_shape, reduce_to_param
+from glo_kernels.ops import channel_view_shape, dense_format, reduce_to_param
 from conftest import backend_params
 from helpers import EPS, TINY, assert_matches_reference
 
@@ -73,6 +73,7 @@ NATIVE_EXAMPLES = max(1, round(300 * _SCALE))  # per op, on the cpu / reference 
 INTERPRETED_EXAMPLES = max(1, round(80 * _SCALE))  # per op, Triton under its interpreter (CPU tensors)
 NATIVE_MAX_NUMEL = 3000
 INTERPRETED_MAX_NUMEL = 2000
+FORMAT_KEEPING_OPS = ("relu", "leaky_relu", "elu", "sigmoid", "tanh")  # output in dense_format(x)
 LONG_ROW = (4097, 9000)  # row lengths of the "long" shapes (native backends only)
 
 DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)  # the first one is what examples shrink to
@@ -619,7 +620,9 @@ def fuzz_one(op, backend, data, max_numel, long_rows):
     assert y.dtype == dtype and y.device == x.device, f"{what}: output {y.dtype} on {y.device}"
     if not inplace:
         if name != "reference":  # (the reference backend returns what torch's ops return)
-            assert y.is_contiguous(), f"{what}: output is not contiguous (strides {y.stride()})"
+            # contiguous; the element-wise ops keep a channels_last input's format (glo_kernels.ops.dense_format)
+            fmt = dense_format(x) if op.name in FORMAT_KEEPING_OPS else torch.contiguous_format
+            assert y.is_contiguous(memory_format=fmt), f"{what}: output is not {fmt} (strides {y.stride()})"
         if y.numel() and buf.numel():
             assert y.untyped_storage().data_ptr() != buf.untyped_storage().data_ptr(), f"{what}: output aliases x"
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from glo_kernels.ops import dense_format, empty_like_dense
+
 from . import kernels as _k
 
 NAMESPACE = "glo_kernels_triton"
@@ -117,8 +119,8 @@ def _channel_geometry(x: Tensor, w: Tensor, op: str, arg: str) -> tuple[int, int
 
 def _mask_op(x: Tensor, save_mask: bool, op: str, kind: int, slope: float) -> tuple[Tensor, Tensor]:
     _check_floating(x, op, "x")
-    xc = x.contiguous()
-    y = torch.empty(xc.shape, dtype=xc.dtype, device=xc.device)
+    xc = x.contiguous(memory_format=dense_format(x))  # (channels_last kept: dense_format in glo_kernels/ops.py)
+    y = empty_like_dense(xc)
     mask = _new_mask(xc, save_mask)
     if xc.numel() > 0:
         _k.mask_forward(xc, y, mask, kind, slope)
@@ -130,7 +132,7 @@ def _mask_op_(x: Tensor, save_mask: bool, op: str, kind: int, slope: float) -> T
     mask = _new_mask(x, save_mask)
     if x.numel() == 0:
         return mask
-    if x.is_contiguous():
+    if x.is_contiguous(memory_format=dense_format(x)):
         _k.mask_forward(x, x, mask, kind, slope)
     else:
         tmp = x.contiguous()
@@ -142,8 +144,8 @@ def _mask_op_(x: Tensor, save_mask: bool, op: str, kind: int, slope: float) -> T
 def _mask_backward(grad: Tensor, mask: Tensor, op: str, kind: int, slope: float) -> Tensor:
     _check_floating(grad, op, "grad")
     _check_mask(grad, mask, op)
-    gc = grad.contiguous()
-    dx = torch.empty(gc.shape, dtype=gc.dtype, device=gc.device)
+    gc = grad.contiguous(memory_format=dense_format(grad))  # (the mask's bit order)
+    dx = empty_like_dense(gc)
     if gc.numel() > 0:
         _k.mask_backward(gc, mask.contiguous(), dx, kind, slope)
     return dx
@@ -151,8 +153,8 @@ def _mask_backward(grad: Tensor, mask: Tensor, op: str, kind: int, slope: float)
 
 def _unary_op(x: Tensor, op: str, kind: int, alpha: float = 0.0) -> Tensor:
     _check_floating(x, op, "x")
-    xc = x.contiguous()
-    y = torch.empty(xc.shape, dtype=xc.dtype, device=xc.device)
+    xc = x.contiguous(memory_format=dense_format(x))
+    y = empty_like_dense(xc)
     if xc.numel() > 0:
         _k.unary_forward(xc, y, kind, alpha)
     return y
@@ -162,7 +164,7 @@ def _unary_op_(x: Tensor, op: str, kind: int, alpha: float = 0.0) -> None:
     _check_floating(x, op, "x")
     if x.numel() == 0:
         return
-    if x.is_contiguous():
+    if x.is_contiguous(memory_format=dense_format(x)):
         _k.unary_forward(x, x, kind, alpha)
     else:
         tmp = x.contiguous()
@@ -176,10 +178,11 @@ def _unary_backward(grad: Tensor, saved: Tensor, op: str, saved_name: str, kind:
     if saved.shape != grad.shape or saved.dtype != grad.dtype:
         raise RuntimeError(f"glo_kernels.{op}: argument '{saved_name}' ({_type_name(saved.dtype)} {_sizes(saved)}) "
                            f"must have the shape and dtype of 'grad' ({_type_name(grad.dtype)} {_sizes(grad)})")
-    gc = grad.contiguous()
-    dx = torch.empty(gc.shape, dtype=gc.dtype, device=gc.device)
+    fmt = dense_format(saved)  # grad follows the saved tensor's format
+    gc = grad.contiguous(memory_format=fmt)
+    dx = empty_like_dense(saved)
     if gc.numel() > 0:
-        _k.unary_backward(gc, saved.contiguous(), dx, kind, alpha)
+        _k.unary_backward(gc, saved.contiguous(memory_format=fmt), dx, kind, alpha)
     return dx
 
 

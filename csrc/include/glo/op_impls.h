@@ -14,7 +14,9 @@
 //   K::maxout_forward(x, y, indices, geom)        y = max over each group; uint8 index of the winner (indices may
 //                                                 be empty: not saved)
 //   K::maxout_backward(grad, indices, dx, geom)   dx = grad at the winner, 0 elsewhere
-// All tensors handed to K are contiguous, on one device, non-empty, of one floating dtype (mask: int32).
+// All tensors handed to K are dense in one memory format (contiguous; for the element-wise mask and unary ops also
+// channels_last / channels_last_3d, see dense_format: the kernels read and write the storage linearly), on one
+// device, non-empty, of one floating dtype (mask: int32).
 // `factory(T{})` returns the functor of glo/activations.h computing in opmath type T.
 #pragma once
 
@@ -56,6 +58,22 @@ inline void check_mask(const Tensor& grad, const Tensor& mask, const char* op) {
 
 // The mask a forward returns: empty when not saved; else mask_length(numel) words, whose bits K::mask_forward writes
 // and whose kMaskPad last words it zeroes (an empty x launches no kernel: its mask is zeros).
+// The memory format the element-wise ops (mask and unary) keep: channels_last (4-d) or channels_last_3d (5-d) when
+// x is dense in it and not contiguous, else contiguous (a strided x is read through one contiguous copy). Outputs get
+// the format of their input, and the kernels process x's storage linearly, without a copy, as PyTorch's own
+// element-wise ops do; a saved mask's bits follow that storage order (its backward must get grad in the same format:
+// glo_kernels/ops.py's autograd formulas convert it). glo_kernels/ops.py dense_format is the same rule in Python.
+inline at::MemoryFormat dense_format(const Tensor& x) {
+  if (x.is_contiguous()) return at::MemoryFormat::Contiguous;
+  if (x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast)) return at::MemoryFormat::ChannelsLast;
+  if (x.dim() == 5 && x.is_contiguous(at::MemoryFormat::ChannelsLast3d)) return at::MemoryFormat::ChannelsLast3d;
+  return at::MemoryFormat::Contiguous;
+}
+
+inline Tensor empty_in(const Tensor& like, at::MemoryFormat fmt) {
+  return at::empty(like.sizes(), like.options().memory_format(fmt));
+}
+
 inline Tensor new_mask(const Tensor& x, bool save) {
   const auto options = x.options().dtype(at::kInt);
   if (!save) return at::empty({0}, options);
@@ -85,8 +103,9 @@ struct Ops {
   template <class Factory>
   static std::tuple<Tensor, Tensor> mask_op(const Tensor& x, bool save_mask, const char* op, Factory factory) {
     check_floating(x, op, "x");
-    const Tensor xc = x.contiguous();
-    Tensor y = at::empty(xc.sizes(), xc.options());
+    const at::MemoryFormat fmt = dense_format(x);
+    const Tensor xc = x.contiguous(fmt);
+    Tensor y = empty_in(xc, fmt);
     Tensor mask = new_mask(xc, save_mask);
     if (xc.numel() > 0) K::mask_forward(xc, y, mask, factory);
     return {y, mask};
@@ -97,7 +116,8 @@ struct Ops {
     check_floating(x, op, "x");
     Tensor mask = new_mask(x, save_mask);
     if (x.numel() == 0) return mask;
-    if (x.is_contiguous()) {
+    const at::MemoryFormat fmt = dense_format(x);
+    if (x.is_contiguous(fmt)) {
       K::mask_forward(x, x, mask, factory);
     } else {
       Tensor tmp = x.contiguous();
@@ -111,8 +131,9 @@ struct Ops {
   static Tensor mask_backward(const Tensor& grad, const Tensor& mask, const char* op, Factory factory) {
     check_floating(grad, op, "grad");
     check_mask(grad, mask, op);
-    const Tensor gc = grad.contiguous();
-    Tensor dx = at::empty(gc.sizes(), gc.options());
+    const at::MemoryFormat fmt = dense_format(grad);  // (the mask's bit order: see dense_format)
+    const Tensor gc = grad.contiguous(fmt);
+    Tensor dx = empty_in(gc, fmt);
     if (gc.numel() > 0) K::mask_backward(gc, mask.contiguous(), dx, factory);
     return dx;
   }
@@ -150,8 +171,9 @@ struct Ops {
   template <class Factory>
   static Tensor unary_op(const Tensor& x, const char* op, Factory factory) {
     check_floating(x, op, "x");
-    const Tensor xc = x.contiguous();
-    Tensor y = at::empty(xc.sizes(), xc.options());
+    const at::MemoryFormat fmt = dense_format(x);
+    const Tensor xc = x.contiguous(fmt);
+    Tensor y = empty_in(xc, fmt);
     if (xc.numel() > 0) K::unary_forward(xc, y, factory);
     return y;
   }
@@ -160,7 +182,7 @@ struct Ops {
   static void unary_op_(Tensor& x, const char* op, Factory factory) {
     check_floating(x, op, "x");
     if (x.numel() == 0) return;
-    if (x.is_contiguous()) {
+    if (x.is_contiguous(dense_format(x))) {
       K::unary_forward(x, x, factory);
     } else {
       Tensor tmp = x.contiguous();
@@ -177,9 +199,10 @@ struct Ops {
     TORCH_CHECK(saved.sizes() == grad.sizes() && saved.scalar_type() == grad.scalar_type(), "glo_kernels.", op,
                 ": argument '", saved_name, "' (", saved.scalar_type(), " ", saved.sizes(),
                 ") must have the shape and dtype of 'grad' (", grad.scalar_type(), " ", grad.sizes(), ")");
-    const Tensor gc = grad.contiguous();
-    Tensor dx = at::empty(gc.sizes(), gc.options());
-    if (gc.numel() > 0) K::unary_backward(gc, saved.contiguous(), dx, factory);
+    const at::MemoryFormat fmt = dense_format(saved);  // grad follows the saved tensor's format (one copy if not)
+    const Tensor gc = grad.contiguous(fmt);
+    Tensor dx = empty_in(gc, fmt);
+    if (gc.numel() > 0) K::unary_backward(gc, saved.contiguous(fmt), dx, factory);
     return dx;
   }
 

@@ -1,0 +1,86 @@
+"""Element-wise ops keep channels_last / channels_last_3d inputs in that format, as PyTorch's own element-wise ops do:
+no copy in, the output in the input's format, gradients right whatever the upstream gradient's format."""
+import pytest
+import torch
+
+import glo_kernels
+from glo_kernels.ops import dense_format
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+OPS = {
+    "relu": lambda x: glo_kernels.relu(x),
+    "leaky_relu": lambda x: glo_kernels.leaky_relu(x, 0.2),
+    "elu": lambda x: glo_kernels.elu(x, 0.7),
+    "sigmoid": glo_kernels.sigmoid,
+    "tanh": glo_kernels.tanh,
+}
+INPLACE = {
+    "relu": lambda x: glo_kernels.relu(x, inplace=True),
+    "leaky_relu": lambda x: glo_kernels.leaky_relu(x, 0.2, inplace=True),
+    "elu": lambda x: glo_kernels.elu(x, 0.7, inplace=True),
+}
+FORMATS = [((2, 3, 5, 7), torch.channels_last), ((2, 3, 2, 5, 3), torch.channels_last_3d)]
+
+
+def _bits_equal(a, b, backend):
+    """Equal bit for bit (signs of zero included), NaN where the other has NaN (any payload). The reference backend
+    is PyTorch's own ops, whose vectorized and tail loops differ by an ulp with the layout: close there."""
+    a, b = a.detach().contiguous(), b.detach().contiguous()
+    if backend[0] == "reference":
+        torch.testing.assert_close(a, b, equal_nan=True)
+        return True
+    ints = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
+    nan = torch.isnan(a)
+    return torch.equal(nan, torch.isnan(b)) and torch.equal(a.view(ints)[~nan], b.view(ints)[~nan])
+
+
+@pytest.mark.parametrize("shape,fmt", FORMATS, ids=["channels_last", "channels_last_3d"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", list(OPS))
+def test_output_keeps_the_format_and_matches_contiguous(backend, name, dtype, shape, fmt):
+    _, device = backend
+    torch.manual_seed(0)
+    base = torch.randn(shape, dtype=dtype, device=device) * 3
+    base.view(-1)[:4] = torch.tensor([float("nan"), float("inf"), -0.0, 0.0])
+    x = base.to(memory_format=fmt).requires_grad_()
+    xc = base.contiguous().requires_grad_()
+    y, yc = OPS[name](x), OPS[name](xc)
+    assert y.is_contiguous(memory_format=fmt) and not y.is_contiguous(), y.stride()
+    assert dense_format(y) == fmt
+    assert _bits_equal(y, yc, backend), "values differ from the contiguous computation"
+    for g_fmt in (fmt, torch.contiguous_format):  # upstream gradient in the same and in the contiguous format
+        g = torch.randn(shape, dtype=dtype, device=device)
+        (dx,) = torch.autograd.grad(y, x, g.contiguous(memory_format=g_fmt), retain_graph=True)
+        (dxc,) = torch.autograd.grad(yc, xc, g, retain_graph=True)
+        assert _bits_equal(dx, dxc, backend), f"gradient differs (upstream gradient in {g_fmt})"
+
+
+@pytest.mark.parametrize("shape,fmt", FORMATS, ids=["channels_last", "channels_last_3d"])
+@pytest.mark.parametrize("name", list(INPLACE))
+def test_inplace_on_channels_last(backend, name, shape, fmt):
+    _, device = backend
+    torch.manual_seed(1)
+    base = torch.randn(shape, device=device)
+    w = torch.randn(shape, device=device, requires_grad=True)
+    wc = w.detach().clone().requires_grad_()
+    x = (base.to(memory_format=fmt) * w.to(memory_format=fmt))  # not a leaf: in place under autograd
+    xc = base * wc
+    ptr, strides = x.data_ptr(), x.stride()
+    y, yc = INPLACE[name](x), INPLACE[name](xc)
+    assert y is x and x.data_ptr() == ptr and x.stride() == strides
+    assert _bits_equal(y, yc, backend)
+    g = torch.randn(shape, device=device)
+    (dw,) = torch.autograd.grad(y, w, g.contiguous(memory_format=fmt))
+    (dwc,) = torch.autograd.grad(yc, wc, g)
+    assert _bits_equal(dw, dwc, backend)
+
+
+def test_strided_non_dense_input_gives_a_contiguous_output(backend):
+    _, device = backend
+    x = torch.randn(4, 6, 5, 8, device=device).to(memory_format=torch.channels_last)[:, ::2]
+    for name, fn in OPS.items():
+        y = fn(x)
+        assert _bits_equal(y, fn(x.contiguous()), backend), name
+        if backend[0] != "reference":
+            assert y.is_contiguous(), (name, y.stride())
