@@ -56,7 +56,8 @@ def _register(ns: str) -> None:
     lib = torch.library
     ops = getattr(torch.ops, ns)
 
-    # ---- fake kernels: contiguous outputs of the input's shape; the mask is int32 [ceil(numel/32)] or [0] ----
+    # ---- fake kernels: outputs of the input's shape, contiguous (element-wise ops: in dense_format(x)); the mask is
+    # int32 [ceil(numel/32) + _MASK_PAD] or [0] ----
     @lib.register_fake(f"{ns}::relu")
     def _(x, save_mask):
         return empty_like_dense(x), x.new_empty(_mask_shape(x, save_mask), dtype=torch.int32)
