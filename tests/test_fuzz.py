@@ -793,11 +793,13 @@ def _check_softmax(run):
                              what=f"{what} grad x")
     if case.temperature is not None:
         # dL/dT = -sum(dx * x) / T from our dx (in the data's dtype): each term carries dx's allowed error, plus the
-        # accumulation of the sum (opmath) and the rounding of dx to the dtype.
+        # accumulation of the sum (opmath) and the rounding of dx to the dtype. Since sum(dx) = 0 per row, x may be
+        # shifted by any constant per row: the kernels use x, the reference backend's autograd x - max (it divides
+        # x - max by T); dx's error enters weighted by whichever, so the bound takes the larger of |x|, |x - max|.
         tt = case.temperature
-        xs = _fin(run.x).abs()
+        xs = torch.maximum(_fin(x64).abs(), _fin(x64 - _row_max(x64, d, groups)).abs())
         dx_allowed = atol_g + tol * _fin(g64).abs() + EPS[dtype] * _fin(g64).abs() + TINY[dtype]
-        terms = (_fin(g64) * _fin(run.x)).abs().sum() / T
+        terms = (_fin(g64) * xs).abs().sum() / T
         atol_t = (xs * dx_allowed).sum() / T + _acc_eps(run.x.numel(), dtype) * terms
         eps_t = max(EPS[dtype], EPS[tt.dtype])
         k = len(run.grads) - 1
