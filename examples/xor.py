@@ -21,19 +21,10 @@ import time
 import torch
 
 import glo_kernels as gk
+from _activations import ACTIVATIONS  # name -> (ours, torch.nn twin or None)
 
 X = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 Y = torch.tensor([0.0, 1.0, 1.0, 0.0])
-
-# name -> (ours, torch.nn twin or None); each builds the activation for H hidden units
-ACTIVATIONS = {
-    "ReLU": (lambda h: gk.nn.ReLU(), lambda h: torch.nn.ReLU()),
-    "LeakyReLU": (lambda h: gk.nn.LeakyReLU(0.01), lambda h: torch.nn.LeakyReLU(0.01)),
-    "PReLU": (lambda h: gk.nn.PReLU(h), lambda h: torch.nn.PReLU(h)),
-    "ELU": (lambda h: gk.nn.ELU(), lambda h: torch.nn.ELU()),
-    "PELU": (lambda h: gk.nn.PELU(h), None),
-    "Maxout": (lambda h: gk.nn.Maxout(2), None),
-}
 
 
 def hand_made() -> float:
