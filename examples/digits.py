@@ -24,7 +24,6 @@ import time
 
 import torch
 
-import glo_kernels as gk
 from _activations import ACTIVATIONS  # name -> (ours, torch.nn twin or None)
 
 HIDDEN = 64
