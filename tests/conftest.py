@@ -10,6 +10,7 @@ if not torch.cuda.is_available():
 import pytest  # noqa: E402
 
 import glo_kernels  # noqa: E402
+from helpers import RUN_SEED, seeded  # noqa: E402
 
 DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
 
@@ -33,7 +34,8 @@ def backend_params():
 
 
 def pytest_report_header(config):
-    lines = [f"torch {torch.__version__}, cuda available: {torch.cuda.is_available()}"]
+    lines = [f"torch {torch.__version__}, cuda available: {torch.cuda.is_available()}",
+             f"random inputs: GLO_TEST_SEED={RUN_SEED} replays this run's inputs (fresh seed when unset)"]
     for name, st in glo_kernels.available_backends().items():
         lines.append(f"glo_kernels backend {name}: {'yes' if st.available else 'NO'} - {st.reason}")
     return lines
@@ -45,3 +47,11 @@ def backend(request):
     name, device = request.param
     with glo_kernels.use_backend(name):
         yield name, device
+
+
+@pytest.fixture(autouse=True)
+def _fresh_global_rng(request):
+    """Seed torch's global generator per test from the run's seed and the test's id: fresh inputs on every run,
+    and `GLO_TEST_SEED=<seed> pytest <test id>` draws the same ones again, whatever else runs."""
+    torch.manual_seed(int(seeded(request.node.nodeid).initial_seed()))
+    yield

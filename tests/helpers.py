@@ -2,8 +2,20 @@
 from __future__ import annotations
 
 import math
+import os
+import random
+import zlib
 
 import torch
+
+# Every run draws fresh random inputs; the run's seed is printed in pytest's header and GLO_TEST_SEED=<seed> replays
+# it (each test's inputs depend only on this seed and the test's own key, not on which other tests ran).
+RUN_SEED = int(os.environ.get("GLO_TEST_SEED") or random.SystemRandom().randrange(2**31))
+
+
+def seeded(*key) -> torch.Generator:
+    """A CPU generator seeded from the run's seed and `key` (reproducible across processes, unlike hash() of str)."""
+    return torch.Generator().manual_seed(RUN_SEED ^ zlib.crc32(repr(key).encode()))
 
 # Relative tolerance of one rounding to the dtype, and the floor below which values count as zero.
 EPS = {torch.float64: 1e-15, torch.float32: 1.2e-7, torch.bfloat16: 7.9e-3, torch.float16: 9.8e-4}

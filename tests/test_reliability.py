@@ -22,7 +22,6 @@ from __future__ import annotations
 import concurrent.futures
 import resource
 import time
-import zlib
 
 import pytest
 import torch
@@ -30,7 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import glo_kernels
 from glo_kernels._registry import ALL_OPS, ALL_OPS_BY_NAME, OPS
-from helpers import make_input, non_contiguous
+from helpers import make_input, seeded, non_contiguous
 
 # NaN and inf inputs make the Triton interpreter's numpy arithmetic warn; the values are checked, not the warnings.
 pytestmark = [pytest.mark.filterwarnings("ignore::RuntimeWarning:triton.runtime.interpreter"),
@@ -99,11 +98,6 @@ def _ns(backend_name: str):
     if backend_name == "triton":
         return torch.ops.glo_kernels_triton
     return None
-
-
-def _seed(*key) -> torch.Generator:
-    """A generator seeded from key, the same in every process (unlike hash() of strings)."""
-    return torch.Generator().manual_seed(zlib.crc32(repr(key).encode()))
 
 
 def _strided_like(t: torch.Tensor, layout: str) -> torch.Tensor:
@@ -214,7 +208,7 @@ def test_public_api_leaves_inputs_and_grads_alone(op, backend, dtype, layout):
     temperature tensor and the upstream gradient keep every bit of their storage (gaps of strided views included);
     no output or gradient shares memory with any of them. Inputs and gradients hold NaN, +-inf, -0.0, huge values."""
     name, device = backend
-    gen = _seed("inputs", op.name, name, str(dtype), layout)
+    gen = seeded("inputs", op.name, name, str(dtype), layout)
     torch.manual_seed(0)
     shape = (4, 6, 10)
     for case in _op_cases(op, shape, dtype, device, gen, dims=(-1, 1)):
@@ -284,7 +278,7 @@ def test_registered_ops_leave_inputs_alone(backend, dtype, layout):
     ns = _ns(name)
     if ns is None:
         pytest.skip("the reference backend has no registered operators (plain torch ops)")
-    gen = _seed("registered", name, str(dtype), layout)
+    gen = seeded("registered", name, str(dtype), layout)
     x = _strided_like(make_input((4, 6, 10), dtype, device, generator=gen), layout)
     g = _strided_like(make_input((4, 6, 10), dtype, device, generator=gen), layout)
     w = torch.tensor([0.25, -0.5, 1.5, 0.0, 2.0, 0.75], dtype=dtype, device=device)
@@ -323,7 +317,7 @@ def test_inplace_modifies_exactly_x(op, backend, layout):
     """inplace=True returns x, gives x the out-of-place result bit for bit and writes nothing else: not the rest of
     the buffer x is a view of, not the leaf it was computed from, not the upstream gradient of its backward."""
     name, device = backend
-    gen = _seed("inplace", op.name, name, layout)
+    gen = seeded("inplace", op.name, name, layout)
     for kwargs in op.cases_for((5, 40)):
         what = f"{op.name}[{name}, {layout}, {kwargs}]"
         buf = make_input((416,), torch.float32, device, generator=gen)
@@ -369,7 +363,7 @@ def test_registered_inplace_ops_write_only_x(backend, layout):
     ns = _ns(name)
     if ns is None:
         pytest.skip("the reference backend has no registered operators (plain torch ops)")
-    gen = _seed("registered-inplace", name, layout)
+    gen = seeded("registered-inplace", name, layout)
     for op_name, args, ref in (("relu_", (True,), lambda v: ns.relu(v, False)[0]),
                                ("relu_", (False,), lambda v: ns.relu(v, False)[0]),
                                ("leaky_relu_", (-0.5, True), lambda v: ns.leaky_relu(v, -0.5, False)[0]),
@@ -389,7 +383,7 @@ def test_registered_inplace_ops_write_only_x(backend, layout):
 # ---------------------------------------------------------------------------------------------------------------
 def _determinism_cases(op, device, large: bool, dtype, learned_t=True) -> list[Case]:
     """Shapes that exercise the multi-threaded reductions on the CPU (large), or small ones (Triton interpreter)."""
-    gen = _seed("determinism", op.name, str(dtype), large)
+    gen = seeded("determinism", op.name, str(dtype), large)
     torch.manual_seed(1)
     kw = dict(specials=False, learned_t=learned_t)  # finite values: a NaN would hide a difference in a sum
     if op.family == "elementwise":

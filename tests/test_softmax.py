@@ -10,7 +10,7 @@ import torch.nn.functional as TF
 
 import glo_kernels
 from glo_kernels import reference
-from helpers import EPS, TINY, assert_matches_reference, make_input, non_contiguous
+from helpers import EPS, TINY, assert_matches_reference, make_input, non_contiguous, seeded
 from conftest import DTYPES
 
 # (shape, dim): row lengths 1, 7, 33, 1000, 70000; contiguous (inner == 1) and strided (inner > 1) dims; 0-d, empty.
@@ -65,7 +65,7 @@ def test_softmax_matches_reference(op, backend, dtype, case, layout):
     shape, dim = case
     if _is_slow(name, shape, dtype):
         pytest.skip("long rows run under the Triton interpreter in float32 only (time)")
-    gen = torch.Generator().manual_seed(hash((op, name, str(dtype), shape, layout)) % 2**31)
+    gen = seeded(op, name, str(dtype), shape, layout)
     fn, ref, eager = getattr(glo_kernels, op), getattr(reference, op), getattr(torch, op)
     for temperature in TEMPERATURES[:2] if math.prod(shape or (1,)) > 10000 else TEMPERATURES:
         x = make_input(shape, dtype, device, generator=gen)
@@ -104,7 +104,7 @@ def test_grouped_softmax_matches_reference(backend, dtype, case, layout):
     shape, dim, groups = case
     if _is_slow(name, shape, dtype):
         pytest.skip("long rows run under the Triton interpreter in float32 only (time)")
-    gen = torch.Generator().manual_seed(hash((name, str(dtype), shape, layout)) % 2**31)
+    gen = seeded(name, str(dtype), shape, layout)
     x = make_input(shape, dtype, device, generator=gen)
     if layout == "strided":
         x = non_contiguous(x)
@@ -209,7 +209,7 @@ def test_distillation_matches_kl_div(backend, dtype, shape):
     name, device = backend
     if _is_slow(name, shape, dtype):
         pytest.skip("long rows run under the Triton interpreter in float32 only (time)")
-    gen = torch.Generator().manual_seed(hash((name, str(dtype), shape)) % 2**31)
+    gen = seeded(name, str(dtype), shape)
     for i, reduction in enumerate(REDUCTIONS):
         temperature = (1.0, 4.0, 0.5, 2.0)[i]
         s = make_input(shape, dtype, device, specials=False, generator=gen)
