@@ -19,9 +19,10 @@ def _mask_shape(x: torch.Tensor, save_mask: bool) -> tuple:
 
 
 def dense_format(x: torch.Tensor) -> torch.memory_format:
-    """The memory format the element-wise ops keep (dense_format of csrc/include/glo/op_impls.h, the same rule):
-    channels_last (4-d) / channels_last_3d (5-d) when x is dense in it and not contiguous, else contiguous. Their
-    outputs are in that format; a saved mask's bits follow its storage order."""
+    """The memory format the element-wise ops (PReLU, PELU included) keep (dense_format of
+    csrc/include/glo/op_impls.h, the same rule): channels_last (4-d) / channels_last_3d (5-d) when x is dense in it
+    and not contiguous, else contiguous. Their outputs are in that format; a saved mask's bits follow its storage
+    order."""
     if x.is_contiguous():
         return torch.contiguous_format
     if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
@@ -84,19 +85,19 @@ def _register(ns: str) -> None:
 
     @lib.register_fake(f"{ns}::prelu")
     def _(x, weight):
-        return x.new_empty(x.shape)
+        return empty_like_dense(x)
 
     @lib.register_fake(f"{ns}::prelu_backward")
     def _(grad, x, weight):
-        return x.new_empty(x.shape), weight.new_empty(weight.shape)
+        return empty_like_dense(x), weight.new_empty(weight.shape)
 
     @lib.register_fake(f"{ns}::pelu")
     def _(x, a, b):
-        return x.new_empty(x.shape)
+        return empty_like_dense(x)
 
     @lib.register_fake(f"{ns}::pelu_backward")
     def _(grad, x, a, b):
-        return x.new_empty(x.shape), a.new_empty(a.shape), b.new_empty(b.shape)
+        return empty_like_dense(x), a.new_empty(a.shape), b.new_empty(b.shape)
 
     @lib.register_fake(f"{ns}::maxout")
     def _(x, pieces, dim, save_indices):

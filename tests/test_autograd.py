@@ -85,7 +85,7 @@ def _opcheck_cases(device):
 
 
 def _channels_last_opcheck_cases(device):
-    """The element-wise ops on channels_last inputs (their outputs keep the format: fake kernels must agree), with
+    """The element-wise ops (PReLU and PELU included) on channels_last inputs (their outputs keep the format: fake kernels must agree), with
     the upstream gradient in the same and in the contiguous format."""
     x = torch.randn(2, 3, 4, 5, dtype=torch.float64, device=device).to(memory_format=torch.channels_last)
     xr = x.clone().requires_grad_()
@@ -95,7 +95,11 @@ def _channels_last_opcheck_cases(device):
     cases = [("relu", (xr, True)), ("leaky_relu", (xr, 0.2, True)), ("relu_", (x.clone(), True)),
              ("leaky_relu_", (x.clone(), 0.2, True)), ("elu", (xr, 0.7)), ("elu_", (x.clone(), 0.7)),
              ("sigmoid", (xr,)), ("tanh", (xr,)), ("relu_backward", (g_cl, mask))]
+    w = torch.rand(3, dtype=torch.float64, device=device, requires_grad=True)
+    a, b = (torch.rand(3, dtype=torch.float64, device=device).add(0.5).requires_grad_() for _ in range(2))
+    cases += [("prelu", (xr, w)), ("prelu", (xr, w[:1])), ("pelu", (xr, a, b)), ("pelu", (xr, a[:1], b[:1]))]
     for g in (g_cl, g_c):
+        cases += [("prelu_backward", (g, xr, w)), ("pelu_backward", (g, xr, a, b))]
         cases += [("elu_backward", (g, xr, 0.7, False)), ("sigmoid_backward", (g, torch.sigmoid(x))),
                   ("tanh_backward", (g, torch.tanh(x)))]
     return cases

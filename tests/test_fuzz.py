@@ -73,7 +73,7 @@ NATIVE_EXAMPLES = max(1, round(300 * _SCALE))  # per op, on the cpu / reference 
 INTERPRETED_EXAMPLES = max(1, round(80 * _SCALE))  # per op, Triton under its interpreter (CPU tensors)
 NATIVE_MAX_NUMEL = 3000
 INTERPRETED_MAX_NUMEL = 2000
-FORMAT_KEEPING_OPS = ("relu", "leaky_relu", "elu", "sigmoid", "tanh")  # output in dense_format(x)
+FORMAT_KEEPING_OPS = ("relu", "leaky_relu", "elu", "sigmoid", "tanh", "prelu", "pelu")  # output in dense_format(x)
 LONG_ROW = (4097, 9000)  # row lengths of the "long" shapes (native backends only)
 
 DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)  # the first one is what examples shrink to

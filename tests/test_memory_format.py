@@ -1,5 +1,6 @@
-"""Element-wise ops keep channels_last / channels_last_3d inputs in that format, as PyTorch's own element-wise ops do:
-no copy in, the output in the input's format, gradients right whatever the upstream gradient's format."""
+"""Element-wise ops (PReLU and PELU with per-channel parameters included) keep channels_last / channels_last_3d
+inputs in that format, as PyTorch's own element-wise ops do: no copy in, the output in the input's format, gradients
+right whatever the upstream gradient's format."""
 import pytest
 import torch
 
@@ -19,6 +20,11 @@ INPLACE = {
     "relu": lambda x: glo_kernels.relu(x, inplace=True),
     "leaky_relu": lambda x: glo_kernels.leaky_relu(x, 0.2, inplace=True),
     "elu": lambda x: glo_kernels.elu(x, 0.7, inplace=True),
+}
+# Ops with learned parameters: (function of x and the parameters, parameter count, a parameter's values).
+PARAM_OPS = {
+    "prelu": (lambda x, p: glo_kernels.prelu(x, *p), 1, lambda n, g: torch.randn(n, generator=g) * 0.5),
+    "pelu": (lambda x, p: glo_kernels.pelu(x, *p), 2, lambda n, g: torch.rand(n, generator=g) * 2 + 0.2),
 }
 FORMATS = [((2, 3, 5, 7), torch.channels_last), ((2, 3, 2, 5, 3), torch.channels_last_3d)]
 
@@ -56,6 +62,38 @@ def test_output_keeps_the_format_and_matches_contiguous(backend, name, dtype, sh
         assert _bits_equal(dx, dxc, backend), f"gradient differs (upstream gradient in {g_fmt})"
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["per_channel", "shared"])
+@pytest.mark.parametrize("shape,fmt", FORMATS, ids=["channels_last", "channels_last_3d"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", list(PARAM_OPS))
+def test_parameter_ops_keep_the_format(backend, name, dtype, shape, fmt, shared):
+    """PReLU / PELU on channels_last: output in that format, equal bit for bit to the contiguous computation, dx too;
+    the parameters' gradients are sums taken in another order (storage order): equal to a few roundings."""
+    _, device = backend
+    fn, count, values = PARAM_OPS[name]
+    gen = torch.Generator().manual_seed(torch.initial_seed())
+    base = (torch.randn(shape, generator=gen) * 3).to(dtype=dtype, device=device)
+    base.view(-1)[:4] = torch.tensor([float("nan"), float("inf"), -0.0, 0.0])
+    n = 1 if shared else shape[1]
+    params = [values(n, gen).to(dtype=dtype, device=device).requires_grad_() for _ in range(count)]
+    x = base.to(memory_format=fmt).requires_grad_()
+    xc = base.contiguous().requires_grad_()
+    y, yc = fn(x, params), fn(xc, params)
+    assert y.is_contiguous(memory_format=fmt) and not y.is_contiguous(), y.stride()
+    assert _bits_equal(y, yc, backend), "values differ from the contiguous computation"
+    for g_fmt in (fmt, torch.contiguous_format):
+        g = torch.randn(shape, generator=gen).to(dtype=dtype, device=device)
+        g.view(-1)[0] = 0.0  # (the NaN input's gradient term: keep the parameter sums finite)
+        grads = torch.autograd.grad(y, [x, *params], g.contiguous(memory_format=g_fmt), retain_graph=True)
+        grads_c = torch.autograd.grad(yc, [xc, *params], g, retain_graph=True)
+        assert grads[0].is_contiguous(memory_format=fmt), grads[0].stride()
+        assert _bits_equal(grads[0], grads_c[0], backend), f"dx differs (upstream gradient in {g_fmt})"
+        for k, (dp, dpc) in enumerate(zip(grads[1:], grads_c[1:])):
+            assert dp.shape == dpc.shape
+            tol = 2e-2 if dtype == torch.bfloat16 else 1e-5
+            torch.testing.assert_close(dp, dpc, rtol=tol, atol=tol, equal_nan=True, msg=lambda m, k=k: f"parameter {k}'s gradient: {m}")
+
+
 @pytest.mark.parametrize("shape,fmt", FORMATS, ids=["channels_last", "channels_last_3d"])
 @pytest.mark.parametrize("name", list(INPLACE))
 def test_inplace_on_channels_last(backend, name, shape, fmt):
@@ -79,7 +117,9 @@ def test_inplace_on_channels_last(backend, name, shape, fmt):
 def test_strided_non_dense_input_gives_a_contiguous_output(backend):
     _, device = backend
     x = torch.randn(4, 6, 5, 8, device=device).to(memory_format=torch.channels_last)[:, ::2]
-    for name, fn in OPS.items():
+    w = torch.rand(3, device=device) + 0.5
+    fns = {**OPS, "prelu": lambda x: glo_kernels.prelu(x, w), "pelu": lambda x: glo_kernels.pelu(x, w, w)}
+    for name, fn in fns.items():
         y = fn(x)
         assert _bits_equal(y, fn(x.contiguous()), backend), name
         if backend[0] != "reference":

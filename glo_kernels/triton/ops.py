@@ -1,8 +1,9 @@
 """The operators of glo_kernels on Triton: ``torch.ops.glo_kernels_triton.*``.
 
 Same schemas and semantics as the C++ operators ``torch.ops.glo_kernels.*`` (csrc/registration.cpp), with the glue
-of csrc/include/glo/op_impls.h written once below: argument checks with the same error texts, inputs made contiguous,
-outputs freshly allocated and contiguous (never aliasing an input; the mask has 0 elements unless save_mask), empty
+of csrc/include/glo/op_impls.h written once below: argument checks with the same error texts, inputs made contiguous
+(the element-wise ops keep a channels_last input's format: dense_format), outputs freshly allocated in that format
+(never aliasing an input; the mask has 0 elements unless save_mask), empty
 tensors handled without a launch, in-place operators on a non-contiguous x computed on a contiguous copy and copied
 back. The kernels (glo_kernels/triton/kernels.py) run on the tensors' device: CUDA, or CPU under the Triton
 interpreter (TRITON_INTERPRET=1).
@@ -302,11 +303,20 @@ def _param_geometry(x: Tensor, params: tuple, names: tuple, op: str) -> tuple[in
     return geom
 
 
+def _storage_geometry(x: Tensor, geom: tuple[int, int, int], fmt: torch.memory_format) -> tuple[int, int, int]:
+    """The geometry of x's storage in format fmt (op_impls.h storage_geometry): channels_last stores
+    [outer, spatial..., channels], i.e. (numel / C, C, 1); a shared parameter sees one run in any format."""
+    if fmt == torch.contiguous_format or geom[1] == 1:
+        return geom
+    return x.numel() // geom[1], geom[1], 1
+
+
 def _channel_op(x: Tensor, params: tuple, names: tuple, op: str, kind: int) -> Tensor:
     _check_floating(x, op, "x")
-    geom = _param_geometry(x, params, names, op)
-    xc = x.contiguous()
-    y = torch.empty(xc.shape, dtype=xc.dtype, device=xc.device)
+    fmt = dense_format(x)  # (channels_last kept, as by the element-wise ops)
+    geom = _storage_geometry(x, _param_geometry(x, params, names, op), fmt)
+    xc = x.contiguous(memory_format=fmt)
+    y = torch.empty(xc.shape, dtype=xc.dtype, device=xc.device, memory_format=fmt)
     if xc.numel() > 0:
         _k.channel_forward(xc, tuple(p.contiguous() for p in params), y, geom, kind)
     return y
@@ -323,12 +333,13 @@ def _channel_backward(grad: Tensor, x: Tensor, params: tuple, names: tuple, op: 
     if grad.dtype != x.dtype:
         raise RuntimeError(f"glo_kernels.{op}: argument 'grad' has dtype {_type_name(grad.dtype)} but 'x' has "
                            f"dtype {_type_name(x.dtype)}")
-    geom = _param_geometry(x, params, names, op)
-    xc = x.contiguous()
-    dx = torch.empty(xc.shape, dtype=xc.dtype, device=xc.device)
+    fmt = dense_format(x)  # grad follows x's format (one copy if not)
+    geom = _storage_geometry(x, _param_geometry(x, params, names, op), fmt)
+    xc = x.contiguous(memory_format=fmt)
+    dx = torch.empty(xc.shape, dtype=xc.dtype, device=xc.device, memory_format=fmt)
     dparams = tuple(torch.zeros(p.shape, dtype=p.dtype, device=p.device) for p in params)
     if xc.numel() > 0:
-        _k.channel_backward(grad.contiguous(), xc, tuple(p.contiguous() for p in params), dx, dparams, geom, kind)
+        _k.channel_backward(grad.contiguous(memory_format=fmt), xc, tuple(p.contiguous() for p in params), dx, dparams, geom, kind)
     return (dx,) + dparams
 
 

@@ -14,8 +14,9 @@
 //   K::maxout_forward(x, y, indices, geom)        y = max over each group; uint8 index of the winner (indices may
 //                                                 be empty: not saved)
 //   K::maxout_backward(grad, indices, dx, geom)   dx = grad at the winner, 0 elsewhere
-// All tensors handed to K are dense in one memory format (contiguous; for the element-wise mask and unary ops also
-// channels_last / channels_last_3d, see dense_format: the kernels read and write the storage linearly), on one
+// All tensors handed to K are dense in one memory format (contiguous; for the element-wise mask, unary and channel
+// ops also channels_last / channels_last_3d, see dense_format: the kernels read and write the storage linearly; a
+// channel op's geometry then describes the storage, see storage_geometry), on one
 // device, non-empty, of one floating dtype (mask: int32).
 // `factory(T{})` returns the functor of glo/activations.h computing in opmath type T.
 #pragma once
@@ -58,7 +59,7 @@ inline void check_mask(const Tensor& grad, const Tensor& mask, const char* op) {
 
 // The mask a forward returns: empty when not saved; else mask_length(numel) words, whose bits K::mask_forward writes
 // and whose kMaskPad last words it zeroes (an empty x launches no kernel: its mask is zeros).
-// The memory format the element-wise ops (mask and unary) keep: channels_last (4-d) or channels_last_3d (5-d) when
+// The memory format the element-wise ops (mask, unary and channel ops) keep: channels_last (4-d) or channels_last_3d (5-d) when
 // x is dense in it and not contiguous, else contiguous (a strided x is read through one contiguous copy). Outputs get
 // the format of their input, and the kernels process x's storage linearly, without a copy, as PyTorch's own
 // element-wise ops do; a saved mask's bits follow that storage order (its backward must get grad in the same format:
@@ -259,6 +260,14 @@ struct Ops {
     return g;
   }
 
+  // The geometry of x's storage in memory format fmt (dense_format(x)): channels_last stores [outer, spatial...,
+  // channels], i.e. [numel / C, C, 1], channels innermost, a layout every channel kernel handles (it is a 2-D input's).
+  // A shared parameter (C == 1) sees the storage as one run, whatever the format.
+  static ChannelGeometry storage_geometry(const Tensor& x, ChannelGeometry g, at::MemoryFormat fmt) {
+    if (fmt == at::MemoryFormat::Contiguous || g.channels == 1) return g;
+    return {x.numel() / g.channels, g.channels, 1};
+  }
+
   template <size_t NP>
   static std::array<Tensor, NP> contiguous(const std::array<Tensor, NP>& ts) {
     std::array<Tensor, NP> out;
@@ -270,9 +279,10 @@ struct Ops {
   static Tensor channel_op(const Tensor& x, const std::array<Tensor, NP>& params,
                            const std::array<const char*, NP>& names, const char* op, Factory factory) {
     check_floating(x, op, "x");
-    const ChannelGeometry g = param_geometry(x, params, names, op);
-    const Tensor xc = x.contiguous();
-    Tensor y = at::empty(xc.sizes(), xc.options());
+    const at::MemoryFormat fmt = dense_format(x);
+    const ChannelGeometry g = storage_geometry(x, param_geometry(x, params, names, op), fmt);
+    const Tensor xc = x.contiguous(fmt);
+    Tensor y = empty_in(xc, fmt);
     if (xc.numel() > 0) K::channel_forward(xc, contiguous(params), y, g, factory);
     return y;
   }
@@ -290,13 +300,16 @@ struct Ops {
                 " but 'x' has shape ", x.sizes());
     TORCH_CHECK(grad.scalar_type() == x.scalar_type(), "glo_kernels.", op, ": argument 'grad' has dtype ",
                 grad.scalar_type(), " but 'x' has dtype ", x.scalar_type());
-    const ChannelGeometry g = param_geometry(x, params, names, op);
-    const Tensor xc = x.contiguous();
+    const at::MemoryFormat fmt = dense_format(x);  // grad follows x's format (one copy if not)
+    const ChannelGeometry g = storage_geometry(x, param_geometry(x, params, names, op), fmt);
+    const Tensor xc = x.contiguous(fmt);
     std::array<Tensor, NP + 1> out;
-    out[0] = at::empty(xc.sizes(), xc.options());
+    out[0] = empty_in(xc, fmt);
     std::array<Tensor, NP> dparams;
     for (size_t k = 0; k < NP; ++k) dparams[k] = out[k + 1] = at::zeros(params[k].sizes(), params[k].options());
-    if (xc.numel() > 0) K::channel_backward(grad.contiguous(), xc, contiguous(params), out[0], dparams, g, factory);
+    if (xc.numel() > 0) {
+      K::channel_backward(grad.contiguous(fmt), xc, contiguous(params), out[0], dparams, g, factory);
+    }
     return out;
   }
 
