@@ -49,6 +49,11 @@ def backend(request):
         yield name, device
 
 
+def pytest_terminal_summary(terminalreporter):
+    """The seed at the end too (pytest -q prints no header): a failure in CI's log comes with how to replay it."""
+    terminalreporter.write_line(f"random inputs of this run: GLO_TEST_SEED={RUN_SEED}")
+
+
 @pytest.fixture(autouse=True)
 def _fresh_global_rng(request):
     """Seed torch's global generator per test from the run's seed and the test's id: fresh inputs on every run,

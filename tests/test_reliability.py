@@ -614,7 +614,7 @@ def _concurrency_jobs(device) -> list[tuple[Case, int]]:
         op = ALL_OPS[i % len(ALL_OPS)]
         shape = (6, 10, 7) if i % 2 == 0 else (8, 32, 130)
         dtype = torch.float32 if i % 3 else torch.bfloat16
-        cases = _op_cases(op, shape, dtype, device, _seed("threads", i))
+        cases = _op_cases(op, shape, dtype, device, seeded("threads", i))
         jobs.append((cases[i % len(cases)], 100 + i))
     return jobs
 
