@@ -53,6 +53,17 @@ def reduce_to_param(t: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return t.sum(dim=dims).reshape(weight.shape)
 
 
+def _register_autograd(qualname: str, backward, setup_context) -> None:
+    """torch.library.register_autograd, unless the operator has an autograd kernel in C++ (csrc/autograd.cpp: the
+    forward ops of the element-wise family in the glo_kernels namespace, where a Python autograd kernel would cost
+    several microseconds per call, grad or not)."""
+    # (Only the C++ namespace: torch.library.custom_op, which defines the Triton ops, registers an Autograd kernel of
+    # its own that register_autograd replaces.)
+    if qualname.startswith("glo_kernels::") and torch._C._dispatch_has_kernel_for_dispatch_key(qualname, "Autograd"):
+        return
+    torch.library.register_autograd(qualname, backward, setup_context=setup_context)
+
+
 def _register(ns: str) -> None:
     lib = torch.library
     ops = getattr(torch.ops, ns)
@@ -147,8 +158,8 @@ def _register(ns: str) -> None:
         (mask,) = ctx.saved_tensors
         return ops.leaky_relu_backward(grad_y.contiguous(memory_format=ctx.format), mask, ctx.extra[0]), None, None
 
-    lib.register_autograd(f"{ns}::relu", _relu_bwd, setup_context=_save_mask)
-    lib.register_autograd(f"{ns}::leaky_relu", _leaky_bwd, setup_context=_save_mask)
+    _register_autograd(f"{ns}::relu", _relu_bwd, setup_context=_save_mask)
+    _register_autograd(f"{ns}::leaky_relu", _leaky_bwd, setup_context=_save_mask)
 
     # The backward ops are linear in grad: their own backward applies the same op to the incoming gradient.
     def _save_bwd_mask(ctx, inputs, output):
@@ -164,8 +175,8 @@ def _register(ns: str) -> None:
         (mask,) = ctx.saved_tensors
         return ops.leaky_relu_backward(gg.contiguous(memory_format=ctx.format), mask, ctx.extra[0]), None, None
 
-    lib.register_autograd(f"{ns}::relu_backward", _relu_bwd_bwd, setup_context=_save_bwd_mask)
-    lib.register_autograd(f"{ns}::leaky_relu_backward", _leaky_bwd_bwd, setup_context=_save_bwd_mask)
+    _register_autograd(f"{ns}::relu_backward", _relu_bwd_bwd, setup_context=_save_bwd_mask)
+    _register_autograd(f"{ns}::leaky_relu_backward", _leaky_bwd_bwd, setup_context=_save_bwd_mask)
 
     # ---- autograd: ELU saves its input (out of place), sigmoid and tanh their output ----
     def _elu_setup(ctx, inputs, output):
@@ -176,14 +187,14 @@ def _register(ns: str) -> None:
         (x,) = ctx.saved_tensors
         return ops.elu_backward(grad_y, x, ctx.alpha, False), None
 
-    lib.register_autograd(f"{ns}::elu", _elu_bwd, setup_context=_elu_setup)
+    _register_autograd(f"{ns}::elu", _elu_bwd, setup_context=_elu_setup)
 
     def _save_output(ctx, inputs, output):
         ctx.save_for_backward(output)
 
-    lib.register_autograd(f"{ns}::sigmoid", lambda ctx, g: ops.sigmoid_backward(g, ctx.saved_tensors[0]),
+    _register_autograd(f"{ns}::sigmoid", lambda ctx, g: ops.sigmoid_backward(g, ctx.saved_tensors[0]),
                           setup_context=_save_output)
-    lib.register_autograd(f"{ns}::tanh", lambda ctx, g: ops.tanh_backward(g, ctx.saved_tensors[0]),
+    _register_autograd(f"{ns}::tanh", lambda ctx, g: ops.tanh_backward(g, ctx.saved_tensors[0]),
                           setup_context=_save_output)
 
     # Double backward of the saved-tensor ops, in plain torch ops: each backward is linear in grad (same op on the
@@ -211,9 +222,9 @@ def _register(ns: str) -> None:
         grad, y = ctx.saved_tensors  # dx = grad * (1 - y^2)
         return ops.tanh_backward(gg, y), -2 * gg * grad * y
 
-    lib.register_autograd(f"{ns}::elu_backward", _elu_bwd_bwd, setup_context=_save_bwd_inputs)
-    lib.register_autograd(f"{ns}::sigmoid_backward", _sigmoid_bwd_bwd, setup_context=_save_bwd_inputs)
-    lib.register_autograd(f"{ns}::tanh_backward", _tanh_bwd_bwd, setup_context=_save_bwd_inputs)
+    _register_autograd(f"{ns}::elu_backward", _elu_bwd_bwd, setup_context=_save_bwd_inputs)
+    _register_autograd(f"{ns}::sigmoid_backward", _sigmoid_bwd_bwd, setup_context=_save_bwd_inputs)
+    _register_autograd(f"{ns}::tanh_backward", _tanh_bwd_bwd, setup_context=_save_bwd_inputs)
 
     # ---- autograd: PReLU saves x and the weight ----
     def _prelu_setup(ctx, inputs, output):
@@ -224,7 +235,7 @@ def _register(ns: str) -> None:
         grad_x, grad_w = ops.prelu_backward(grad_y, x, weight)
         return grad_x, grad_w
 
-    lib.register_autograd(f"{ns}::prelu", _prelu_bwd, setup_context=_prelu_setup)
+    _register_autograd(f"{ns}::prelu", _prelu_bwd, setup_context=_prelu_setup)
 
     # Double backward of PReLU, in plain torch ops (used only by higher-order gradients):
     #   grad_x = where(x > 0, g, w*g),  grad_w = sum_c where(x > 0, 0, x*g)
@@ -245,7 +256,7 @@ def _register(ns: str) -> None:
         d_w = reduce_to_param(torch.where(pos, zero, gg_x * grad), weight)
         return d_grad, d_x, d_w
 
-    lib.register_autograd(f"{ns}::prelu_backward", _prelu_bwd_bwd, setup_context=_prelu_bwd_setup)
+    _register_autograd(f"{ns}::prelu_backward", _prelu_bwd_bwd, setup_context=_prelu_bwd_setup)
 
     # ---- autograd: PELU saves x, a, b; its backward op gets an analytic double backward ----
     def _pelu_setup(ctx, inputs, output):
@@ -255,13 +266,13 @@ def _register(ns: str) -> None:
         x, a, b = ctx.saved_tensors
         return ops.pelu_backward(grad_y, x, a, b)
 
-    lib.register_autograd(f"{ns}::pelu", _pelu_bwd, setup_context=_pelu_setup)
+    _register_autograd(f"{ns}::pelu", _pelu_bwd, setup_context=_pelu_setup)
 
     def _pelu_bwd_bwd(ctx, gg_x, gg_a, gg_b):
         grad, x, a, b = ctx.saved_tensors
         return pelu_double_backward(grad, x, a, b, gg_x, gg_a, gg_b)
 
-    lib.register_autograd(f"{ns}::pelu_backward", _pelu_bwd_bwd, setup_context=_pelu_setup)
+    _register_autograd(f"{ns}::pelu_backward", _pelu_bwd_bwd, setup_context=_pelu_setup)
 
     # ---- autograd: Maxout saves the uint8 winner indices ----
     def _maxout_setup(ctx, inputs, output):
@@ -275,7 +286,7 @@ def _register(ns: str) -> None:
         (idx,) = ctx.saved_tensors
         return ops.maxout_backward(grad_y, idx, ctx.pieces, ctx.dim), None, None, None
 
-    lib.register_autograd(f"{ns}::maxout", _maxout_bwd, setup_context=_maxout_setup)
+    _register_autograd(f"{ns}::maxout", _maxout_bwd, setup_context=_maxout_setup)
 
     def _maxout_bwd_setup(ctx, inputs, output):
         ctx.save_for_backward(inputs[1])
@@ -285,7 +296,7 @@ def _register(ns: str) -> None:
         (idx,) = ctx.saved_tensors  # maxout_backward is linear in grad: its adjoint gathers gg at the winners
         return maxout_gather(gg, idx, ctx.pieces, ctx.dim), None, None, None
 
-    lib.register_autograd(f"{ns}::maxout_backward", _maxout_bwd_bwd, setup_context=_maxout_bwd_setup)
+    _register_autograd(f"{ns}::maxout_backward", _maxout_bwd_bwd, setup_context=_maxout_bwd_setup)
 
     _register_softmax(ns)
 
@@ -440,7 +451,7 @@ def _register_softmax(ns: str) -> None:
         return bwd
 
     for name in ("softmax", "log_softmax", "grouped_softmax"):
-        lib.register_autograd(f"{ns}::{name}", _make_bwd(name), setup_context=_setup)
+        _register_autograd(f"{ns}::{name}", _make_bwd(name), setup_context=_setup)
 
     # ---- backward ops: their backward differentiates softmax_backward_formula (plain torch ops) ----
     def _bwd_setup(ctx, inputs, output):
@@ -468,9 +479,9 @@ def _register_softmax(ns: str) -> None:
 
         return bwd_bwd
 
-    lib.register_autograd(f"{ns}::softmax_backward", _make_bwd_bwd(False, False), setup_context=_bwd_setup)
-    lib.register_autograd(f"{ns}::log_softmax_backward", _make_bwd_bwd(True, False), setup_context=_bwd_setup)
-    lib.register_autograd(f"{ns}::grouped_softmax_backward", _make_bwd_bwd(False, True), setup_context=_bwd_setup)
+    _register_autograd(f"{ns}::softmax_backward", _make_bwd_bwd(False, False), setup_context=_bwd_setup)
+    _register_autograd(f"{ns}::log_softmax_backward", _make_bwd_bwd(True, False), setup_context=_bwd_setup)
+    _register_autograd(f"{ns}::grouped_softmax_backward", _make_bwd_bwd(False, True), setup_context=_bwd_setup)
 
     # ---- distillation loss: saves both logits (inputs, no copy) and 5 statistics per row ----
     def _distill_setup(ctx, inputs, output):
@@ -489,7 +500,7 @@ def _register_softmax(ns: str) -> None:
                                                 ctx.teacher_grad)
         return ds, (dt if ctx.teacher_grad else None), None, None
 
-    lib.register_autograd(f"{ns}::distillation_loss", _distill_bwd, setup_context=_distill_setup)
+    _register_autograd(f"{ns}::distillation_loss", _distill_bwd, setup_context=_distill_setup)
 
     def _distill_bwd_setup(ctx, inputs, output):
         grad, s, t, stats, temperature, reduction, teacher_grad = inputs
@@ -519,7 +530,7 @@ def _register_softmax(ns: str) -> None:
 
         return cast(d_g, grad), cast(d_s, s), cast(d_t, t), None, None, None, None
 
-    lib.register_autograd(f"{ns}::distillation_loss_backward", _distill_bwd_bwd, setup_context=_distill_bwd_setup)
+    _register_autograd(f"{ns}::distillation_loss_backward", _distill_bwd_bwd, setup_context=_distill_bwd_setup)
 
 
 _registered: set[str] = set()
