@@ -1,5 +1,6 @@
 // The schemas of every glo_kernels operator. Device kernels are registered beside their code
-// (cpu/activations_cpu.cpp, cuda/activations.cu); autograd and fake (meta) kernels in glo_kernels/ops.py.
+// (cpu/activations_cpu.cpp, cuda/activations.cu); autograd of the forward ops in autograd.cpp, of the backward ops
+// (double backward) and fake (meta) kernels in glo_kernels/ops.py.
 // Importing glo_kernels._C runs these static registrations; the module itself is empty (no pybind).
 #include <Python.h>
 #include <torch/library.h>

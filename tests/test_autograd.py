@@ -243,3 +243,19 @@ def test_torch_export_and_compile_with_a_dynamic_batch(backend):
         for g, ge in zip(grads, eager_grads):
             torch.testing.assert_close(g, ge)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1, dict(torch._dynamo.utils.counters["stats"])
+
+
+_CPP_AUTOGRAD_OPS = ("relu", "leaky_relu", "elu", "sigmoid", "tanh", "prelu", "pelu", "maxout", "softmax",
+                     "log_softmax", "grouped_softmax", "distillation_loss")
+
+
+@pytest.mark.skipif(not glo_kernels.available_backends()["cpu"].available, reason="the C++ extension is not built")
+def test_forward_ops_of_the_extension_have_cpp_autograd():
+    """The autograd kernel of each forward op of torch.ops.glo_kernels is the C++ one (csrc/autograd.cpp): a Python
+    kernel would run on every call, grad or not, at several µs each. The backward ops keep their Python autograd
+    (double backward only)."""
+    for name in _CPP_AUTOGRAD_OPS:
+        lines = [ln for ln in torch._C._dispatch_dump(f"glo_kernels::{name}").splitlines() if ln.startswith("Autograd")]
+        assert len(lines) == 1 and "csrc/autograd.cpp" in lines[0], (name, lines)
+    lines = [ln for ln in torch._C._dispatch_dump("glo_kernels::relu_backward").splitlines() if ln.startswith("Autograd")]
+    assert len(lines) == 1 and "torch/library.py" in lines[0], lines
