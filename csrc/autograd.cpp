@@ -10,6 +10,7 @@
 // through the dispatcher: its own autograd (Python, glo_kernels/ops.py) gives the double backward.
 // Each forward runs the device kernel below the autograd keys, as PyTorch's generated VariableType kernels do.
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/grad_mode.h>
 #include <ATen/ops/cat.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
@@ -34,6 +35,16 @@ using torch::autograd::variable_list;
     static const auto handle = c10::Dispatcher::singleton().findSchemaOrThrow("glo_kernels::" NAME, "").typed<SIG>(); \
     return handle;                                                                                                \
   }())
+
+// A backward operator called from a backward: through its own autograd only when a graph of the backward is being
+// recorded (create_graph, GradMode on); otherwise straight to the device kernel, as its Python autograd kernel would
+// do after checking the grad mode (a few µs of Python saved per call).
+template <class Sig, class... Args>
+decltype(auto) call_backward(const c10::TypedOperatorHandle<Sig>& op, Args&&... args) {
+  if (at::GradMode::is_enabled()) return op.call(std::forward<Args>(args)...);
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return op.call(std::forward<Args>(args)...);
+}
 
 using MaskFwd = std::tuple<Tensor, Tensor>(const Tensor&, bool);
 using LeakyFwd = std::tuple<Tensor, Tensor>(const Tensor&, double, bool);
@@ -65,7 +76,7 @@ struct ReluFn : Function<ReluFn> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     if (!grads[0].defined()) return {Tensor(), Tensor()};
     const Tensor mask = ctx->get_saved_variables()[0];
-    return {GLO_OP("relu_backward", UnaryBwd).call(grad_in_format(ctx, grads[0]), mask), Tensor()};
+    return {call_backward(GLO_OP("relu_backward", UnaryBwd), grad_in_format(ctx, grads[0]), mask), Tensor()};
   }
 };
 
@@ -88,7 +99,8 @@ struct LeakyReluFn : Function<LeakyReluFn> {
     const Tensor mask = ctx->get_saved_variables()[0];
     const double slope = ctx->saved_data["slope"].toDouble();
     using Sig = Tensor(const Tensor&, const Tensor&, double);
-    return {GLO_OP("leaky_relu_backward", Sig).call(grad_in_format(ctx, grads[0]), mask, slope), Tensor(), Tensor()};
+    const Tensor dx = call_backward(GLO_OP("leaky_relu_backward", Sig), grad_in_format(ctx, grads[0]), mask, slope);
+    return {dx, Tensor(), Tensor()};
   }
 };
 
@@ -107,7 +119,8 @@ struct EluFn : Function<EluFn> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const Tensor x = ctx->get_saved_variables()[0];
     using Sig = Tensor(const Tensor&, const Tensor&, double, bool);
-    return {GLO_OP("elu_backward", Sig).call(grads[0], x, ctx->saved_data["alpha"].toDouble(), false), Tensor()};
+    const double alpha = ctx->saved_data["alpha"].toDouble();
+    return {call_backward(GLO_OP("elu_backward", Sig), grads[0], x, alpha, false), Tensor()};
   }
 };
 
@@ -122,7 +135,7 @@ struct SigmoidFn : Function<SigmoidFn> {
     return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {GLO_OP("sigmoid_backward", UnaryBwd).call(grads[0], ctx->get_saved_variables()[0])};
+    return {call_backward(GLO_OP("sigmoid_backward", UnaryBwd), grads[0], ctx->get_saved_variables()[0])};
   }
 };
 
@@ -137,7 +150,7 @@ struct TanhFn : Function<TanhFn> {
     return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {GLO_OP("tanh_backward", UnaryBwd).call(grads[0], ctx->get_saved_variables()[0])};
+    return {call_backward(GLO_OP("tanh_backward", UnaryBwd), grads[0], ctx->get_saved_variables()[0])};
   }
 };
 
@@ -155,7 +168,7 @@ struct PReLUFn : Function<PReLUFn> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     using Sig = std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&);
-    auto [dx, dw] = GLO_OP("prelu_backward", Sig).call(grads[0], saved[0], saved[1]);
+    auto [dx, dw] = call_backward(GLO_OP("prelu_backward", Sig), grads[0], saved[0], saved[1]);
     return {dx, dw};
   }
 };
@@ -173,7 +186,7 @@ struct PELUFn : Function<PELUFn> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     using Sig = std::tuple<Tensor, Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&, const Tensor&);
-    auto [dx, da, db] = GLO_OP("pelu_backward", Sig).call(grads[0], saved[0], saved[1], saved[2]);
+    auto [dx, da, db] = call_backward(GLO_OP("pelu_backward", Sig), grads[0], saved[0], saved[1], saved[2]);
     return {dx, da, db};
   }
 };
@@ -197,9 +210,9 @@ struct MaxoutFn : Function<MaxoutFn> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     if (!grads[0].defined()) return {Tensor(), Tensor(), Tensor(), Tensor()};
     using Sig = Tensor(const Tensor&, const Tensor&, int64_t, int64_t);
-    const Tensor dx = GLO_OP("maxout_backward", Sig)
-                          .call(grads[0], ctx->get_saved_variables()[0], ctx->saved_data["pieces"].toInt(),
-                                ctx->saved_data["dim"].toInt());
+    const int64_t pieces = ctx->saved_data["pieces"].toInt(), dim = ctx->saved_data["dim"].toInt();
+    const Tensor idx = ctx->get_saved_variables()[0];
+    const Tensor dx = call_backward(GLO_OP("maxout_backward", Sig), grads[0], idx, pieces, dim);
     return {dx, Tensor(), Tensor(), Tensor()};
   }
 };
@@ -268,7 +281,7 @@ struct SoftmaxFn : Function<SoftmaxFn<kLog>> {
     const int64_t dim = ctx->saved_data["dim"].toInt();
     const double t = ctx->saved_data["t"].toDouble();
     const auto& op = kLog ? GLO_OP("log_softmax_backward", SoftmaxBwdSig) : GLO_OP("softmax_backward", SoftmaxBwdSig);
-    const Tensor dx = op.call(grads[0], saved[0], dim, t, saved_tt(saved));
+    const Tensor dx = call_backward(op, grads[0], saved[0], dim, t, saved_tt(saved));
     return {dx, Tensor(), Tensor(), maybe_temperature_grad(ctx, saved, dx)};
   }
 };
@@ -290,9 +303,10 @@ struct GroupedSoftmaxFn : Function<GroupedSoftmaxFn> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const std::vector<int64_t> sizes = ctx->saved_data["sizes"].toIntVector();
-    const Tensor dx = GLO_OP("grouped_softmax_backward", GroupedBwdSig)
-                          .call(grads[0], saved[0], sizes, ctx->saved_data["dim"].toInt(),
-                                ctx->saved_data["t"].toDouble(), saved_tt(saved));
+    const int64_t dim = ctx->saved_data["dim"].toInt();
+    const double t = ctx->saved_data["t"].toDouble();
+    const auto& op = GLO_OP("grouped_softmax_backward", GroupedBwdSig);
+    const Tensor dx = call_backward(op, grads[0], saved[0], sizes, dim, t, saved_tt(saved));
     return {dx, Tensor(), Tensor(), Tensor(), maybe_temperature_grad(ctx, saved, dx)};
   }
 };
@@ -322,9 +336,9 @@ struct DistillationFn : Function<DistillationFn> {
     using Sig = std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&, const Tensor&, double,
                                            c10::string_view, bool);
     const std::string reduction = ctx->saved_data["reduction"].toStringRef();
-    auto [ds, dt] = GLO_OP("distillation_loss_backward", Sig)
-                        .call(grads[0], saved[0], saved[1], saved[2], ctx->saved_data["t"].toDouble(), reduction,
-                              teacher_grad);
+    const double t = ctx->saved_data["t"].toDouble();
+    auto [ds, dt] = call_backward(GLO_OP("distillation_loss_backward", Sig), grads[0], saved[0], saved[1], saved[2], t,
+                                  reduction, teacher_grad);
     return {ds, teacher_grad ? dt : Tensor(), Tensor(), Tensor()};
   }
 };
