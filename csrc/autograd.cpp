@@ -124,33 +124,20 @@ struct EluFn : Function<EluFn> {
   }
 };
 
-struct SigmoidFn : Function<SigmoidFn> {
+template <bool kTanh>  // sigmoid and tanh: the backward reads the output
+struct SavedOutputFn : Function<SavedOutputFn<kTanh>> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x) {
     Tensor y;
     {
       at::AutoDispatchBelowADInplaceOrView guard;
-      y = GLO_OP("sigmoid", Unary).call(x);
+      y = (kTanh ? GLO_OP("tanh", Unary) : GLO_OP("sigmoid", Unary)).call(x);
     }
     ctx->save_for_backward({y});
     return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {call_backward(GLO_OP("sigmoid_backward", UnaryBwd), grads[0], ctx->get_saved_variables()[0])};
-  }
-};
-
-struct TanhFn : Function<TanhFn> {
-  static Tensor forward(AutogradContext* ctx, const Tensor& x) {
-    Tensor y;
-    {
-      at::AutoDispatchBelowADInplaceOrView guard;
-      y = GLO_OP("tanh", Unary).call(x);
-    }
-    ctx->save_for_backward({y});
-    return y;
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {call_backward(GLO_OP("tanh_backward", UnaryBwd), grads[0], ctx->get_saved_variables()[0])};
+    const auto& op = kTanh ? GLO_OP("tanh_backward", UnaryBwd) : GLO_OP("sigmoid_backward", UnaryBwd);
+    return {call_backward(op, grads[0], ctx->get_saved_variables()[0])};
   }
 };
 
@@ -250,10 +237,21 @@ using GroupedSig = Tensor(const Tensor&, c10::IntArrayRef, int64_t, double, cons
 using GroupedBwdSig = Tensor(const Tensor&, const Tensor&, c10::IntArrayRef, int64_t, double,
                              const std::optional<Tensor>&);
 
-void save_softmax(AutogradContext* ctx, const Tensor& x, const Tensor& y, const std::optional<Tensor>& tt) {
+void save_softmax(AutogradContext* ctx, const Tensor& x, const Tensor& y, int64_t dim, double t,
+                  const std::optional<Tensor>& tt) {
   const bool tt_grad = tt.has_value() && tt->defined() && tt->requires_grad();
   ctx->saved_data["tt_grad"] = tt_grad;
+  ctx->saved_data["dim"] = dim;
+  ctx->saved_data["t"] = t;
   ctx->save_for_backward({y, tt_grad ? x : Tensor(), tt.has_value() ? *tt : Tensor()});
+}
+struct SoftmaxSaved {  // what save_softmax kept: saved = {y, x or undefined, temperature tensor or undefined}
+  variable_list saved;
+  int64_t dim;
+  double t;
+};
+SoftmaxSaved load_softmax(AutogradContext* ctx) {
+  return {ctx->get_saved_variables(), ctx->saved_data["dim"].toInt(), ctx->saved_data["t"].toDouble()};
 }
 std::optional<Tensor> saved_tt(const variable_list& saved) {
   return saved[2].defined() ? std::optional<Tensor>(saved[2]) : std::nullopt;
@@ -271,18 +269,14 @@ struct SoftmaxFn : Function<SoftmaxFn<kLog>> {
       at::AutoDispatchBelowADInplaceOrView guard;
       y = (kLog ? GLO_OP("log_softmax", SoftmaxSig) : GLO_OP("softmax", SoftmaxSig)).call(x, dim, t, tt);
     }
-    ctx->saved_data["dim"] = dim;
-    ctx->saved_data["t"] = t;
-    save_softmax(ctx, x, y, tt);
+    save_softmax(ctx, x, y, dim, t, tt);
     return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const int64_t dim = ctx->saved_data["dim"].toInt();
-    const double t = ctx->saved_data["t"].toDouble();
+    const SoftmaxSaved k = load_softmax(ctx);
     const auto& op = kLog ? GLO_OP("log_softmax_backward", SoftmaxBwdSig) : GLO_OP("softmax_backward", SoftmaxBwdSig);
-    const Tensor dx = call_backward(op, grads[0], saved[0], dim, t, saved_tt(saved));
-    return {dx, Tensor(), Tensor(), maybe_temperature_grad(ctx, saved, dx)};
+    const Tensor dx = call_backward(op, grads[0], k.saved[0], k.dim, k.t, saved_tt(k.saved));
+    return {dx, Tensor(), Tensor(), maybe_temperature_grad(ctx, k.saved, dx)};
   }
 };
 
@@ -295,19 +289,15 @@ struct GroupedSoftmaxFn : Function<GroupedSoftmaxFn> {
       y = GLO_OP("grouped_softmax", GroupedSig).call(x, sizes, dim, t, tt);
     }
     ctx->saved_data["sizes"] = sizes.vec();
-    ctx->saved_data["dim"] = dim;
-    ctx->saved_data["t"] = t;
-    save_softmax(ctx, x, y, tt);
+    save_softmax(ctx, x, y, dim, t, tt);
     return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
+    const SoftmaxSaved k = load_softmax(ctx);
     const std::vector<int64_t> sizes = ctx->saved_data["sizes"].toIntVector();
-    const int64_t dim = ctx->saved_data["dim"].toInt();
-    const double t = ctx->saved_data["t"].toDouble();
     const auto& op = GLO_OP("grouped_softmax_backward", GroupedBwdSig);
-    const Tensor dx = call_backward(op, grads[0], saved[0], sizes, dim, t, saved_tt(saved));
-    return {dx, Tensor(), Tensor(), Tensor(), maybe_temperature_grad(ctx, saved, dx)};
+    const Tensor dx = call_backward(op, grads[0], k.saved[0], sizes, k.dim, k.t, saved_tt(k.saved));
+    return {dx, Tensor(), Tensor(), Tensor(), maybe_temperature_grad(ctx, k.saved, dx)};
   }
 };
 
@@ -352,8 +342,8 @@ std::tuple<Tensor, Tensor> leaky_relu_autograd(const Tensor& x, double slope, bo
   return {out[0], out[1]};
 }
 Tensor elu_autograd(const Tensor& x, double alpha) { return EluFn::apply(x, alpha); }
-Tensor sigmoid_autograd(const Tensor& x) { return SigmoidFn::apply(x); }
-Tensor tanh_autograd(const Tensor& x) { return TanhFn::apply(x); }
+Tensor sigmoid_autograd(const Tensor& x) { return SavedOutputFn<false>::apply(x); }
+Tensor tanh_autograd(const Tensor& x) { return SavedOutputFn<true>::apply(x); }
 Tensor prelu_autograd(const Tensor& x, const Tensor& w) { return PReLUFn::apply(x, w); }
 Tensor pelu_autograd(const Tensor& x, const Tensor& a, const Tensor& b) { return PELUFn::apply(x, a, b); }
 std::tuple<Tensor, Tensor> maxout_autograd(const Tensor& x, int64_t pieces, int64_t dim, bool save) {
