@@ -235,7 +235,8 @@ def maxout(x: torch.Tensor, pieces: int, dim: int = 1) -> torch.Tensor:
 
     The size C of ``dim`` must be a multiple of ``pieces`` (1 to 256); the output has C / pieces there. The gradient
     goes to the first maximal element of each group (to the first NaN if the group has one, as ``torch.max``). Only a
-    1-byte index per output is saved for backward.
+    1-byte index per output is saved for backward. Over the channels (``dim=1``) of a channels_last input the output
+    keeps that format (no copy); other dims are read through a contiguous copy.
     """
     _check_x(x, "maxout")
     if isinstance(pieces, bool) or not isinstance(pieces, int):

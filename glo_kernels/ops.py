@@ -37,6 +37,13 @@ def empty_like_dense(x: torch.Tensor) -> torch.Tensor:
     return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=dense_format(x))
 
 
+def maxout_format(t: torch.Tensor, dim: int) -> torch.memory_format:
+    """The memory format Maxout keeps (maxout_format of csrc/include/glo/op_impls.h): dense_format(t) when it runs
+    over the channels (dim 1) of a channels_last t, whose groups of pieces are then consecutive in storage; else
+    contiguous. The backward reads it off the saved indices."""
+    return dense_format(t) if t.dim() >= 1 and dim % t.dim() == 1 else torch.contiguous_format
+
+
 def channel_view_shape(x: torch.Tensor, weight: torch.Tensor) -> list[int]:
     """Shape that broadcasts a PReLU-like parameter against x (channels at dim 1, or one shared value)."""
     shape = [1] * x.dim()
@@ -114,13 +121,16 @@ def _register(ns: str) -> None:
     def _(x, pieces, dim, save_indices):
         shape = list(x.shape)
         shape[dim] = shape[dim] // pieces
-        return x.new_empty(shape), x.new_empty(shape if save_indices else (0,), dtype=torch.uint8)
+        fmt = maxout_format(x, dim)
+        idx = torch.empty(shape if save_indices else (0,), dtype=torch.uint8, device=x.device,
+                          memory_format=fmt if save_indices else torch.contiguous_format)
+        return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt), idx
 
     @lib.register_fake(f"{ns}::maxout_backward")
     def _(grad, indices, pieces, dim):
         shape = list(grad.shape)
         shape[dim] = shape[dim] * pieces
-        return grad.new_empty(shape)
+        return torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=maxout_format(indices, dim))
 
     @lib.register_fake(f"{ns}::elu")
     def _(x, alpha):

@@ -102,6 +102,13 @@ def _channels_last_opcheck_cases(device):
         cases += [("prelu_backward", (g, xr, w)), ("pelu_backward", (g, xr, a, b))]
         cases += [("elu_backward", (g, xr, 0.7, False)), ("sigmoid_backward", (g, torch.sigmoid(x))),
                   ("tanh_backward", (g, torch.tanh(x)))]
+    # Maxout over the channels keeps the format (y, indices, dx); over another dim it does not
+    x6 = torch.randn(2, 6, 4, 5, dtype=torch.float64, device=device).to(memory_format=torch.channels_last)
+    idx = torch.ops.glo_kernels.maxout(x6.cpu(), 2, 1, True)[1].to(device)
+    g3 = torch.randn(2, 3, 4, 5, dtype=torch.float64, device=device)
+    cases += [("maxout", (x6.clone().requires_grad_(), 2, 1, True)), ("maxout", (x6.clone(), 4, 2, True)),
+              ("maxout_backward", (g3.to(memory_format=torch.channels_last), idx, 2, 1)),
+              ("maxout_backward", (g3.clone().requires_grad_(), idx, 2, 1))]
     return cases
 
 

@@ -49,7 +49,7 @@ from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from glo_kernels._registry import ALL_OPS
-from glo_kernels.ops import channel_view_shape, dense_format, reduce_to_param
+from glo_kernels.ops import channel_view_shape, dense_format, maxout_format, reduce_to_param
 from conftest import backend_params
 from helpers import EPS, TINY, assert_matches_reference
 
@@ -621,7 +621,10 @@ def fuzz_one(op, backend, data, max_numel, long_rows):
     if not inplace:
         if name != "reference":  # (the reference backend returns what torch's ops return)
             # contiguous; the element-wise ops keep a channels_last input's format (glo_kernels.ops.dense_format)
-            fmt = dense_format(x) if op.name in FORMAT_KEEPING_OPS else torch.contiguous_format
+            if op.name == "maxout":  # over the channels (dim 1) only: glo_kernels.ops.maxout_format
+                fmt = maxout_format(x, kwargs["dim"])
+            else:
+                fmt = dense_format(x) if op.name in FORMAT_KEEPING_OPS else torch.contiguous_format
             assert y.is_contiguous(memory_format=fmt), f"{what}: output is not {fmt} (strides {y.stride()})"
         if y.numel() and buf.numel():
             assert y.untyped_storage().data_ptr() != buf.untyped_storage().data_ptr(), f"{what}: output aliases x"

@@ -124,3 +124,33 @@ def test_strided_non_dense_input_gives_a_contiguous_output(backend):
         assert _bits_equal(y, fn(x.contiguous()), backend), name
         if backend[0] != "reference":
             assert y.is_contiguous(), (name, y.stride())
+
+
+@pytest.mark.parametrize("pieces", [2, 3])
+@pytest.mark.parametrize("shape,fmt", [((2, 6, 5, 7), torch.channels_last), ((2, 6, 2, 5, 3), torch.channels_last_3d)],
+                         ids=["channels_last", "channels_last_3d"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_maxout_over_channels_keeps_the_format(backend, dtype, shape, fmt, pieces):
+    """Maxout over dim 1 of a channels_last input: the groups of pieces are consecutive in storage, so y, the saved
+    indices and dx come out in that format without a copy, equal bit for bit to the contiguous computation."""
+    _, device = backend
+    gen = torch.Generator().manual_seed(torch.initial_seed())
+    base = (torch.randn(shape, generator=gen) * 3).to(dtype=dtype, device=device)
+    base.view(-1)[:4] = torch.tensor([float("nan"), float("inf"), -0.0, 0.0])
+    base.view(-1)[8:12] = 1.0  # ties: the first piece wins, in either layout
+    x = base.to(memory_format=fmt).requires_grad_()
+    xc = base.contiguous().requires_grad_()
+    y, yc = glo_kernels.maxout(x, pieces, dim=1), glo_kernels.maxout(xc, pieces, dim=1)
+    if backend[0] != "reference":
+        assert y.is_contiguous(memory_format=fmt), y.stride()
+    assert _bits_equal(y, yc, backend), "values differ from the contiguous computation"
+    for g_fmt in (fmt, torch.contiguous_format):
+        g = torch.randn(y.shape, generator=gen).to(dtype=dtype, device=device)
+        (dx,) = torch.autograd.grad(y, x, g.contiguous(memory_format=g_fmt), retain_graph=True)
+        (dxc,) = torch.autograd.grad(yc, xc, g, retain_graph=True)
+        if backend[0] != "reference":
+            assert dx.is_contiguous(memory_format=fmt), dx.stride()
+        assert _bits_equal(dx, dxc, backend), f"dx differs (upstream gradient in {g_fmt})"
+    for dim in (2, -1):  # other dims: computed through a contiguous copy, still right
+        p = shape[dim]
+        assert _bits_equal(glo_kernels.maxout(x, p, dim=dim), glo_kernels.maxout(xc, p, dim=dim), backend)

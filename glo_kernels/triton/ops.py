@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from glo_kernels.ops import dense_format, empty_like_dense
+from glo_kernels.ops import dense_format, empty_like_dense, maxout_format
 
 from . import kernels as _k
 
@@ -385,6 +385,15 @@ def _maxout_geometry(x_like: Tensor, size_of_dim: int, pieces: int, dim: int, op
     return outer, size_of_dim // pieces, pieces, inner
 
 
+def _maxout_storage_geometry(geom: tuple[int, int, int, int], fmt: torch.memory_format) -> tuple[int, int, int, int]:
+    """The geometry of the storage in format fmt (op_impls.h maxout_storage_geometry): channels_last puts the channels
+    innermost, (outer * inner, groups, pieces, 1)."""
+    if fmt == torch.contiguous_format:
+        return geom
+    outer, groups, pieces, inner = geom
+    return outer * inner, groups, pieces, 1
+
+
 def _wrap_dim(dim: int, t: Tensor, op: str) -> int:
     nd = max(t.dim(), 1)
     if t.dim() < 1:
@@ -401,12 +410,14 @@ def maxout(x: Tensor, pieces: int, dim: int, save_indices: bool) -> tuple[Tensor
     save_indices)."""
     _check_floating(x, "maxout", "x")
     dim = _wrap_dim(dim, x, "maxout")
-    geom = _maxout_geometry(x, x.size(dim), pieces, dim, "maxout")
-    xc = x.contiguous()
+    fmt = maxout_format(x, dim)  # (channels_last kept over the channels: op_impls.h maxout_format)
+    geom = _maxout_storage_geometry(_maxout_geometry(x, x.size(dim), pieces, dim, "maxout"), fmt)
+    xc = x.contiguous(memory_format=fmt)
     out_sizes = list(x.shape)
     out_sizes[dim] //= pieces
-    y = torch.empty(out_sizes, dtype=xc.dtype, device=xc.device)
-    idx = torch.empty(out_sizes if save_indices else [0], dtype=torch.uint8, device=xc.device)
+    y = torch.empty(out_sizes, dtype=xc.dtype, device=xc.device, memory_format=fmt)
+    idx = (torch.empty(out_sizes, dtype=torch.uint8, device=xc.device, memory_format=fmt) if save_indices
+           else torch.empty([0], dtype=torch.uint8, device=xc.device))
     if y.numel() > 0:
         _k.maxout_forward(xc, y, idx, geom)
     return y, idx
@@ -426,12 +437,13 @@ def maxout_backward(grad: Tensor, indices: Tensor, pieces: int, dim: int) -> Ten
                            f"{_sizes(indices)} (was the forward called with save_indices=False?)")
     if not (1 <= pieces <= 256):
         raise RuntimeError(f"glo_kernels.{op}: argument 'pieces' must be in [1, 256], got {pieces}")
-    geom = _maxout_geometry(grad, grad.size(dim) * pieces, pieces, dim, op)
+    fmt = maxout_format(indices, dim)  # the forward's storage order
+    geom = _maxout_storage_geometry(_maxout_geometry(grad, grad.size(dim) * pieces, pieces, dim, op), fmt)
     in_sizes = list(grad.shape)
     in_sizes[dim] *= pieces
-    dx = torch.empty(in_sizes, dtype=grad.dtype, device=grad.device)
+    dx = torch.empty(in_sizes, dtype=grad.dtype, device=grad.device, memory_format=fmt)
     if dx.numel() > 0:
-        _k.maxout_backward(grad.contiguous(), indices.contiguous(), dx, geom)
+        _k.maxout_backward(grad.contiguous(memory_format=fmt), indices.contiguous(memory_format=fmt), dx, geom)
     return dx
 
 

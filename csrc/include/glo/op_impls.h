@@ -351,6 +351,17 @@ struct Ops {
     return {outer, size_of_dim / pieces, pieces, inner};
   }
 
+  // The memory format Maxout keeps: a channels_last / channels_last_3d x (dense_format) when it runs over the
+  // channels (dim 1), whose groups of pieces are then consecutive in storage, [outer = numel / C, C / pieces, pieces,
+  // 1]; else contiguous. y and the indices come out in that format; the backward reads it off the indices.
+  static at::MemoryFormat maxout_format(const Tensor& t, int64_t dim) {
+    return dim == 1 ? dense_format(t) : at::MemoryFormat::Contiguous;
+  }
+  static MaxoutGeometry maxout_storage_geometry(MaxoutGeometry g, at::MemoryFormat fmt) {
+    if (fmt == at::MemoryFormat::Contiguous) return g;
+    return {g.outer * g.inner, g.groups, g.pieces, 1};
+  }
+
   static int64_t wrap_dim(int64_t dim, const Tensor& t, const char* op) {
     const int64_t nd = std::max<int64_t>(t.dim(), 1);
     TORCH_CHECK(t.dim() >= 1, "glo_kernels.", op, ": argument 'x' must have at least one dimension");
@@ -362,12 +373,14 @@ struct Ops {
   static std::tuple<Tensor, Tensor> maxout(const Tensor& x, int64_t pieces, int64_t dim, bool save_indices) {
     check_floating(x, "maxout", "x");
     dim = wrap_dim(dim, x, "maxout");
-    const MaxoutGeometry g = maxout_geometry(x, x.size(dim), pieces, dim, "maxout");
-    const Tensor xc = x.contiguous();
+    const at::MemoryFormat fmt = maxout_format(x, dim);
+    const MaxoutGeometry g = maxout_storage_geometry(maxout_geometry(x, x.size(dim), pieces, dim, "maxout"), fmt);
+    const Tensor xc = x.contiguous(fmt);
     std::vector<int64_t> out_sizes(x.sizes().begin(), x.sizes().end());
     out_sizes[dim] /= pieces;
-    Tensor y = at::empty(out_sizes, xc.options());
-    Tensor idx = at::empty(save_indices ? out_sizes : std::vector<int64_t>{0}, xc.options().dtype(at::kByte));
+    Tensor y = at::empty(out_sizes, xc.options().memory_format(fmt));
+    Tensor idx = save_indices ? at::empty(out_sizes, xc.options().dtype(at::kByte).memory_format(fmt))
+                              : at::empty({0}, xc.options().dtype(at::kByte));
     if (y.numel() > 0) K::maxout_forward(xc, y, idx, g);
     return {y, idx};
   }
@@ -382,11 +395,13 @@ struct Ops {
                 " (was the forward called with save_indices=False?)");
     TORCH_CHECK(pieces >= 1 && pieces <= 256, "glo_kernels.maxout_backward: argument 'pieces' must be in [1, 256], got ",
                 pieces);
-    const MaxoutGeometry g = maxout_geometry(grad, grad.size(dim) * pieces, pieces, dim, "maxout_backward");
+    const at::MemoryFormat fmt = maxout_format(indices, dim);  // the forward's storage order
+    const MaxoutGeometry g =
+        maxout_storage_geometry(maxout_geometry(grad, grad.size(dim) * pieces, pieces, dim, "maxout_backward"), fmt);
     std::vector<int64_t> in_sizes(grad.sizes().begin(), grad.sizes().end());
     in_sizes[dim] *= pieces;
-    Tensor dx = at::empty(in_sizes, grad.options());
-    if (dx.numel() > 0) K::maxout_backward(grad.contiguous(), indices.contiguous(), dx, g);
+    Tensor dx = at::empty(in_sizes, grad.options().memory_format(fmt));
+    if (dx.numel() > 0) K::maxout_backward(grad.contiguous(fmt), indices.contiguous(fmt), dx, g);
     return dx;
   }
 };
