@@ -62,8 +62,8 @@ def reduce_to_param(t: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 def _register_autograd(qualname: str, backward, setup_context) -> None:
     """torch.library.register_autograd, unless the operator has an autograd kernel in C++ (csrc/autograd.cpp: the
-    forward ops of the element-wise family in the glo_kernels namespace, where a Python autograd kernel would cost
-    several microseconds per call, grad or not)."""
+    forward ops of the glo_kernels namespace, where a Python autograd kernel would cost several microseconds per call,
+    grad or not)."""
     # (Only the C++ namespace: torch.library.custom_op, which defines the Triton ops, registers an Autograd kernel of
     # its own that register_autograd replaces.)
     if qualname.startswith("glo_kernels::") and torch._C._dispatch_has_kernel_for_dispatch_key(qualname, "Autograd"):
