@@ -174,8 +174,9 @@ def main(argv=None) -> int:
                     "speedup_eager": base[d] / t, "speedup_compile": comp[d] / t if d in comp else "",
                     "saved_ours_MB": saved / 1e6, "saved_eager_MB": se / 1e6,
                 })
-            last = [r for r in rows if r["op"] == op.name and r["backend"] == backend and r["numel"] == numel
-                    and r["dtype"] == dtype_name]
+            # This case's rows only: the softmax family's sizes all have 2^24 elements (rows of 128 .. 262144).
+            last = [r for r in rows if r["op"] == op.name and r["backend"] == backend
+                    and r["shape"] == _fmt_shape(shape) and r["dtype"] == dtype_name]
             elapsed = time.perf_counter() - t_start
             print(f"[{k:3d}/{len(plan)} {elapsed:5.0f}s] {op.name:17s} {backend:6s} {dtype_name:8s} "
                   f"{_fmt_shape(shape):>16s} | "
