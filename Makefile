@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Compile jobs for the extension (torch's builder reads MAX_JOBS).
 export MAX_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup build test report bench clean
+.PHONY: setup build test test-seeds report bench clean
 
 setup: $(VENV)/.deps
 
@@ -22,9 +22,16 @@ build: setup
 	@grep "glo_kernels:" build.log || true
 	$(BIN)/python -c "import glo_kernels, sys; s = glo_kernels.available_backends(); print({k: v.available for k, v in s.items()}); sys.exit(0 if s['cpu'].available else 1)"
 
+# The suite draws fresh random inputs on every run; the seed is printed at the end (GLO_TEST_SEED=<seed> replays it).
 test: build
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q --durations=25
 	GLO_BENCH_SMALL=1 $(BIN)/python -m pytest bench -q --benchmark-disable
+
+# The tests that draw random inputs, under N fresh seeds (or SEEDS="1 2 3"); prints the seeds that fail.
+# TESTS narrows it (pytest arguments), e.g. make test-seeds N=5 TESTS="tests/test_softmax.py -k distillation".
+N ?= 30
+test-seeds: build
+	$(BIN)/python tests/seed_sweep.py -n $(N) $(if $(SEEDS),--seeds "$(SEEDS)") $(TESTS)
 
 report: build
 	$(BIN)/python -m bench.report

@@ -33,6 +33,16 @@ def backend_params():
     return params
 
 
+def pytest_configure(config):
+    """The run's seed drives hypothesis too (tests/test_fuzz.py): GLO_TEST_SEED=<seed> replays the fuzz examples as
+    well (an explicit --hypothesis-seed wins). With a forced seed hypothesis does not use its example database
+    (tests/hypothesis-db): GLO_FUZZ_DB=1 leaves hypothesis unseeded, reading and writing it."""
+    if config.getoption("--hypothesis-seed", default=None) is None and os.environ.get("GLO_FUZZ_DB") != "1":
+        import hypothesis.core
+
+        hypothesis.core.global_force_seed = RUN_SEED
+
+
 def pytest_report_header(config):
     lines = [f"torch {torch.__version__}, cuda available: {torch.cuda.is_available()}",
              f"random inputs: GLO_TEST_SEED={RUN_SEED} replays this run's inputs (fresh seed when unset)"]

@@ -35,6 +35,23 @@ def make_input(shape, dtype, device="cpu", specials=True, generator=None, scale=
     return x.to(dtype=dtype, device=device)
 
 
+_INT_VIEW = {torch.float64: torch.int64, torch.float32: torch.int32, torch.bfloat16: torch.int16,
+             torch.float16: torch.int16}
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    """The bit patterns of t as integers (equal bits: NaN payloads, positions and signs of zero included)."""
+    t = t.detach().contiguous()
+    return t.view(_INT_VIEW[t.dtype]).clone() if t.dtype in _INT_VIEW else t.clone()
+
+
+def assert_same_bits(after: torch.Tensor, before: torch.Tensor, what: str = ""):
+    """`after` holds exactly the bits of `before` (e.g. an input that must not be modified)."""
+    assert after.shape == before.shape and after.dtype == before.dtype, f"{what}: shape or dtype changed"
+    same = bits(after).cpu() == bits(before).cpu()
+    assert same.all(), f"{what}: {int((~same).sum())} elements changed, first at {torch.nonzero(~same)[0].tolist()}"
+
+
 def non_contiguous(x: torch.Tensor) -> torch.Tensor:
     """A non-contiguous tensor with the values of x: every other element of a twice-as-long last dim."""
     if x.dim() == 0:

@@ -30,8 +30,8 @@ same tensor); inputs, parameters and the gaps of every buffer unmodified, bit fo
 
 Budget: a fixed number of examples per op and backend (fewer, on smaller tensors, for Triton under its interpreter),
 about 2 minutes for the whole file on 2 CPU cores when it passes. ``GLO_FUZZ_SCALE=10`` multiplies the number of
-examples for a longer local run. A failing example is saved to tests/hypothesis-db/ (see its README) and replayed
-first on every run.
+examples for a longer local run. The run's seed drives hypothesis: GLO_TEST_SEED=<seed> replays a failing example
+(GLO_FUZZ_DB=1 runs unseeded with the example database tests/hypothesis-db/, see its README).
 """
 from __future__ import annotations
 
@@ -51,7 +51,9 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from glo_kernels._registry import ALL_OPS
 from glo_kernels.ops import channel_view_shape, dense_format, maxout_format, reduce_to_param
 from conftest import backend_params
-from helpers import EPS, TINY, assert_matches_reference
+from helpers import EPS, assert_matches_reference
+from bounds import (distillation_bounds, softmax_backward_atol, softmax_forward_atol, softmax_tol, sum_gamma,
+                    temperature_grad_atol)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Settings: a profile of this file's own (not loaded globally), whose database lives in the repository.
@@ -79,18 +81,6 @@ LONG_ROW = (4097, 9000)  # row lengths of the "long" shapes (native backends onl
 DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)  # the first one is what examples shrink to
 INT_VIEW = {torch.float64: torch.int64, torch.float32: torch.int32, torch.bfloat16: torch.int16,
             torch.float16: torch.int16}
-# Sum accumulation error allowed for parameter gradients (fp32 accumulators for 16-bit and float32 data, fp64 for
-# float64 data), relative to the sum of |terms|: as tests/test_ops.py, or _acc_eps(n) for longer sums.
-ACC_EPS = {torch.float64: 1e-13, torch.float32: 4e-6, torch.bfloat16: 4e-6, torch.float16: 4e-6}
-
-
-def _acc_eps(n: int, dtype) -> float:
-    """Relative error bound (to the sum of |terms|) of a sum of n terms accumulated in the opmath type over up to 16
-    lanes and then across them, as the kernels reduce rows and parameter gradients: eps * (n / 16 + 16)."""
-    eps = EPS[torch.float64] if dtype == torch.float64 else EPS[torch.float32]
-    return max(ACC_EPS[dtype], eps * (n / 16 + 16))
-
-
 def _is_interpreted(param) -> bool:
     name, device = param.values[0]
     return name == "triton" and device == "cpu"
@@ -463,43 +453,6 @@ def _fin(t: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isfinite(t), t, torch.zeros_like(t))
 
 
-def _row_scale(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """max |t| over each row (finite values), broadcast back: the normwise floor of row-wise ops (test_softmax)."""
-    a = _fin(t).abs()
-    if a.dim() == 0 or a.numel() == 0:
-        return a
-    return a.amax(dim, keepdim=True).expand_as(a)
-
-
-def _group_scale(t: torch.Tensor, dim: int, groups) -> torch.Tensor:
-    if groups is None or t.dim() == 0 or t.numel() == 0:
-        return _row_scale(t, dim)
-    return torch.cat([_row_scale(p, dim) for p in _fin(t).split(list(groups), dim)], dim)
-
-
-def _group_sum_bcast(t: torch.Tensor, dim: int, groups) -> torch.Tensor:
-    """Sums over each row (group) along dim, broadcast back."""
-    if t.numel() == 0:
-        return t
-    if groups is None:
-        return t.sum(dim, keepdim=True).expand_as(t)
-    return torch.cat([q.sum(dim, keepdim=True).expand_as(q) for q in t.split(list(groups), dim)], dim)
-
-
-def _softmax_grad_floor(log: bool, y64, dy, dim, temperature, groups):
-    """test_softmax's floor of the backward: dy - sum(dy y) cancels, leaving the rounding of |dy| scaled by p / T."""
-    p = _fin(y64.exp() if log else y64.abs())
-    dys = _group_scale(dy, dim, groups) if dy.dim() else _fin(dy).abs()
-    floor = p * dys / temperature
-    if log:
-        floor = floor * (dy.shape[dim] if dy.dim() else 1) + dys / temperature
-    return floor
-
-
-def _softmax_tol(dtype):
-    return 16 * EPS[dtype] if dtype in (torch.float64, torch.float32) else 2 * EPS[dtype]
-
-
 def _opmath_max(dtype) -> float:
     return torch.finfo(torch.float64 if dtype == torch.float64 else torch.float32).max
 
@@ -539,26 +492,6 @@ def _param_contributions(op, x64, params64, kwargs, dy64, index):
     (g,) = torch.autograd.grad(y, [flat[index]], dy64.reshape(1, n))
     g = _fin(g).reshape(x.shape)
     return torch.where(torch.isfinite(x), g, torch.zeros_like(g))
-
-
-def _distill_terms(s64, t64, temperature):
-    """Per element of the float64 reference: p, q, r = log p - log q, and A = the magnitude of the pieces log p and
-    log q are formed from ((x - m) / T and log Z of both rows, plus 1): each carries a rounding of about eps * A."""
-    T = float(temperature)
-    s, t = s64.detach(), t64.detach()
-    ls = torch.log_softmax((s - _row_max(s, -1)) / T, -1)
-    lt = torch.log_softmax((t - _row_max(t, -1)) / T, -1)
-    p, q = lt.exp(), ls.exp()
-    if s.numel() == 0:
-        z = torch.zeros_like(s)
-        return p, q, z, z
-    ms, mt = s.amax(-1, keepdim=True), t.amax(-1, keepdim=True)
-    lzs = torch.logsumexp((s - ms) / T, -1, keepdim=True)
-    lzt = torch.logsumexp((t - mt) / T, -1, keepdim=True)
-    # (the contract's one-pass form also forms (t_j - s_j) / T and (m_t - m_s) / T, which cancel when t = s + c)
-    A = ((t - mt).abs() + (s - ms).abs() + (t - s).abs() + (mt - ms).abs()) / T + lzt.abs() + lzs.abs() + 1
-    r = lt - ls
-    return _fin(p), _fin(q), _fin(r), _fin(A)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -753,7 +686,7 @@ def _check_elementwise(run):
             undefined = (terms >= run.acc_max) | (reduce_to_param((partial >= run.acc_max).double(), pref) > 0)
         ours = _overflow_accepted(run.grads[k], run.grads64[k], dtype, undefined)
         assert_matches_reference(ours, run.grads64[k], dtype, eager=_eager_grad(run, k), rel=rel,
-                                 atol=_acc_eps(run.x.numel() // max(p.numel(), 1), dtype) * terms,
+                                 atol=(sum_gamma(run.x.numel() // max(p.numel(), 1), dtype, contiguous=False) + rel) * terms,
                                  what=f"{what} grad {pname}")
         k += 1
 
@@ -764,46 +697,24 @@ def _check_softmax(run):
     groups = case.kwargs.get("group_sizes")
     temperature = case.kwargs.get("temperature", 1.0)
     T = float(temperature.detach()) if isinstance(temperature, torch.Tensor) else float(temperature)
-    tol = _softmax_tol(dtype)
+    tol = softmax_tol(dtype)
     log = op.name == "log_softmax"
-    y64 = run.y64
-    n = max(groups) if groups else (y64.shape[d] if y64.dim() else 1)
-    acc = _acc_eps(n, dtype)  # the row sums (exp sum, dot) over n elements
-    # The argument of exp, (x - max) / T, carries a rounding of eps * |arg| in opmath (condition of exp: |arg|).
-    x64 = run.x64.detach()
-    arg = _fin((x64 - _row_max(x64, d, groups)) / T).abs()
-    eps_op = EPS[torch.float64] if dtype == torch.float64 else EPS[torch.float32]
-    # Each row (group) of y sums to 1 (log: of exp y): y itself bounds the error of its row (tests/test_softmax.py);
-    # plus the accumulation of the row's sum s (y = e / s: relative; log: log s, absolute) and exp's condition.
-    floor_y = _group_scale(y64, d, groups) if y64.dim() else _fin(y64).abs()
-    atol_y = tol * floor_y + (acc if log else acc * _fin(y64).abs()) + eps_op * arg * (1 if log else _fin(y64).abs())
+    y64, x64 = run.y64, run.x64.detach()
+    # (tests/bounds.py: the rounding chain of each element, the row sums in the backend's order, exp's condition)
+    atol_y = softmax_forward_atol(x64, y64, d, T, dtype, log, groups, run.backend)
     assert_matches_reference(run.y, y64, dtype, eager=run.ye, rel=tol, atol=atol_y, what=f"{what} forward")
     if run.dy is None:
         return
     g64 = run.grads64[0]
-    dy = run.dy.detach().cpu()
-    p = _fin(y64.exp() if log else y64)
-    # The backward's row sum (softmax: sum dy y; log: sum dy) accumulates over n elements, and is scaled by p / T.
-    row_terms = _fin(dy).abs() if log else (_fin(dy) * p).abs()
-    row_sum = _group_sum_bcast(row_terms, d, groups) if row_terms.dim() else row_terms
-    floor = (_group_scale(g64, d, groups) if g64.dim() else _fin(g64).abs()) + _softmax_grad_floor(
-        log, y64, dy, d, T, groups)
-    # (p_j's relative error eps * arg_j enters dx_j directly and, weighted, the row sum)
-    cond_sum = _group_sum_bcast(row_terms * arg, d, groups) if row_terms.dim() else row_terms * arg
-    atol_g = (tol * floor + acc * p * row_sum / T
-              + eps_op * (arg * _fin(g64).abs() + p * (arg * row_sum if log else cond_sum) / T))
+    atol_g = softmax_backward_atol(x64, y64, g64, run.dy, d, T, dtype, log, groups, run.backend)
     assert_matches_reference(run.grads[0], g64, dtype, eager=_eager_grad(run, 0), rel=tol, atol=atol_g,
                              what=f"{what} grad x")
     if case.temperature is not None:
-        # dL/dT = -sum(dx * x) / T from our dx (in the data's dtype): each term carries dx's allowed error, plus the
-        # accumulation of the sum (opmath) and the rounding of dx to the dtype. Since sum(dx) = 0 per row, x may be
-        # shifted by any constant per row: the kernels use x, the reference backend's autograd x - max (it divides
-        # x - max by T); dx's error enters weighted by whichever, so the bound takes the larger of |x|, |x - max|.
+        # dL/dT = -sum(dx * x) / T from our dx (tests/bounds.py temperature_grad_atol).
         tt = case.temperature
         xs = torch.maximum(_fin(x64).abs(), _fin(x64 - _row_max(x64, d, groups)).abs())
-        dx_allowed = atol_g + tol * _fin(g64).abs() + EPS[dtype] * _fin(g64).abs() + TINY[dtype]
         terms = (_fin(g64) * xs).abs().sum() / T
-        atol_t = (xs * dx_allowed).sum() / T + _acc_eps(run.x.numel(), dtype) * terms
+        atol_t = temperature_grad_atol(x64, g64, atol_g, d, T, dtype, groups)
         eps_t = max(EPS[dtype], EPS[tt.dtype])
         k = len(run.grads) - 1
         # (dT is formed from dx in the data's dtype (glo_kernels.ops.temperature_grad): where dx itself overflows
@@ -811,7 +722,7 @@ def _check_softmax(run):
         dx_overflows = _fin(g64).abs().max() >= torch.finfo(dtype).max if g64.numel() else torch.tensor(False)
         ours = _overflow_accepted(run.grads[k], run.grads64[k], tt.dtype, (terms >= run.acc_max) | dx_overflows)
         assert_matches_reference(ours, run.grads64[k], tt.dtype, eager=_eager_grad(run, k), rel=2 * eps_t,
-                                 atol=atol_t.reshape(()), what=f"{what} grad temperature")
+                                 atol=torch.tensor(atol_t), what=f"{what} grad temperature")
 
 
 def _check_distillation(run):
@@ -819,38 +730,12 @@ def _check_distillation(run):
     T = float(case.kwargs["temperature"])
     reduction = case.kwargs["reduction"]
     s, teacher = run.x, run.params[0][1]
-    p, q, r, A = _distill_terms(s.detach().cpu().double(), teacher.detach().cpu().double(), T)
-    n = s.numel()
-    factor = {"batchmean": 1 / s.shape[0] if s.shape[0] else math.nan, "sum": 1.0,
-              "mean": 1 / n if n else math.nan, "none": 1.0}[reduction]
-    factor = abs(factor) if math.isfinite(factor) else 0.0  # (0/0 = NaN losses: no finite values to compare)
-    c = 16 * EPS[dtype] if dtype in (torch.float64, torch.float32) else 4 * EPS[dtype]
-    # the row sums over C elements (Z, the KL accumulator, A and B), and the reduction's sum over all rows
-    c += _acc_eps(s.shape[-1] if reduction == "none" else n, dtype)
-    w = p * A * (1 + r.abs())  # each loss term p (log p - log q): p's relative error ~ eps A, log's absolute eps A
-    atol_y = c * T**2 * (w if reduction == "none" else factor * w.sum())
-    assert_matches_reference(run.y, run.y64, dtype, eager=run.ye, rel=c, atol=atol_y, what=f"{what} forward")
+    b = distillation_bounds(s, teacher, T, reduction, dtype, grad=run.dy, backend=run.backend)
+    assert_matches_reference(run.y, run.y64, dtype, eager=run.ye, rel=b.rel, atol=b.loss, what=f"{what} forward")
     if run.dy is None:
         return
-    # Per element, from the backward formulas of docs/softmax_contract.md: each p_j, q_j carries a relative error of
-    # about eps * A_j, each r_j an absolute one; G is the incoming gradient times T^2 (and the reduction's factor).
-    g = _fin(run.dy).abs()
-    rr = 1 + r.abs()
-    if reduction == "none":
-        G = g * T**2
-
-        def row(t):
-            return t.sum(-1, keepdim=True)
-
-        floor_s = (G * p * A + q * A * row(G * p) + q * row(G * p * A)) / T
-        floor_t = (G * p * A * rr + p * A * row(G * p * rr) + p * row(G * p * A * rr)) / T
-    else:
-        G = g * T**2 * factor
-        kl_scale = (p * A * rr).sum(-1, keepdim=True) if p.numel() else p
-        floor_s = G / T * (q + p) * A
-        floor_t = G / T * p * (A * (rr + kl_scale) + kl_scale)
-    assert_matches_reference(run.grads[0], run.grads64[0], dtype, eager=_eager_grad(run, 0), rel=c,
-                             atol=c * floor_s, what=f"{what} grad student")
+    assert_matches_reference(run.grads[0], run.grads64[0], dtype, eager=_eager_grad(run, 0), rel=b.rel,
+                             atol=b.student, what=f"{what} grad student")
     if run.params[0][2]:
         # A row whose KL is +inf (log q_j = -inf, a student logit of -inf, where p_j > 0) has no teacher gradient:
         # the contract's dt_j = G inv_t p_j (r_j - kl) is inf - inf there (and 0 where p_j == 0), the composites
@@ -860,8 +745,8 @@ def _check_distillation(run):
         lt = torch.log_softmax((t64 - _row_max(t64, -1)) / T, -1)
         inf_kl = ((ls == -math.inf) & (lt > -math.inf)).any(-1, keepdim=True).expand_as(ls)
         ours = _overflow_accepted(run.grads[1], run.grads64[1], dtype, inf_kl)
-        assert_matches_reference(ours, run.grads64[1], dtype, eager=_eager_grad(run, 1), rel=c,
-                                 atol=c * floor_t, what=f"{what} grad teacher")
+        assert_matches_reference(ours, run.grads64[1], dtype, eager=_eager_grad(run, 1), rel=b.rel,
+                                 atol=b.teacher, what=f"{what} grad teacher")
 
 
 @pytest.mark.parametrize("op", OP_PARAMS)
