@@ -22,6 +22,7 @@ def bench_shape() -> tuple[int, ...]:
 
 
 def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model with the vector ISA PyTorch dispatches to and the core count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     model = platform.processor() or "cpu"
@@ -30,11 +31,18 @@ def device_name(device: torch.device) -> str:
             model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{model} ({os.cpu_count()} cores)"
+    try:
+        isa = torch.backends.cpu.get_cpu_capability()  # e.g. "AVX2", "AVX512"
+    except (AttributeError, RuntimeError):
+        isa = ""
+    return f"{model} ({isa + ', ' if isa and isa != 'DEFAULT' else ''}{os.cpu_count()} cores)"
 
 
 def device_slug(device: torch.device) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", device_name(device)).strip("-").lower()
+    """A folder name for the device: "amd-epyc-avx2-2-cores", "intel-xeon-avx512-2-cores", "nvidia-h100-80gb-hbm3"
+    (trademarks, "Processor", "CPU" and the clock dropped)."""
+    name = re.sub(r"\((R|TM|tm)\)|\b(Processor|CPU)\b|@\s*[\d.]+\s*GHz", " ", device_name(device))
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
 
 
 def sync(device: torch.device) -> None:
@@ -100,10 +108,27 @@ def eager(op: OpSpec):
 
 
 def min_bytes(op: OpSpec, direction: str, numel: int, elem: int) -> int:
-    """Fewest bytes the op must move (each input read once, each output written once), with ours' saved state."""
-    fwd = op.bytes_fwd * numel * elem + op.aux_bytes * numel
+    """Fewest bytes the op must move (each input read once, each output written once), with ours' saved state where
+    autograd records it: a forward without autograd ('fwd', run under no_grad) writes no mask or indices."""
+    fwd = op.bytes_fwd * numel * elem
     bwd = op.bytes_bwd * numel * elem + op.aux_bytes * numel
-    return int({"fwd": fwd, "bwd": bwd, "fwd+bwd": fwd + bwd}[direction])
+    return int({"fwd": fwd, "bwd": bwd, "fwd+bwd": fwd + op.aux_bytes * numel + bwd}[direction])
+
+
+def traffic(op: OpSpec, direction: str, numel: int, out_numel: int, elem: int) -> list[tuple[int, list[int]]]:
+    """min_bytes split into phases as the op runs them, each (bytes read, [bytes written into each fresh allocation]):
+    'fwd' and 'bwd' one phase, 'fwd+bwd' two. The forward writes its output (out_numel elements) and, under autograd
+    ('fwd+bwd'), ours' saved mask or indices (aux_bytes per input element), which the backward reads; the backward
+    writes dx (numel elements). The rest is read (inputs, dy, saved tensors). Gradients of the small per-channel
+    parameters are left out, as min_bytes leaves them out."""
+    aux = int(op.aux_bytes * numel)
+    fwd = (int(op.bytes_fwd * numel * elem) - out_numel * elem, [out_numel * elem])
+    bwd = (int(op.bytes_bwd * numel * elem) + aux - numel * elem, [numel * elem])
+    phases = {"fwd": [fwd], "bwd": [bwd],
+              "fwd+bwd": [(fwd[0], fwd[1] + ([aux] if aux else [])), bwd]}[direction]
+    if any(r < 0 for r, _ in phases):
+        raise ValueError(f"{op.name} {direction}: min_bytes is less than what it writes")
+    return phases
 
 
 def saved_bytes(fn, x, params, kwargs: dict | None = None) -> int:
@@ -140,10 +165,84 @@ def softmax_shape(row: int, numel: int) -> tuple[int, int]:
     return (max(1, numel // row), row)
 
 
-def copy_time(numel: int, dtype: torch.dtype, device: torch.device) -> float:
-    """Median seconds of x.clone() (read N, write N elements into a fresh tensor, as an op's output is)."""
-    x = torch.randn(numel, dtype=torch.float32).to(dtype=dtype, device=device)
-    return median_time(lambda: x.clone(), device)
+_SOURCE: dict = {}
+
+
+def _source(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Ones of at least numel elements (one buffer per dtype and device, grown as needed): what the yardstick reads."""
+    buf = _SOURCE.get((dtype, device))
+    if buf is None or buf.numel() < numel:
+        buf = _SOURCE[(dtype, device)] = torch.ones(max(numel, 1), dtype=dtype, device=device)
+    return buf
+
+
+def stream_kernel(reads: int, write: int, dtype: torch.dtype, device: torch.device):
+    """The simplest streaming kernel that reads `reads` bytes and writes one fresh output of `write` bytes, in one pass
+    (one parallel region, as the op's kernel): (callable returning its output, bytes it moves, its name).
+
+    reads = write: a copy (torch.empty + copy_). reads = k x write: the k-way sum of k blocks (k = 2: torch.add, the
+    STREAM benchmark's Add; k > 2: sum over dim 0 of a (k, n) tensor), the fewest operations that must read every byte.
+    reads < write: a copy from a source broadcast m times (each chunk read once, written m times: Maxout's backward
+    writes dx from a quarter as many gradients). A write of next to nothing (a loss's one number): a sum of the reads.
+    Ratios that are not whole are rounded; the bytes it moves are returned, and "% copy" compares GB/s."""
+    e = torch.empty((), dtype=dtype).element_size()
+    w = write // e
+    if w == 0 or reads >= 64 * write:
+        src = _source(max(reads // e, 1), dtype, device)[:max(reads // e, 1)]
+        return src.sum, src.numel() * e, "sum"
+    if reads == 0:
+        return (lambda: torch.empty(w, dtype=dtype, device=device).fill_(0)), w * e, "fill"
+    k = round(reads / write)
+    if k >= 1:
+        buf = _source(k * w, dtype, device)
+        if k == 1:
+            src = buf[:w]
+            return (lambda: torch.empty(w, dtype=dtype, device=device).copy_(src)), 2 * w * e, "copy"
+        if k == 2:
+            a, b = buf[:w], buf[w:2 * w]
+            return (lambda: torch.add(a, b)), 3 * w * e, "add"
+        blocks = buf[:k * w].view(k, w)
+        return (lambda: blocks.sum(0)), (k + 1) * w * e, f"sum of {k}"
+    m = max(2, round(write / reads))
+    rows = -(-w // (m * 1024))  # chunks of up to 1024 elements, written m times each, covering w but for < m * rows
+    c = max(1, w // (m * rows))
+    src = _source(rows * c, dtype, device)[:rows * c].view(rows, 1, c).expand(rows, m, c)
+
+    def bcast():
+        out = torch.empty(w, dtype=dtype, device=device)
+        out[:rows * m * c].view(rows, m, c).copy_(src)
+        return out
+
+    return bcast, rows * c * e + rows * m * c * e, f"copy x{m}"
+
+
+def copy_yardstick(phases: list[tuple[int, list[int]]], dtype: torch.dtype, device: torch.device):
+    """The bandwidth yardstick of one op and direction (phases from traffic()): per phase, stream_kernel() of its reads
+    into a fresh output of the size the op allocates (on the CPU a fresh 64 MB output is mostly page faults, and which
+    sizes fault depends on the allocator, so the sizes must be the op's); the phases run back to back, the first's
+    output kept alive through the second, as y is through the backward. Small extra allocations (a 1-bit mask, 1-byte
+    indices) are not written; their bytes count through the ratio of GB/s. Returns (callable, bytes it moves, name)."""
+    kernels = [stream_kernel(reads, writes[0], dtype, device) for reads, writes in phases]
+
+    def run():
+        return [fn() for fn, _, _ in kernels]
+
+    return run, sum(b for _, b, _ in kernels), " + ".join(name for _, _, name in kernels)
+
+
+def pct_of_copy(op_bytes: int, t_op: float, copy_bytes: int, t_copy: float) -> float:
+    """The op's GB/s as a percentage of the yardstick's GB/s (the two move the same bytes up to rounding and the small
+    allocations the yardstick leaves out)."""
+    return 100.0 * (op_bytes / t_op) / (copy_bytes / t_copy)
+
+
+# Above this a "% copy" means the yardstick did not bound the row (timing noise, per-call overhead); it is marked.
+PCT_COPY_BOUND = 105.0
+
+
+def fmt_pct(pct: float) -> str:
+    """'87%', or '112%!' where the copy did not bound the op (see PCT_COPY_BOUND)."""
+    return f"{pct:.0f}%" + ("!" if pct > PCT_COPY_BOUND else "")
 
 
 _COMPILED: dict = {}
@@ -182,9 +281,15 @@ def overhead_us(fn, x, device: torch.device, calls: int = 2000) -> float:
 
 def median_times(fns, device: torch.device, warmup: int = 2, budget_s: float = 1.0,
                  reps: int | None = None) -> list[float]:
-    """Median seconds of each callable, measured interleaved (A B C A B C ...) after warm-up, so that all of them see
-    the same machine state (clock, caches, the allocator's free lists); `reps` rounds, or 5 to 100 within about
-    budget_s. CUDA events on a GPU, perf_counter with a sync on the CPU."""
+    """Median seconds of each callable, timed interleaved (round_times)."""
+    return [statistics.median(t) for t in round_times(fns, device, warmup=warmup, budget_s=budget_s, reps=reps)]
+
+
+def round_times(fns, device: torch.device, warmup: int = 2, budget_s: float = 1.0,
+                reps: int | None = None) -> list[list[float]]:
+    """Seconds of each callable in each round, measured interleaved (A B C A B C ...) after warm-up, so that all of
+    them see the same machine state (clock, caches, the allocator's free lists, the load from other processes); `reps`
+    rounds, or 5 to 100 within about budget_s. CUDA events on a GPU, perf_counter with a sync on the CPU."""
     for fn in fns:
         for _ in range(warmup):
             fn()
@@ -210,4 +315,4 @@ def median_times(fns, device: torch.device, warmup: int = 2, budget_s: float = 1
                 t1 = time.perf_counter()
                 fn()
                 times[i].append(time.perf_counter() - t1)
-    return [statistics.median(t) for t in times]
+    return times

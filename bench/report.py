@@ -4,12 +4,18 @@
 
 For each op of the table (glo_kernels._registry.ALL_OPS) and each backend available on the device: the max error
 against the float64 reference, and times forward, backward and forward + backward against PyTorch eager and
-torch.compile(dynamic=False) of the same eager code, with a device copy of the same size measured in the same run.
-Element-wise ops sweep 2^16 .. 2^26 elements (PReLU / PELU as NCHW with C from 16 to 1024); the softmax family sweeps
-rows of 128 .. 262144 elements. GB/s counts the fewest bytes an op must move (bench.common.min_bytes); "% copy" is that
-bandwidth over the copy's (read + write of the same number of elements, into a fresh tensor as an op's output is).
+torch.compile(dynamic=False) of the same eager code, and a copy yardstick moving the same bytes, all timed in the same
+interleaved rounds. Element-wise ops sweep 2^16 .. 2^26 elements (PReLU / PELU as NCHW with C from 16 to 1024); the
+softmax family sweeps rows of 128 .. 262144 elements. GB/s counts the fewest bytes an op must move
+(bench.common.min_bytes). "% copy" is that bandwidth over the yardstick's (bench.common.copy_yardstick): per op,
+direction and phase (forward, backward) the simplest streaming kernel with the op's reads and a fresh output of the
+op's size, so that both pay the same page faults: a copy where the op reads as much as it writes, the sum of the k
+inputs where it reads k per output (torch.add, STREAM's Add, for the backwards that read dy and x or y), a broadcast
+copy where it reads less (Maxout's backward), a sum where it writes next to nothing (the loss). The op's time is its
+median, the yardstick's its fastest round. 100% is the op at the yardstick's speed; above 105% is printed marked "!":
+the yardstick did not bound that row (a noisy host, per-call overhead at small sizes).
 
-Writes into DIR (default results/<device>/): report.csv (one row per op x backend x dtype x size x direction),
+Writes into DIR (default bench/results/<device>/): report.csv (one row per op x backend x dtype x size x direction),
 report.md (summary tables), gbps.png and speedup.png (plots; skipped with a note if matplotlib is missing).
 """
 from __future__ import annotations
@@ -18,6 +24,7 @@ import argparse
 import csv
 import datetime
 import os
+import statistics
 import sys
 import time
 
@@ -26,8 +33,9 @@ import torch
 import glo_kernels
 from glo_kernels._registry import ALL_OPS
 
-from bench.common import (compiled, copy_time, device_name, device_slug, eager, make_case, median_times, min_bytes,
-                          ours, overhead_us, runner, saved_bytes, softmax_shape, sweep_shape)
+from bench.common import (compiled, copy_yardstick, device_name, device_slug, eager, fmt_pct, make_case, min_bytes,
+                          ours, overhead_us, pct_of_copy, round_times, runner, saved_bytes, softmax_shape, sweep_shape,
+                          traffic)
 
 DIRECTIONS = ("fwd", "bwd", "fwd+bwd")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
@@ -94,6 +102,33 @@ def _fmt_shape(shape) -> str:
     return "x".join(map(str, shape))
 
 
+def time_case(op, providers, x, params, dy, directions, kw, device, budget, timer=round_times):
+    """({(provider, direction): median seconds} with ("copy", direction): the yardstick's fastest round,
+    {direction: (bytes the yardstick moves, its kernels)}). Per direction the providers and the yardstick are timed
+    interleaved in the same rounds (`timer`, bench.common.round_times: the same machine state, allocator and load from
+    elsewhere); the op's time is its median, the yardstick's its best round, so that on a loaded host a burst in the
+    copy's rounds cannot make it look slower than the op (the yardstick is an upper bound of the bandwidth seen)."""
+    times, yard = {}, {}
+    for d in directions:
+        phases = traffic(op, d, x.numel(), dy.numel(), x.element_size())
+        run, moved, name = copy_yardstick(phases, x.dtype, device)
+        yard[d] = (moved, name)
+        fns = [runner(fn, x, params, dy, d, kw) for _, fn in providers] + [run]
+        samples = timer(fns, device, budget_s=budget)
+        times.update({(p, d): statistics.median(t) for (p, _), t in zip(providers, samples)})
+        times[("copy", d)] = min(samples[len(providers)])
+    return times, yard
+
+
+def progress_line(k: int, total: int, elapsed: float, op, backend: str, dtype_name: str, shape, case_rows) -> str:
+    """One line per case and backend: this case's rows only (one per direction timed)."""
+    return (f"[{k:3d}/{total} {elapsed:5.0f}s] {op.name:17s} {backend:6s} {dtype_name:8s} {_fmt_shape(shape):>16s} | "
+            + " | ".join(f"{r['direction']} {r['ours_ms']:8.3f} ms {r['GBps']:7.1f} GB/s "
+                         f"({fmt_pct(r['pct_copy']):>5s} copy) x{r['speedup_eager']:.2f} eager"
+                         + (f" x{r['speedup_compile']:.2f} compile" if r["speedup_compile"] != "" else "")
+                         for r in case_rows))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     gpu = torch.cuda.is_available()
@@ -112,7 +147,7 @@ def main(argv=None) -> int:
                                                           "262144, GPU 8192,262144)")
     ap.add_argument("--budget", type=float, default=None, help="seconds of timing per case and direction, all "
                                                                 "providers together (default CPU 1.0, GPU 0.5)")
-    ap.add_argument("--out", default=None, help="output folder (default results/<device>/)")
+    ap.add_argument("--out", default=None, help="output folder (default bench/results/<device>/)")
     ap.add_argument("--no-plots", dest="plots", action="store_false")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
@@ -123,7 +158,8 @@ def main(argv=None) -> int:
     args.compile_at = args.compile_at if args.compile_at is not None else ("20,24" if on_gpu else "24")
     args.compile_rows = args.compile_rows if args.compile_rows is not None else ("8192,262144" if on_gpu else "262144")
     budget = args.budget if args.budget is not None else (0.5 if on_gpu else 1.0)  # per direction, all providers
-    out_dir = args.out or os.path.join("results", device_slug(device))
+    out_dir = args.out or os.path.relpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                                       device_slug(device)))
     os.makedirs(out_dir, exist_ok=True)
 
     header = (f"glo_kernels {glo_kernels.__version__} report on {device_name(device)}; torch {torch.__version__}"
@@ -133,57 +169,47 @@ def main(argv=None) -> int:
     print("backends:", ", ".join(f"{k}={'yes' if v.available else 'no'}" for k, v in glo_kernels.available_backends().items()))
     backends = _backends_for(device)
     plan = _plan(args, device)
-    print(f"{len(plan)} cases x backends {backends}; times are medians after warm-up; speedup = baseline time / ours",
+    print(f"{len(plan)} cases x backends {backends}; times are medians after warm-up; speedup = baseline time / ours; "
+          "% copy = our GB/s over the best round of a copy of the same bytes in the same rounds (! above 105%: not a "
+          "bound there)",
           flush=True)
 
     t_start = time.perf_counter()
-    copies: dict = {}
     rows = []
     for k, (op, dtype_name, shape, directions, with_compile) in enumerate(plan, 1):
         dtype = DTYPES[dtype_name]
         kw = op.bench_kwargs_for(shape)
         x, params, dy = make_case(op, shape, dtype, device, kwargs=kw)
         numel = x.numel()
-        if (numel, dtype) not in copies:
-            copies[(numel, dtype)] = copy_time(numel, dtype, device)
-        t_copy = copies[(numel, dtype)]
-        copy_gbps = 2 * numel * x.element_size() / t_copy / 1e9
-        # Per direction, eager, torch.compile and every backend are timed interleaved (bench.common.median_times).
+        # Per direction, eager, torch.compile, every backend and the copy yardstick are timed interleaved.
         providers = [("eager", eager(op))] + ([("compile", compiled(op, kw))] if with_compile else []) + [
             (b, ours(op, b)) for b in backends]
-        times = {}
-        for d in directions:
-            meds = median_times([runner(fn, x, params, dy, d, kw) for _, fn in providers], device, budget_s=budget)
-            times.update({(name, d): t for (name, _), t in zip(providers, meds)})
+        times, yard = time_case(op, providers, x, params, dy, directions, kw, device, budget)
         base = {d: times[("eager", d)] for d in directions}
         comp = {d: times[("compile", d)] for d in directions if ("compile", d) in times}
         se = saved_bytes(eager(op), x, params, kw)
         for backend in backends:
             saved = saved_bytes(ours(op, backend), x, params, kw)
+            case_rows = []
             for d in directions:
                 t = times[(backend, d)]
+                t_copy = times[("copy", d)]
                 nbytes = min_bytes(op, d, numel, x.element_size())
-                rows.append({
+                case_rows.append({
                     "op": op.name, "family": op.family, "backend": backend, "dtype": dtype_name,
                     "shape": _fmt_shape(shape), "numel": numel, "direction": d,
                     "ours_ms": t * 1e3, "eager_ms": base[d] * 1e3,
-                    "compile_ms": comp[d] * 1e3 if d in comp else "",
+                    "compile_ms": comp[d] * 1e3 if d in comp else "", "copy_ms": t_copy * 1e3,
                     "min_bytes": nbytes, "GBps": nbytes / t / 1e9, "eager_GBps": nbytes / base[d] / 1e9,
                     "compile_GBps": nbytes / comp[d] / 1e9 if d in comp else "",
-                    "copy_GBps": copy_gbps, "pct_copy": 100 * (nbytes / t / 1e9) / copy_gbps,
+                    "copy_kernel": yard[d][1], "copy_GBps": yard[d][0] / t_copy / 1e9,
+                    "pct_copy": pct_of_copy(nbytes, t, yard[d][0], t_copy),
                     "speedup_eager": base[d] / t, "speedup_compile": comp[d] / t if d in comp else "",
                     "saved_ours_MB": saved / 1e6, "saved_eager_MB": se / 1e6,
                 })
-            # This case's rows only: the softmax family's sizes all have 2^24 elements (rows of 128 .. 262144).
-            last = [r for r in rows if r["op"] == op.name and r["backend"] == backend
-                    and r["shape"] == _fmt_shape(shape) and r["dtype"] == dtype_name]
-            elapsed = time.perf_counter() - t_start
-            print(f"[{k:3d}/{len(plan)} {elapsed:5.0f}s] {op.name:17s} {backend:6s} {dtype_name:8s} "
-                  f"{_fmt_shape(shape):>16s} | "
-                  + " | ".join(f"{r['direction']} {r['ours_ms']:8.3f} ms {r['GBps']:7.1f} GB/s "
-                               f"({r['pct_copy']:3.0f}% copy) x{r['speedup_eager']:.2f} eager"
-                               + (f" x{r['speedup_compile']:.2f} compile" if r["speedup_compile"] != "" else "")
-                               for r in last), flush=True)
+            rows += case_rows
+            print(progress_line(k, len(plan), time.perf_counter() - t_start, op, backend, dtype_name, shape,
+                                case_rows), flush=True)
 
     errors = []
     for dtype_name in args.dtypes.split(","):
@@ -226,9 +252,12 @@ def _write(out_dir, header, rows, errors, overhead, backends):
     err = {(e["op"], e["backend"], e["dtype"]): e for e in errors}
     md = [f"# {header}", "",
           "Each op at its largest size of the sweep (element-wise: the largest power of 2; softmax family: the longest "
-          "rows). ms: ours (eager, torch.compile); GB/s counts the fewest bytes the op must move; % copy: that over a "
-          "copy of the same size measured in the same run; speedup = baseline / ours; error = max |ours - fp64 "
-          "reference| / max |reference|. The full sweep is in report.csv and the plots.", "",
+          "rows). ms: ours (eager, torch.compile); GB/s counts the fewest bytes the op must move; % copy: that over the "
+          "GB/s of a copy moving the same bytes (the op's reads, a fresh output of the op's size: a copy, or the sum of "
+          "k inputs where the op reads k per output; report.csv's copy_kernel) timed in the same rounds (its fastest "
+          "round against the op's median), marked ! above 105% (the yardstick did not bound the row); speedup = "
+          "baseline / ours; error = max |ours - fp64 reference| / max |reference|. The full sweep is in report.csv and "
+          "the plots.", "",
           "| op | backend | dtype | shape | err fwd / grad | fwd ms (eager, compile) | bwd ms (eager, compile) | "
           "fwd+bwd ms (eager, compile) | fwd / bwd GB/s (% copy) | speedup vs eager fwd / bwd / fwd+bwd | "
           "vs compile fwd / bwd / fwd+bwd | saved MB (eager) |", "|" + "---|" * 12]
@@ -253,8 +282,8 @@ def _write(out_dir, header, rows, errors, overhead, backends):
             f"| {k[0]} | {k[1]} | {k[2]} | {sel['fwd']['shape']} | {e['err_fwd']:.1e} / {e['err_grad']:.1e} | "
             + " | ".join(f"{sel[d]['ours_ms']:.3f} ({sel[d]['eager_ms']:.3f}, {f2(sel[d]['compile_ms'], '{:.3f}')})"
                          for d in DIRECTIONS)
-            + f" | {sel['fwd']['GBps']:.0f} ({sel['fwd']['pct_copy']:.0f}%) / {sel['bwd']['GBps']:.0f} "
-              f"({sel['bwd']['pct_copy']:.0f}%) | "
+            + f" | {sel['fwd']['GBps']:.0f} ({fmt_pct(sel['fwd']['pct_copy'])}) / {sel['bwd']['GBps']:.0f} "
+              f"({fmt_pct(sel['bwd']['pct_copy'])}) | "
             + " / ".join(f"{sel[d]['speedup_eager']:.2f}" for d in DIRECTIONS) + " | "
             + " / ".join(f2(sel[d]["speedup_compile"]) for d in DIRECTIONS)
             + f" | {sel['fwd']['saved_ours_MB']:.1f} ({sel['fwd']['saved_eager_MB']:.1f}) |")
