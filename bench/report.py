@@ -11,9 +11,9 @@ softmax family sweeps rows of 128 .. 262144 elements. GB/s counts the fewest byt
 direction and phase (forward, backward) the simplest streaming kernel with the op's reads and a fresh output of the
 op's size, so that both pay the same page faults: a copy where the op reads as much as it writes, the sum of the k
 inputs where it reads k per output (torch.add, STREAM's Add, for the backwards that read dy and x or y), a broadcast
-copy where it reads less (Maxout's backward), a sum where it writes next to nothing (the loss). The op's time is its
-median, the yardstick's its fastest round. 100% is the op at the yardstick's speed; above 105% is printed marked "!":
-the yardstick did not bound that row (a noisy host, per-call overhead at small sizes).
+copy where it reads less (Maxout's backward), a sum where it writes next to nothing (the loss); medians, as the op's.
+100% is the op at the yardstick's speed; above 105% is printed marked "!": the yardstick did not bound that row (a noisy
+host, per-call overhead at small sizes).
 
 Writes into DIR (default bench/results/<device>/): report.csv (one row per op x backend x dtype x size x direction),
 report.md (summary tables), gbps.png and speedup.png (plots; skipped with a note if matplotlib is missing).
@@ -24,7 +24,6 @@ import argparse
 import csv
 import datetime
 import os
-import statistics
 import sys
 import time
 
@@ -34,7 +33,7 @@ import glo_kernels
 from glo_kernels._registry import ALL_OPS
 
 from bench.common import (compiled, copy_yardstick, device_name, device_slug, eager, fmt_pct, make_case, min_bytes,
-                          ours, overhead_us, pct_of_copy, round_times, runner, saved_bytes, softmax_shape, sweep_shape,
+                          ours, overhead_us, pct_of_copy, median_times, runner, saved_bytes, softmax_shape, sweep_shape,
                           traffic)
 
 DIRECTIONS = ("fwd", "bwd", "fwd+bwd")
@@ -102,21 +101,19 @@ def _fmt_shape(shape) -> str:
     return "x".join(map(str, shape))
 
 
-def time_case(op, providers, x, params, dy, directions, kw, device, budget, timer=round_times):
-    """({(provider, direction): median seconds} with ("copy", direction): the yardstick's fastest round,
-    {direction: (bytes the yardstick moves, its kernels)}). Per direction the providers and the yardstick are timed
-    interleaved in the same rounds (`timer`, bench.common.round_times: the same machine state, allocator and load from
-    elsewhere); the op's time is its median, the yardstick's its best round, so that on a loaded host a burst in the
-    copy's rounds cannot make it look slower than the op (the yardstick is an upper bound of the bandwidth seen)."""
+def time_case(op, providers, x, params, dy, directions, kw, device, budget, timer=median_times):
+    """({(provider, direction): median seconds}, with ("copy", direction) for the yardstick, and {direction: (bytes the
+    yardstick moves, its kernels)}). Per direction the providers and the yardstick are timed interleaved in the same
+    rounds (`timer`, bench.common.median_times): the same machine state, allocator and load from other processes."""
     times, yard = {}, {}
     for d in directions:
         phases = traffic(op, d, x.numel(), dy.numel(), x.element_size())
         run, moved, name = copy_yardstick(phases, x.dtype, device)
         yard[d] = (moved, name)
         fns = [runner(fn, x, params, dy, d, kw) for _, fn in providers] + [run]
-        samples = timer(fns, device, budget_s=budget)
-        times.update({(p, d): statistics.median(t) for (p, _), t in zip(providers, samples)})
-        times[("copy", d)] = min(samples[len(providers)])
+        meds = timer(fns, device, budget_s=budget)
+        times.update({(p, d): t for (p, _), t in zip(providers, meds)})
+        times[("copy", d)] = meds[len(providers)]
     return times, yard
 
 
@@ -170,8 +167,7 @@ def main(argv=None) -> int:
     backends = _backends_for(device)
     plan = _plan(args, device)
     print(f"{len(plan)} cases x backends {backends}; times are medians after warm-up; speedup = baseline time / ours; "
-          "% copy = our GB/s over the best round of a copy of the same bytes in the same rounds (! above 105%: not a "
-          "bound there)",
+          "% copy = our GB/s over a copy's of the same bytes in the same rounds (! above 105%: not a bound there)",
           flush=True)
 
     t_start = time.perf_counter()
@@ -254,8 +250,8 @@ def _write(out_dir, header, rows, errors, overhead, backends):
           "Each op at its largest size of the sweep (element-wise: the largest power of 2; softmax family: the longest "
           "rows). ms: ours (eager, torch.compile); GB/s counts the fewest bytes the op must move; % copy: that over the "
           "GB/s of a copy moving the same bytes (the op's reads, a fresh output of the op's size: a copy, or the sum of "
-          "k inputs where the op reads k per output; report.csv's copy_kernel) timed in the same rounds (its fastest "
-          "round against the op's median), marked ! above 105% (the yardstick did not bound the row); speedup = "
+          "k inputs where the op reads k per output; report.csv's copy_kernel) timed in the same rounds, marked ! above "
+          "105% (the yardstick did not bound the row); speedup = "
           "baseline / ours; error = max |ours - fp64 reference| / max |reference|. The full sweep is in report.csv and "
           "the plots.", "",
           "| op | backend | dtype | shape | err fwd / grad | fwd ms (eager, compile) | bwd ms (eager, compile) | "
