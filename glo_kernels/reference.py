@@ -24,21 +24,33 @@ def prelu(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return F.prelu(x, weight)
 
 
+def _opmath(*ts):
+    """16-bit tensors as float32 (the library computes 16-bit types in float32), others unchanged."""
+    return [t.float() if t.dtype in (torch.float16, torch.bfloat16) else t for t in ts]
+
+
 class _ELU(torch.autograd.Function):
     """ELU in plain torch ops with glo_kernels' conventions. PyTorch's own CPU kernel is not consistent at NaN inputs
     (its vectorized loop gives a NaN gradient, its scalar tail passes the incoming gradient); ours always propagates
-    NaN. Elsewhere this equals torch.nn.functional.elu, including the slope alpha taken at 0."""
+    NaN. Elsewhere this equals torch.nn.functional.elu, including the slope alpha taken at 0.
+
+    16-bit inputs are computed in float32 and rounded once, as by the kernels (ELU<float> of activations.h). The
+    backward's exp is taken of min(x, 0): the side torch.where does not select stays finite for large positive x, so
+    that differentiating the backward (double backward) gives 0 * finite there, not 0 * inf = NaN."""
 
     @staticmethod
     def forward(ctx, x, alpha):
         ctx.save_for_backward(x)
         ctx.alpha = alpha
-        return torch.where(x < 0, torch.expm1(x) * alpha, x)
+        (xf,) = _opmath(x)
+        return torch.where(xf < 0, torch.expm1(xf) * alpha, xf).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_y):
         (x,) = ctx.saved_tensors
-        return torch.where(x > 0, grad_y, grad_y * ctx.alpha * torch.exp(x)), None
+        xf, gf = _opmath(x, grad_y)
+        neg = gf * ctx.alpha * torch.exp(torch.clamp(xf, max=0.0))
+        return torch.where(xf > 0, gf, neg).to(grad_y.dtype), None
 
 
 def elu(x: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Tensor:
@@ -56,11 +68,6 @@ def sigmoid(x: torch.Tensor) -> torch.Tensor:
 
 def tanh(x: torch.Tensor) -> torch.Tensor:
     return torch.tanh(x)
-
-
-def _opmath(*ts):
-    """16-bit tensors as float32 (the library computes 16-bit types in float32), others unchanged."""
-    return [t.float() if t.dtype in (torch.float16, torch.bfloat16) else t for t in ts]
 
 
 class _PELU(torch.autograd.Function):
