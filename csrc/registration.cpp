@@ -26,9 +26,13 @@ TORCH_LIBRARY(glo_kernels, m) {
   m.def("elu_backward(Tensor grad, Tensor saved, float alpha, bool is_result) -> Tensor");
   // Logistic sigmoid; its backward reads the output y.
   m.def("sigmoid(Tensor x) -> Tensor");
+  // In-place sigmoid on x (its backward reads the output, which x then holds: sigmoid_backward(grad, x)).
+  m.def("sigmoid_(Tensor(a!) x) -> ()");
   m.def("sigmoid_backward(Tensor grad, Tensor y) -> Tensor");
   // tanh; its backward reads the output y.
   m.def("tanh(Tensor x) -> Tensor");
+  // In-place tanh on x (backward: tanh_backward(grad, x)).
+  m.def("tanh_(Tensor(a!) x) -> ()");
   m.def("tanh_backward(Tensor grad, Tensor y) -> Tensor");
   // PReLU with a weight of 1 or C (= x.size(1)) elements.
   m.def("prelu(Tensor x, Tensor weight) -> Tensor");

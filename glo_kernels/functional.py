@@ -192,23 +192,56 @@ def elu(x: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Ten
     return ns.elu(x, alpha)
 
 
-def _saved_output_op(name: str, x: torch.Tensor) -> torch.Tensor:
+class _SavedOutputInplace(torch.autograd.Function):
+    """In-place sigmoid / tanh under autograd: x is overwritten with the output, which is all their backward reads
+    (saved after the write, so autograd's version check catches a later in-place change of it)."""
+
+    @staticmethod
+    def forward(ctx, x, backend, name):
+        getattr(op_namespace(backend), name + "_")(x)
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(x)
+        ctx.backend, ctx.name = backend, name
+        return x
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        (y,) = ctx.saved_tensors
+        return getattr(op_namespace(ctx.backend), ctx.name + "_backward")(grad_y, y), None, None
+
+
+def _saved_output_op(name: str, x: torch.Tensor, inplace: bool) -> torch.Tensor:
     """An op without arguments whose backward reads its saved output (sigmoid, tanh)."""
     _check_x(x, name)
+    if inplace:
+        _check_inplace(x, name)
     backend = backends.backend_for(x.device, name)
     if backend == "reference":
-        return getattr(reference, name)(x)
-    return getattr(op_namespace(backend), name)(x)
+        return getattr(reference, name)(x, inplace=inplace)
+    ns = op_namespace(backend)
+    if inplace:
+        if _needs_grad(x):
+            return _SavedOutputInplace.apply(x, backend, name)
+        getattr(ns, name + "_")(x)
+        return x
+    return getattr(ns, name)(x)
 
 
-def sigmoid(x: torch.Tensor) -> torch.Tensor:
-    """Logistic sigmoid ``1 / (1 + exp(-x))``, as ``torch.sigmoid``; the backward reads the saved output."""
-    return _saved_output_op("sigmoid", x)
+def sigmoid(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """Logistic sigmoid ``1 / (1 + exp(-x))``, as ``torch.sigmoid``; the backward reads the saved output.
+
+    ``inplace=True`` overwrites and returns ``x``, as ``torch.sigmoid_`` (any strides; a non-contiguous x is computed
+    on a contiguous copy and written back): autograd stays right, since the backward needs only the output, which x
+    then holds. As with torch's in-place ops, a leaf that requires grad (or a view of one) raises, and a later
+    in-place change of the output is caught at backward.
+    """
+    return _saved_output_op("sigmoid", x, inplace)
 
 
-def tanh(x: torch.Tensor) -> torch.Tensor:
-    """``tanh(x)``, as ``torch.tanh``; the backward reads the saved output."""
-    return _saved_output_op("tanh", x)
+def tanh(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """``tanh(x)``, as ``torch.tanh``; the backward reads the saved output. ``inplace=True`` overwrites and returns
+    ``x``, as ``Tensor.tanh_`` (see :func:`sigmoid`)."""
+    return _saved_output_op("tanh", x, inplace)
 
 
 def pelu(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

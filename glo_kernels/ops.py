@@ -146,6 +146,7 @@ def _register(ns: str) -> None:
 
     for name in ("sigmoid", "tanh"):
         lib.register_fake(f"{ns}::{name}", lambda x: empty_like_dense(x))
+        lib.register_fake(f"{ns}::{name}_", lambda x: None)
         lib.register_fake(f"{ns}::{name}_backward", lambda grad, y: empty_like_dense(y))
 
     # ---- autograd: ReLU / Leaky ReLU save only the 1-bit mask ----

@@ -62,12 +62,36 @@ def elu(x: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Ten
     return _ELU.apply(x, alpha)
 
 
-def sigmoid(x: torch.Tensor) -> torch.Tensor:
-    return torch.sigmoid(x)
+def _is_dense(x: torch.Tensor) -> bool:
+    """Whether x covers its memory without gaps or overlaps (any order of dims)."""
+    expected = 1
+    for stride, size in sorted((st, n) for st, n in zip(x.stride(), x.shape) if n != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
 
 
-def tanh(x: torch.Tensor) -> torch.Tensor:
-    return torch.tanh(x)
+def _dense_op(fn, x: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """fn (torch.sigmoid / torch.tanh) on x's values in a dense layout, out of place or written back into x.
+    PyTorch's vectorized and scalar loops of sigmoid differ by an ulp, and which one an element gets depends on the
+    layout (a strided view runs the scalar loop): the values of a non-dense x are therefore computed on a contiguous
+    copy, so that in place and out of place, on a view or on its contiguous clone, give the same bits. torch's own
+    in-place op (x.sigmoid_()) runs on a dense x, whose out-of-place result has the same layout and loops."""
+    dense = _is_dense(x)
+    if not inplace:
+        return fn(x if dense else x.contiguous())
+    if dense:
+        return getattr(x, fn.__name__ + "_")()
+    return x.copy_(fn(x.contiguous()))
+
+
+def sigmoid(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    return _dense_op(torch.sigmoid, x, inplace)
+
+
+def tanh(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    return _dense_op(torch.tanh, x, inplace)
 
 
 class _PELU(torch.autograd.Function):

@@ -271,6 +271,12 @@ def sigmoid(x: Tensor) -> Tensor:
     return _unary_op(x, "sigmoid", _k.SIGMOID)
 
 
+@torch.library.custom_op(f"{NAMESPACE}::sigmoid_", mutates_args=("x",), schema="(Tensor(a!) x) -> ()")
+def sigmoid_(x: Tensor) -> None:
+    """In-place sigmoid (its backward then reads x, which holds the output: sigmoid_backward(grad, x))."""
+    _unary_op_(x, "sigmoid_", _k.SIGMOID)
+
+
 @torch.library.custom_op(f"{NAMESPACE}::sigmoid_backward", mutates_args=())
 def sigmoid_backward(grad: Tensor, y: Tensor) -> Tensor:
     """dx = grad * (1 - y) * y."""
@@ -281,6 +287,12 @@ def sigmoid_backward(grad: Tensor, y: Tensor) -> Tensor:
 def tanh(x: Tensor) -> Tensor:
     """tanh; its backward reads the output y."""
     return _unary_op(x, "tanh", _k.TANH)
+
+
+@torch.library.custom_op(f"{NAMESPACE}::tanh_", mutates_args=("x",), schema="(Tensor(a!) x) -> ()")
+def tanh_(x: Tensor) -> None:
+    """In-place tanh (backward: tanh_backward(grad, x))."""
+    _unary_op_(x, "tanh_", _k.TANH)
 
 
 @torch.library.custom_op(f"{NAMESPACE}::tanh_backward", mutates_args=())
