@@ -343,7 +343,20 @@ def _softmax_common(name: str, x, dim, temperature):
     return dim, t, tt, backends.backend_for(x.device, name)
 
 
-def softmax(x: torch.Tensor, dim: int = -1, temperature=1.0) -> torch.Tensor:
+def _check_dtype(dtype, x: torch.Tensor, op: str):
+    """The output dtype argument: None or one of the four floating dtypes; None when it is x's own."""
+    if dtype is None:
+        return None
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"glo_kernels.{op}: argument 'dtype' must be a torch.dtype or None, got {type(dtype).__name__}")
+    if dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"glo_kernels.{op}: argument 'dtype' must be float64, float32, bfloat16 or float16 (the output is "
+            f"softmax(x.to(dtype))), got {dtype}")
+    return None if dtype == x.dtype else dtype
+
+
+def softmax(x: torch.Tensor, dim: int = -1, temperature=1.0, dtype: torch.dtype | None = None) -> torch.Tensor:
     """``softmax(x / temperature)`` along ``dim`` (Hinton et al. 2015's softened probabilities).
 
     ``temperature`` is a positive number or a one-element tensor; when that tensor requires grad (a learned
@@ -351,22 +364,29 @@ def softmax(x: torch.Tensor, dim: int = -1, temperature=1.0) -> torch.Tensor:
     temperature is applied as ``(x - max) / T``, so huge logits and tiny temperatures stay finite) and one backward,
     from the saved output: ``dx = y * (dy - sum(dy * y)) / T``. Any dim, shape and strides; float64, float32,
     bfloat16, float16 (16-bit computed in float32). A row containing NaN or +inf gives NaN, as torch.softmax.
+
+    ``dtype`` (None: x's) is the output's dtype, as ``torch.softmax(x, dim, dtype=...)``: the result is
+    ``softmax(x.to(dtype) / temperature)`` in ``dtype``, and the gradient comes back in x's dtype. bfloat16 or float16
+    logits with ``dtype=torch.float32`` (mixed precision: float32 probabilities) run fused, forward and backward: the
+    kernels read one dtype and write the other, no cast pass. Other pairs cast x first (one copy), then run the op.
     """
     dim, t, tt, backend = _softmax_common("softmax", x, dim, temperature)
+    dtype = _check_dtype(dtype, x, "softmax")
     if backend == "reference":
-        return reference.softmax(x, dim, temperature)
-    return op_namespace(backend).softmax(x, dim, t, tt)
+        return reference.softmax(x, dim, temperature, dtype)
+    return op_namespace(backend).softmax(x, dim, t, tt, dtype)
 
 
-def log_softmax(x: torch.Tensor, dim: int = -1, temperature=1.0) -> torch.Tensor:
+def log_softmax(x: torch.Tensor, dim: int = -1, temperature=1.0, dtype: torch.dtype | None = None) -> torch.Tensor:
     """``log_softmax(x / temperature)`` along ``dim``; backward ``dx = (dy - exp(y) * sum(dy)) / T`` from the output.
 
-    Arguments as :func:`softmax`.
+    Arguments (``dtype`` too) as :func:`softmax`.
     """
     dim, t, tt, backend = _softmax_common("log_softmax", x, dim, temperature)
+    dtype = _check_dtype(dtype, x, "log_softmax")
     if backend == "reference":
-        return reference.log_softmax(x, dim, temperature)
-    return op_namespace(backend).log_softmax(x, dim, t, tt)
+        return reference.log_softmax(x, dim, temperature, dtype)
+    return op_namespace(backend).log_softmax(x, dim, t, tt, dtype)
 
 
 def grouped_softmax(x: torch.Tensor, group_sizes, dim: int = -1, temperature=1.0) -> torch.Tensor:

@@ -167,14 +167,15 @@ def _softmax_like(fn, x: torch.Tensor, dim: int, temperature) -> torch.Tensor:
     return fn(_shift(xf, dim) / t, dim).to(x.dtype)
 
 
-def softmax(x: torch.Tensor, dim: int = -1, temperature=1.0) -> torch.Tensor:
-    """softmax(x / T) along dim (T a number or a 0-d tensor)."""
-    return _softmax_like(torch.softmax, x, dim, temperature)
+def softmax(x: torch.Tensor, dim: int = -1, temperature=1.0, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """softmax(x / T) along dim (T a number or a 0-d tensor), of x.to(dtype) when dtype is given (the cast's backward
+    returns the gradient in x's dtype)."""
+    return _softmax_like(torch.softmax, x if dtype is None else x.to(dtype), dim, temperature)
 
 
-def log_softmax(x: torch.Tensor, dim: int = -1, temperature=1.0) -> torch.Tensor:
-    """log_softmax(x / T) along dim."""
-    return _softmax_like(torch.log_softmax, x, dim, temperature)
+def log_softmax(x: torch.Tensor, dim: int = -1, temperature=1.0, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """log_softmax(x / T) along dim, of x.to(dtype) when dtype is given."""
+    return _softmax_like(torch.log_softmax, x if dtype is None else x.to(dtype), dim, temperature)
 
 
 def grouped_softmax(x: torch.Tensor, group_sizes, dim: int = -1, temperature=1.0) -> torch.Tensor:
