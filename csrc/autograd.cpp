@@ -231,8 +231,9 @@ Tensor temperature_grad(const Tensor& dx, const Tensor& x, const Tensor& tt) {
   return g.to(tt.device(), tt.scalar_type()).reshape(tt.sizes());
 }
 
-using SoftmaxSig = Tensor(const Tensor&, int64_t, double, const std::optional<Tensor>&);
-using SoftmaxBwdSig = Tensor(const Tensor&, const Tensor&, int64_t, double, const std::optional<Tensor>&);
+using SoftmaxSig = Tensor(const Tensor&, int64_t, double, const std::optional<Tensor>&, std::optional<at::ScalarType>);
+using SoftmaxBwdSig = Tensor(const Tensor&, const Tensor&, int64_t, double, const std::optional<Tensor>&,
+                             std::optional<at::ScalarType>);
 using GroupedSig = Tensor(const Tensor&, c10::IntArrayRef, int64_t, double, const std::optional<Tensor>&);
 using GroupedBwdSig = Tensor(const Tensor&, const Tensor&, c10::IntArrayRef, int64_t, double,
                              const std::optional<Tensor>&);
@@ -260,23 +261,30 @@ Tensor maybe_temperature_grad(AutogradContext* ctx, const variable_list& saved, 
   return ctx->saved_data["tt_grad"].toBool() ? temperature_grad(dx, saved[1], saved[2]) : Tensor();
 }
 
+// With an output dtype other than x's, the backward op gives dx in x's dtype (input_dtype); dL/dT is then formed from
+// that dx, as for a 16-bit x without a dtype.
 template <bool kLog>
 struct SoftmaxFn : Function<SoftmaxFn<kLog>> {
-  static Tensor forward(AutogradContext* ctx, const Tensor& x, int64_t dim, double t,
-                        const std::optional<Tensor>& tt) {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, int64_t dim, double t, const std::optional<Tensor>& tt,
+                        std::optional<at::ScalarType> dtype) {
     Tensor y;
     {
       at::AutoDispatchBelowADInplaceOrView guard;
-      y = (kLog ? GLO_OP("log_softmax", SoftmaxSig) : GLO_OP("softmax", SoftmaxSig)).call(x, dim, t, tt);
+      y = (kLog ? GLO_OP("log_softmax", SoftmaxSig) : GLO_OP("softmax", SoftmaxSig)).call(x, dim, t, tt, dtype);
     }
     save_softmax(ctx, x, y, dim, t, tt);
+    // (-1: dx in grad's dtype, as without a dtype)
+    ctx->saved_data["in_dtype"] = y.scalar_type() != x.scalar_type() ? static_cast<int64_t>(x.scalar_type()) : -1;
     return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const SoftmaxSaved k = load_softmax(ctx);
+    const int64_t in = ctx->saved_data["in_dtype"].toInt();
+    const std::optional<at::ScalarType> input_dtype =
+        in < 0 ? std::nullopt : std::optional<at::ScalarType>(static_cast<at::ScalarType>(in));
     const auto& op = kLog ? GLO_OP("log_softmax_backward", SoftmaxBwdSig) : GLO_OP("softmax_backward", SoftmaxBwdSig);
-    const Tensor dx = call_backward(op, grads[0], k.saved[0], k.dim, k.t, saved_tt(k.saved));
-    return {dx, Tensor(), Tensor(), maybe_temperature_grad(ctx, k.saved, dx)};
+    const Tensor dx = call_backward(op, grads[0], k.saved[0], k.dim, k.t, saved_tt(k.saved), input_dtype);
+    return {dx, Tensor(), Tensor(), maybe_temperature_grad(ctx, k.saved, dx), Tensor()};
   }
 };
 
@@ -351,11 +359,13 @@ std::tuple<Tensor, Tensor> maxout_autograd(const Tensor& x, int64_t pieces, int6
   return {out[0], out[1]};
 }
 
-Tensor softmax_autograd(const Tensor& x, int64_t dim, double t, const std::optional<Tensor>& tt) {
-  return SoftmaxFn<false>::apply(x, dim, t, tt);
+Tensor softmax_autograd(const Tensor& x, int64_t dim, double t, const std::optional<Tensor>& tt,
+                        std::optional<at::ScalarType> dtype) {
+  return SoftmaxFn<false>::apply(x, dim, t, tt, dtype);
 }
-Tensor log_softmax_autograd(const Tensor& x, int64_t dim, double t, const std::optional<Tensor>& tt) {
-  return SoftmaxFn<true>::apply(x, dim, t, tt);
+Tensor log_softmax_autograd(const Tensor& x, int64_t dim, double t, const std::optional<Tensor>& tt,
+                            std::optional<at::ScalarType> dtype) {
+  return SoftmaxFn<true>::apply(x, dim, t, tt, dtype);
 }
 Tensor grouped_softmax_autograd(const Tensor& x, c10::IntArrayRef sizes, int64_t dim, double t,
                                 const std::optional<Tensor>& tt) {

@@ -26,9 +26,13 @@ TORCH_LIBRARY(glo_kernels, m) {
   m.def("elu_backward(Tensor grad, Tensor saved, float alpha, bool is_result) -> Tensor");
   // Logistic sigmoid; its backward reads the output y.
   m.def("sigmoid(Tensor x) -> Tensor");
+  // In-place sigmoid on x (its backward reads the output, which x then holds: sigmoid_backward(grad, x)).
+  m.def("sigmoid_(Tensor(a!) x) -> ()");
   m.def("sigmoid_backward(Tensor grad, Tensor y) -> Tensor");
   // tanh; its backward reads the output y.
   m.def("tanh(Tensor x) -> Tensor");
+  // In-place tanh on x (backward: tanh_backward(grad, x)).
+  m.def("tanh_(Tensor(a!) x) -> ()");
   m.def("tanh_backward(Tensor grad, Tensor y) -> Tensor");
   // PReLU with a weight of 1 or C (= x.size(1)) elements.
   m.def("prelu(Tensor x, Tensor weight) -> Tensor");
@@ -45,12 +49,17 @@ TORCH_LIBRARY(glo_kernels, m) {
 
   // Softmax family (docs/softmax_contract.md). The temperature is `temperature`, or the one value of
   // `temperature_tensor` when given (a learned temperature: read on the device, no host synchronization).
-  // softmax((x - max) / T) along dim; its backward reads the output y.
-  m.def("softmax(Tensor x, int dim, float temperature, Tensor? temperature_tensor) -> Tensor");
-  m.def("softmax_backward(Tensor grad, Tensor y, int dim, float temperature, Tensor? temperature_tensor) -> Tensor");
-  // log_softmax(x / T) along dim; its backward reads the output y.
-  m.def("log_softmax(Tensor x, int dim, float temperature, Tensor? temperature_tensor) -> Tensor");
-  m.def("log_softmax_backward(Tensor grad, Tensor y, int dim, float temperature, Tensor? temperature_tensor) -> Tensor");
+  // softmax((x - max) / T) along dim, in `dtype` (x's when None: softmax(x.to(dtype)), as torch.softmax's dtype; the
+  // pairs bfloat16/float16 -> float32 are fused, see fused_dtype_pair in glo/softmax_impls.h); its backward reads the
+  // output y and gives dx in `input_dtype` (grad's when None).
+  m.def("softmax(Tensor x, int dim, float temperature, Tensor? temperature_tensor, ScalarType? dtype=None) -> Tensor");
+  m.def("softmax_backward(Tensor grad, Tensor y, int dim, float temperature, Tensor? temperature_tensor, "
+        "ScalarType? input_dtype=None) -> Tensor");
+  // log_softmax(x / T) along dim (dtype as softmax); its backward reads the output y.
+  m.def("log_softmax(Tensor x, int dim, float temperature, Tensor? temperature_tensor, ScalarType? dtype=None) "
+        "-> Tensor");
+  m.def("log_softmax_backward(Tensor grad, Tensor y, int dim, float temperature, Tensor? temperature_tensor, "
+        "ScalarType? input_dtype=None) -> Tensor");
   // One softmax per consecutive group of `group_sizes` elements along dim (YOLO9000's WordTree).
   m.def("grouped_softmax(Tensor x, int[] group_sizes, int dim, float temperature, Tensor? temperature_tensor) -> Tensor");
   m.def("grouped_softmax_backward(Tensor grad, Tensor y, int[] group_sizes, int dim, float temperature, "

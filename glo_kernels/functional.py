@@ -192,23 +192,56 @@ def elu(x: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Ten
     return ns.elu(x, alpha)
 
 
-def _saved_output_op(name: str, x: torch.Tensor) -> torch.Tensor:
+class _SavedOutputInplace(torch.autograd.Function):
+    """In-place sigmoid / tanh under autograd: x is overwritten with the output, which is all their backward reads
+    (saved after the write, so autograd's version check catches a later in-place change of it)."""
+
+    @staticmethod
+    def forward(ctx, x, backend, name):
+        getattr(op_namespace(backend), name + "_")(x)
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(x)
+        ctx.backend, ctx.name = backend, name
+        return x
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        (y,) = ctx.saved_tensors
+        return getattr(op_namespace(ctx.backend), ctx.name + "_backward")(grad_y, y), None, None
+
+
+def _saved_output_op(name: str, x: torch.Tensor, inplace: bool) -> torch.Tensor:
     """An op without arguments whose backward reads its saved output (sigmoid, tanh)."""
     _check_x(x, name)
+    if inplace:
+        _check_inplace(x, name)
     backend = backends.backend_for(x.device, name)
     if backend == "reference":
-        return getattr(reference, name)(x)
-    return getattr(op_namespace(backend), name)(x)
+        return getattr(reference, name)(x, inplace=inplace)
+    ns = op_namespace(backend)
+    if inplace:
+        if _needs_grad(x):
+            return _SavedOutputInplace.apply(x, backend, name)
+        getattr(ns, name + "_")(x)
+        return x
+    return getattr(ns, name)(x)
 
 
-def sigmoid(x: torch.Tensor) -> torch.Tensor:
-    """Logistic sigmoid ``1 / (1 + exp(-x))``, as ``torch.sigmoid``; the backward reads the saved output."""
-    return _saved_output_op("sigmoid", x)
+def sigmoid(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """Logistic sigmoid ``1 / (1 + exp(-x))``, as ``torch.sigmoid``; the backward reads the saved output.
+
+    ``inplace=True`` overwrites and returns ``x``, as ``torch.sigmoid_`` (any strides; a non-contiguous x is computed
+    on a contiguous copy and written back): autograd stays right, since the backward needs only the output, which x
+    then holds. As with torch's in-place ops, a leaf that requires grad (or a view of one) raises, and a later
+    in-place change of the output is caught at backward.
+    """
+    return _saved_output_op("sigmoid", x, inplace)
 
 
-def tanh(x: torch.Tensor) -> torch.Tensor:
-    """``tanh(x)``, as ``torch.tanh``; the backward reads the saved output."""
-    return _saved_output_op("tanh", x)
+def tanh(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """``tanh(x)``, as ``torch.tanh``; the backward reads the saved output. ``inplace=True`` overwrites and returns
+    ``x``, as ``Tensor.tanh_`` (see :func:`sigmoid`)."""
+    return _saved_output_op("tanh", x, inplace)
 
 
 def pelu(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -310,7 +343,20 @@ def _softmax_common(name: str, x, dim, temperature):
     return dim, t, tt, backends.backend_for(x.device, name)
 
 
-def softmax(x: torch.Tensor, dim: int = -1, temperature=1.0) -> torch.Tensor:
+def _check_dtype(dtype, x: torch.Tensor, op: str):
+    """The output dtype argument: None or one of the four floating dtypes; None when it is x's own."""
+    if dtype is None:
+        return None
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"glo_kernels.{op}: argument 'dtype' must be a torch.dtype or None, got {type(dtype).__name__}")
+    if dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"glo_kernels.{op}: argument 'dtype' must be float64, float32, bfloat16 or float16 (the output is "
+            f"softmax(x.to(dtype))), got {dtype}")
+    return None if dtype == x.dtype else dtype
+
+
+def softmax(x: torch.Tensor, dim: int = -1, temperature=1.0, dtype: torch.dtype | None = None) -> torch.Tensor:
     """``softmax(x / temperature)`` along ``dim`` (Hinton et al. 2015's softened probabilities).
 
     ``temperature`` is a positive number or a one-element tensor; when that tensor requires grad (a learned
@@ -318,22 +364,29 @@ def softmax(x: torch.Tensor, dim: int = -1, temperature=1.0) -> torch.Tensor:
     temperature is applied as ``(x - max) / T``, so huge logits and tiny temperatures stay finite) and one backward,
     from the saved output: ``dx = y * (dy - sum(dy * y)) / T``. Any dim, shape and strides; float64, float32,
     bfloat16, float16 (16-bit computed in float32). A row containing NaN or +inf gives NaN, as torch.softmax.
+
+    ``dtype`` (None: x's) is the output's dtype, as ``torch.softmax(x, dim, dtype=...)``: the result is
+    ``softmax(x.to(dtype) / temperature)`` in ``dtype``, and the gradient comes back in x's dtype. bfloat16 or float16
+    logits with ``dtype=torch.float32`` (mixed precision: float32 probabilities) run fused, forward and backward: the
+    kernels read one dtype and write the other, no cast pass. Other pairs cast x first (one copy), then run the op.
     """
     dim, t, tt, backend = _softmax_common("softmax", x, dim, temperature)
+    dtype = _check_dtype(dtype, x, "softmax")
     if backend == "reference":
-        return reference.softmax(x, dim, temperature)
-    return op_namespace(backend).softmax(x, dim, t, tt)
+        return reference.softmax(x, dim, temperature, dtype)
+    return op_namespace(backend).softmax(x, dim, t, tt, dtype)
 
 
-def log_softmax(x: torch.Tensor, dim: int = -1, temperature=1.0) -> torch.Tensor:
+def log_softmax(x: torch.Tensor, dim: int = -1, temperature=1.0, dtype: torch.dtype | None = None) -> torch.Tensor:
     """``log_softmax(x / temperature)`` along ``dim``; backward ``dx = (dy - exp(y) * sum(dy)) / T`` from the output.
 
-    Arguments as :func:`softmax`.
+    Arguments (``dtype`` too) as :func:`softmax`.
     """
     dim, t, tt, backend = _softmax_common("log_softmax", x, dim, temperature)
+    dtype = _check_dtype(dtype, x, "log_softmax")
     if backend == "reference":
-        return reference.log_softmax(x, dim, temperature)
-    return op_namespace(backend).log_softmax(x, dim, t, tt)
+        return reference.log_softmax(x, dim, temperature, dtype)
+    return op_namespace(backend).log_softmax(x, dim, t, tt, dtype)
 
 
 def grouped_softmax(x: torch.Tensor, group_sizes, dim: int = -1, temperature=1.0) -> torch.Tensor:

@@ -107,42 +107,54 @@ def _temperature_repr(t) -> str:
     return f"temperature={t.item() if isinstance(t, torch.Tensor) and t.numel() == 1 else t}"
 
 
+def _dtype_repr(dtype) -> str:
+    return "" if dtype is None else f", dtype={dtype}"
+
+
 class Softmax(torch.nn.Softmax):
     """``torch.nn.Softmax(dim=None)`` with a ``temperature`` (default 1.0): ``softmax(x / temperature, dim)``.
 
     ``dim=None`` follows torch.nn.Softmax's legacy rule (0 for 0-, 1- and 3-d inputs, else 1, with its warning).
     ``temperature`` is a positive number or a one-element tensor; pass a ``torch.nn.Parameter`` to learn it (it is
-    then registered as this module's parameter ``temperature``).
+    then registered as this module's parameter ``temperature``). ``dtype`` (None: the input's) is the output's dtype,
+    as in :func:`glo_kernels.softmax` (e.g. float32 probabilities of bfloat16 logits, fused); it is not state (the
+    state_dict keys are torch.nn.Softmax's).
     """
 
-    def __init__(self, dim: int | None = None, temperature=1.0):
+    dtype: torch.dtype | None = None  # (modules pickled before the argument existed)
+
+    def __init__(self, dim: int | None = None, temperature=1.0, dtype: torch.dtype | None = None):
         super().__init__(dim)
         self.temperature = temperature
+        self.dtype = dtype
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         dim = self.dim if self.dim is not None else torch.nn.functional._get_softmax_dim("softmax", input.dim(), 5)
-        return F.softmax(input, dim, self.temperature)
+        return F.softmax(input, dim, self.temperature, self.dtype)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, {_temperature_repr(self.temperature)}"
+        return f"dim={self.dim}, {_temperature_repr(self.temperature)}" + _dtype_repr(self.dtype)
 
 
 class LogSoftmax(torch.nn.LogSoftmax):
     """``torch.nn.LogSoftmax(dim=None)`` with a ``temperature`` (default 1.0): ``log_softmax(x / temperature, dim)``.
 
-    Arguments as :class:`Softmax`.
+    Arguments (``dtype`` too) as :class:`Softmax`.
     """
 
-    def __init__(self, dim: int | None = None, temperature=1.0):
+    dtype: torch.dtype | None = None  # (modules pickled before the argument existed)
+
+    def __init__(self, dim: int | None = None, temperature=1.0, dtype: torch.dtype | None = None):
         super().__init__(dim)
         self.temperature = temperature
+        self.dtype = dtype
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         dim = self.dim if self.dim is not None else torch.nn.functional._get_softmax_dim("log_softmax", input.dim(), 5)
-        return F.log_softmax(input, dim, self.temperature)
+        return F.log_softmax(input, dim, self.temperature, self.dtype)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, {_temperature_repr(self.temperature)}"
+        return f"dim={self.dim}, {_temperature_repr(self.temperature)}" + _dtype_repr(self.dtype)
 
 
 class GroupedSoftmax(torch.nn.Module):

@@ -146,6 +146,7 @@ def _register(ns: str) -> None:
 
     for name in ("sigmoid", "tanh"):
         lib.register_fake(f"{ns}::{name}", lambda x: empty_like_dense(x))
+        lib.register_fake(f"{ns}::{name}_", lambda x: None)
         lib.register_fake(f"{ns}::{name}_backward", lambda grad, y: empty_like_dense(y))
 
     # ---- autograd: ReLU / Leaky ReLU save only the 1-bit mask ----
@@ -358,6 +359,49 @@ def _opmath_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+_FLOAT_DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
+
+# c10::ScalarType names, as the C++ error messages print them.
+_SCALAR_TYPE_NAMES = {
+    torch.float64: "Double",
+    torch.float32: "Float",
+    torch.float16: "Half",
+    torch.bfloat16: "BFloat16",
+    torch.int64: "Long",
+    torch.int32: "Int",
+    torch.int16: "Short",
+    torch.int8: "Char",
+    torch.uint8: "Byte",
+    torch.bool: "Bool",
+    torch.complex32: "ComplexHalf",
+    torch.complex64: "ComplexFloat",
+    torch.complex128: "ComplexDouble",
+}
+
+
+def scalar_type_name(dtype: torch.dtype) -> str:
+    """A dtype as c10::ScalarType prints it in the C++ error messages (Float, Half, Int, ...)."""
+    name = _SCALAR_TYPE_NAMES.get(dtype)
+    if name is None:
+        name = str(dtype).removeprefix("torch.")
+        name = name[:1].upper() + name[1:]
+    return name
+
+
+def fused_dtype_pair(src: torch.dtype, dst: torch.dtype) -> bool:
+    """Whether softmax / log_softmax with dtype=dst of a src input runs one fused kernel (reads src, writes dst; the
+    backward reads dst, writes src): bfloat16 / float16 -> float32 (fused_dtype_pair of csrc/include/glo/
+    softmax_impls.h). Other pairs cast x first, then run the op: torch's semantics, softmax(x.to(dtype))."""
+    return dst == torch.float32 and src in (torch.bfloat16, torch.float16)
+
+
+def check_dtype_arg(dtype, op: str, arg: str) -> None:
+    """The registered ops' check of a ScalarType? argument (the C++ glue's resolve_dtype, same text)."""
+    if dtype is not None and dtype not in _FLOAT_DTYPES:
+        raise RuntimeError(f"glo_kernels.{op}: argument '{arg}' must be a floating-point dtype (float64, float32, "
+                           f"bfloat16 or float16), got {scalar_type_name(dtype)}")
+
+
 def _temperature_value(t: float, tt, like: torch.Tensor):
     """T as a number, or as a 0-d opmath tensor on like's device when given as a tensor."""
     if tt is None:
@@ -399,9 +443,10 @@ def _group_sum(t: torch.Tensor, dim: int, group_sizes) -> torch.Tensor:
     return torch.cat([p.sum(dim, keepdim=True).expand_as(p) for p in t.split(list(group_sizes), dim)], dim)
 
 
-def softmax_backward_formula(grad, y, dim, t, tt, log=False, group_sizes=None):
+def softmax_backward_formula(grad, y, dim, t, tt, log=False, group_sizes=None, input_dtype=None):
     """The backward ops in plain torch ops (differentiable in grad, y and a temperature tensor): used for their own
-    backward (double backward) and as documentation of what the kernels compute."""
+    backward (double backward) and as documentation of what the kernels compute. dx in input_dtype (grad's if
+    None)."""
     acc = _opmath_dtype(grad.dtype)
     squeeze = grad.dim() == 0
     g, yy = grad.to(acc), y.to(acc)
@@ -412,7 +457,7 @@ def softmax_backward_formula(grad, y, dim, t, tt, log=False, group_sizes=None):
         dx = (g - torch.exp(yy) * _group_sum(g, dim, group_sizes)) * inv_t
     else:
         dx = yy * (g - _group_sum(g * yy, dim, group_sizes)) * inv_t
-    return (dx.reshape(()) if squeeze else dx).to(grad.dtype)
+    return (dx.reshape(()) if squeeze else dx).to(grad.dtype if input_dtype is None else input_dtype)
 
 
 def _rows(shape) -> int:
@@ -426,9 +471,21 @@ def _register_softmax(ns: str) -> None:
     lib = torch.library
     ops = getattr(torch.ops, ns)
 
+    def _fake_forward(name):
+        def fake(x, dim, t, tt, dtype=None):  # y in dtype (x's when None)
+            check_dtype_arg(dtype, name, "dtype")
+            return x.new_empty(x.shape, dtype=x.dtype if dtype is None else dtype)
+        return fake
+
+    def _fake_backward(name):
+        def fake(grad, y, dim, t, tt, input_dtype=None):  # dx in input_dtype (grad's when None)
+            check_dtype_arg(input_dtype, name, "input_dtype")
+            return grad.new_empty(grad.shape, dtype=grad.dtype if input_dtype is None else input_dtype)
+        return fake
+
     for name in ("softmax", "log_softmax"):
-        lib.register_fake(f"{ns}::{name}", lambda x, dim, t, tt: x.new_empty(x.shape))
-        lib.register_fake(f"{ns}::{name}_backward", lambda grad, y, dim, t, tt: grad.new_empty(grad.shape))
+        lib.register_fake(f"{ns}::{name}", _fake_forward(name))
+        lib.register_fake(f"{ns}::{name}_backward", _fake_backward(name + "_backward"))
     lib.register_fake(f"{ns}::grouped_softmax", lambda x, sizes, dim, t, tt: x.new_empty(x.shape))
     lib.register_fake(f"{ns}::grouped_softmax_backward", lambda grad, y, sizes, dim, t, tt: grad.new_empty(grad.shape))
 
@@ -441,34 +498,48 @@ def _register_softmax(ns: str) -> None:
     def _(grad, student, teacher, stats, temperature, reduction, teacher_grad):
         return student.new_empty(student.shape), student.new_empty(student.shape if teacher_grad else (0,))
 
-    # ---- forward ops: save the output (and x when a temperature tensor needs its gradient) ----
-    def _setup(ctx, inputs, output):
-        x, *rest = inputs
-        tt = rest[-1]
-        ctx.args = rest[:-1]  # (dim, t) or (group_sizes, dim, t)
-        ctx.tt_grad = tt is not None and tt.requires_grad
-        ctx.save_for_backward(output, x if ctx.tt_grad else None, tt)
+    # ---- forward ops: save the output (and x when a temperature tensor needs its gradient). softmax and log_softmax
+    # end with dtype (the output's): their backward op then gets x's dtype as input_dtype (dx in x's dtype) ----
+    def _make_setup(has_dtype):
+        def setup(ctx, inputs, output):
+            x, *rest = inputs
+            if has_dtype:
+                rest = rest[:-1]
+                ctx.in_dtype = (x.dtype,) if output.dtype != x.dtype else (None,)
+            else:
+                ctx.in_dtype = ()
+            tt = rest[-1]
+            ctx.args = rest[:-1]  # (dim, t) or (group_sizes, dim, t)
+            ctx.tt_grad = tt is not None and tt.requires_grad
+            ctx.save_for_backward(output, x if ctx.tt_grad else None, tt)
+
+        return setup
 
     def _make_bwd(name):
         backward_op = getattr(ops, name + "_backward")
 
         def bwd(ctx, grad_y):
             y, x, tt = ctx.saved_tensors
-            dx = backward_op(grad_y, y, *ctx.args, tt)
+            dx = backward_op(grad_y, y, *ctx.args, tt, *ctx.in_dtype)
             d_tt = temperature_grad(dx, x, tt) if ctx.tt_grad else None
-            return (dx,) + (None,) * len(ctx.args) + (d_tt,)
+            return (dx,) + (None,) * len(ctx.args) + (d_tt,) + (None,) * len(ctx.in_dtype)
 
         return bwd
 
     for name in ("softmax", "log_softmax", "grouped_softmax"):
-        _register_autograd(f"{ns}::{name}", _make_bwd(name), setup_context=_setup)
+        _register_autograd(f"{ns}::{name}", _make_bwd(name), setup_context=_make_setup(name != "grouped_softmax"))
 
-    # ---- backward ops: their backward differentiates softmax_backward_formula (plain torch ops) ----
-    def _bwd_setup(ctx, inputs, output):
-        grad, y, *rest = inputs
-        tt = rest[-1]
-        ctx.args = rest[:-1]
-        ctx.save_for_backward(grad, y, tt)
+    # ---- backward ops: their backward differentiates softmax_backward_formula (plain torch ops); softmax_backward and
+    # log_softmax_backward end with input_dtype (dx's) ----
+    def _make_bwd_setup(has_dtype):
+        def bwd_setup(ctx, inputs, output):
+            grad, y, *rest = inputs
+            ctx.in_dtype = (rest.pop(),) if has_dtype else ()
+            tt = rest[-1]
+            ctx.args = rest[:-1]
+            ctx.save_for_backward(grad, y, tt)
+
+        return bwd_setup
 
     def _make_bwd_bwd(log, grouped):
         def bwd_bwd(ctx, gg):
@@ -481,17 +552,19 @@ def _register_softmax(ns: str) -> None:
                 g_ = grad.detach().requires_grad_()
                 y_ = y.detach().requires_grad_()
                 tt_ = tt.detach().requires_grad_() if tt is not None and tt.requires_grad else None
-                out = softmax_backward_formula(g_, y_, dim, t, tt_ if tt_ is not None else tt, log, group_sizes)
+                out = softmax_backward_formula(g_, y_, dim, t, tt_ if tt_ is not None else tt, log, group_sizes,
+                                               *ctx.in_dtype)
                 wrt = [g_, y_] + ([tt_] if tt_ is not None else [])
                 grads = torch.autograd.grad(out, wrt, gg, allow_unused=True)
             d_tt = grads[2] if tt_ is not None else None
-            return (grads[0], grads[1]) + (None,) * len(ctx.args) + (d_tt,)
+            return (grads[0], grads[1]) + (None,) * len(ctx.args) + (d_tt,) + (None,) * len(ctx.in_dtype)
 
         return bwd_bwd
 
-    _register_autograd(f"{ns}::softmax_backward", _make_bwd_bwd(False, False), setup_context=_bwd_setup)
-    _register_autograd(f"{ns}::log_softmax_backward", _make_bwd_bwd(True, False), setup_context=_bwd_setup)
-    _register_autograd(f"{ns}::grouped_softmax_backward", _make_bwd_bwd(False, True), setup_context=_bwd_setup)
+    _register_autograd(f"{ns}::softmax_backward", _make_bwd_bwd(False, False), setup_context=_make_bwd_setup(True))
+    _register_autograd(f"{ns}::log_softmax_backward", _make_bwd_bwd(True, False), setup_context=_make_bwd_setup(True))
+    _register_autograd(f"{ns}::grouped_softmax_backward", _make_bwd_bwd(False, True),
+                       setup_context=_make_bwd_setup(False))
 
     # ---- distillation loss: saves both logits (inputs, no copy) and 5 statistics per row ----
     def _distill_setup(ctx, inputs, output):

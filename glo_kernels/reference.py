@@ -24,21 +24,33 @@ def prelu(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return F.prelu(x, weight)
 
 
+def _opmath(*ts):
+    """16-bit tensors as float32 (the library computes 16-bit types in float32), others unchanged."""
+    return [t.float() if t.dtype in (torch.float16, torch.bfloat16) else t for t in ts]
+
+
 class _ELU(torch.autograd.Function):
     """ELU in plain torch ops with glo_kernels' conventions. PyTorch's own CPU kernel is not consistent at NaN inputs
     (its vectorized loop gives a NaN gradient, its scalar tail passes the incoming gradient); ours always propagates
-    NaN. Elsewhere this equals torch.nn.functional.elu, including the slope alpha taken at 0."""
+    NaN. Elsewhere this equals torch.nn.functional.elu, including the slope alpha taken at 0.
+
+    16-bit inputs are computed in float32 and rounded once, as by the kernels (ELU<float> of activations.h). The
+    backward's exp is taken of min(x, 0): the side torch.where does not select stays finite for large positive x, so
+    that differentiating the backward (double backward) gives 0 * finite there, not 0 * inf = NaN."""
 
     @staticmethod
     def forward(ctx, x, alpha):
         ctx.save_for_backward(x)
         ctx.alpha = alpha
-        return torch.where(x < 0, torch.expm1(x) * alpha, x)
+        (xf,) = _opmath(x)
+        return torch.where(xf < 0, torch.expm1(xf) * alpha, xf).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_y):
         (x,) = ctx.saved_tensors
-        return torch.where(x > 0, grad_y, grad_y * ctx.alpha * torch.exp(x)), None
+        xf, gf = _opmath(x, grad_y)
+        neg = gf * ctx.alpha * torch.exp(torch.clamp(xf, max=0.0))
+        return torch.where(xf > 0, gf, neg).to(grad_y.dtype), None
 
 
 def elu(x: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Tensor:
@@ -50,17 +62,36 @@ def elu(x: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Ten
     return _ELU.apply(x, alpha)
 
 
-def sigmoid(x: torch.Tensor) -> torch.Tensor:
-    return torch.sigmoid(x)
+def _is_dense(x: torch.Tensor) -> bool:
+    """Whether x covers its memory without gaps or overlaps (any order of dims)."""
+    expected = 1
+    for stride, size in sorted((st, n) for st, n in zip(x.stride(), x.shape) if n != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
 
 
-def tanh(x: torch.Tensor) -> torch.Tensor:
-    return torch.tanh(x)
+def _dense_op(fn, x: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """fn (torch.sigmoid / torch.tanh) on x's values in a dense layout, out of place or written back into x.
+    PyTorch's vectorized and scalar loops of sigmoid differ by an ulp, and which one an element gets depends on the
+    layout (a strided view runs the scalar loop): the values of a non-dense x are therefore computed on a contiguous
+    copy, so that in place and out of place, on a view or on its contiguous clone, give the same bits. torch's own
+    in-place op (x.sigmoid_()) runs on a dense x, whose out-of-place result has the same layout and loops."""
+    dense = _is_dense(x)
+    if not inplace:
+        return fn(x if dense else x.contiguous())
+    if dense:
+        return getattr(x, fn.__name__ + "_")()
+    return x.copy_(fn(x.contiguous()))
 
 
-def _opmath(*ts):
-    """16-bit tensors as float32 (the library computes 16-bit types in float32), others unchanged."""
-    return [t.float() if t.dtype in (torch.float16, torch.bfloat16) else t for t in ts]
+def sigmoid(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    return _dense_op(torch.sigmoid, x, inplace)
+
+
+def tanh(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    return _dense_op(torch.tanh, x, inplace)
 
 
 class _PELU(torch.autograd.Function):
@@ -136,14 +167,15 @@ def _softmax_like(fn, x: torch.Tensor, dim: int, temperature) -> torch.Tensor:
     return fn(_shift(xf, dim) / t, dim).to(x.dtype)
 
 
-def softmax(x: torch.Tensor, dim: int = -1, temperature=1.0) -> torch.Tensor:
-    """softmax(x / T) along dim (T a number or a 0-d tensor)."""
-    return _softmax_like(torch.softmax, x, dim, temperature)
+def softmax(x: torch.Tensor, dim: int = -1, temperature=1.0, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """softmax(x / T) along dim (T a number or a 0-d tensor), of x.to(dtype) when dtype is given (the cast's backward
+    returns the gradient in x's dtype)."""
+    return _softmax_like(torch.softmax, x if dtype is None else x.to(dtype), dim, temperature)
 
 
-def log_softmax(x: torch.Tensor, dim: int = -1, temperature=1.0) -> torch.Tensor:
-    """log_softmax(x / T) along dim."""
-    return _softmax_like(torch.log_softmax, x, dim, temperature)
+def log_softmax(x: torch.Tensor, dim: int = -1, temperature=1.0, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """log_softmax(x / T) along dim, of x.to(dtype) when dtype is given."""
+    return _softmax_like(torch.log_softmax, x if dtype is None else x.to(dtype), dim, temperature)
 
 
 def grouped_softmax(x: torch.Tensor, group_sizes, dim: int = -1, temperature=1.0) -> torch.Tensor:

@@ -68,8 +68,10 @@ def _opcheck_cases(device):
         ("elu_backward", (dy.clone().requires_grad_(), xr, 0.7, False)),
         ("elu_backward", (dy.clone().requires_grad_(), torch.nn.functional.elu(xr, 0.7), 0.7, True)),
         ("sigmoid", (xr,)),
+        ("sigmoid_", (x.clone(),)),
         ("sigmoid_backward", (dy.clone().requires_grad_(), torch.sigmoid(xr))),
         ("tanh", (xr,)),
+        ("tanh_", (x.clone(),)),
         ("tanh_backward", (dy.clone().requires_grad_(), torch.tanh(xr))),
         ("pelu", (xr, wc.clone().requires_grad_() + 0.5, wc.clone().requires_grad_() + 0.3)),
         ("pelu", (xr, w1.clone().requires_grad_(), w1.clone().requires_grad_() + 1.0)),
@@ -94,7 +96,8 @@ def _channels_last_opcheck_cases(device):
     mask = torch.ops.glo_kernels.relu(x.cpu(), True)[1].to(device)
     cases = [("relu", (xr, True)), ("leaky_relu", (xr, 0.2, True)), ("relu_", (x.clone(), True)),
              ("leaky_relu_", (x.clone(), 0.2, True)), ("elu", (xr, 0.7)), ("elu_", (x.clone(), 0.7)),
-             ("sigmoid", (xr,)), ("tanh", (xr,)), ("relu_backward", (g_cl, mask))]
+             ("sigmoid", (xr,)), ("tanh", (xr,)), ("sigmoid_", (x.clone(),)), ("tanh_", (x.clone(),)),
+             ("relu_backward", (g_cl, mask))]
     w = torch.rand(3, dtype=torch.float64, device=device, requires_grad=True)
     a, b = (torch.rand(3, dtype=torch.float64, device=device).add(0.5).requires_grad_() for _ in range(2))
     cases += [("prelu", (xr, w)), ("prelu", (xr, w[:1])), ("pelu", (xr, a, b)), ("pelu", (xr, a[:1], b[:1]))]

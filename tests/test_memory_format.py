@@ -21,6 +21,8 @@ INPLACE = {
     "relu": lambda x: glo_kernels.relu(x, inplace=True),
     "leaky_relu": lambda x: glo_kernels.leaky_relu(x, 0.2, inplace=True),
     "elu": lambda x: glo_kernels.elu(x, 0.7, inplace=True),
+    "sigmoid": lambda x: glo_kernels.sigmoid(x, inplace=True),
+    "tanh": lambda x: glo_kernels.tanh(x, inplace=True),
 }
 # Ops with learned parameters: (function of x and the parameters, parameter count, a parameter's values).
 PARAM_OPS = {

@@ -357,8 +357,8 @@ def test_inplace_modifies_exactly_x(op, backend, layout):
 
 @pytest.mark.parametrize("layout", ["offset", "strided"])
 def test_registered_inplace_ops_write_only_x(backend, layout):
-    """relu_, leaky_relu_ and elu_ called directly on a view write exactly the view's elements; the returned mask
-    does not alias the buffer."""
+    """relu_, leaky_relu_, elu_, sigmoid_ and tanh_ called directly on a view write exactly the view's elements; the
+    returned mask does not alias the buffer."""
     name, device = backend
     ns = _ns(name)
     if ns is None:
@@ -368,7 +368,9 @@ def test_registered_inplace_ops_write_only_x(backend, layout):
                                ("relu_", (False,), lambda v: ns.relu(v, False)[0]),
                                ("leaky_relu_", (-0.5, True), lambda v: ns.leaky_relu(v, -0.5, False)[0]),
                                ("leaky_relu_", (0.2, False), lambda v: ns.leaky_relu(v, 0.2, False)[0]),
-                               ("elu_", (0.7,), lambda v: ns.elu(v, 0.7))):
+                               ("elu_", (0.7,), lambda v: ns.elu(v, 0.7)),
+                               ("sigmoid_", (), ns.sigmoid),
+                               ("tanh_", (), ns.tanh)):
         buf = make_input((416,), torch.float32, device, generator=gen)
         expected = buf.clone()
         _view_in_buffer(expected, layout).copy_(ref(_view_in_buffer(buf, layout).clone()))

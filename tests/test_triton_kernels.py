@@ -1131,8 +1131,11 @@ def test_opcheck_schema():
         (T.elu_backward.default, (g, x, 1.0, False)),
         (T.elu_backward.default, (g, T.elu(x, 1.0), 1.0, True)),
         (T.sigmoid.default, (x,)),
+        (T.sigmoid_.default, (x.clone(),)),
+        (T.sigmoid_.default, (x.clone().reshape(5, 10).t(),)),
         (T.sigmoid_backward.default, (g, T.sigmoid(x))),
         (T.tanh.default, (x,)),
+        (T.tanh_.default, (x.clone(),)),
         (T.tanh_backward.default, (g, T.tanh(x))),
     ]
     for op, args in calls:

@@ -90,13 +90,17 @@ T inv_temperature(const Temperature& temp) {
 }
 
 // ---- one contiguous row (or group) of n elements ----
-template <typename scalar_t>
+// in_t: the forward's input dtype (and the backward's dx); out_t: the forward's output dtype (and the backward's dy and
+// y). Equal, or a fused widening pair (bfloat16 / float16 -> float: softmax_impls.h fused_dtype_pair), which share
+// the opmath type: the kernels load one dtype and store the other, with no separate cast pass.
+template <typename in_t, typename out_t = in_t>
 struct RowKernels {
-  using T = opmath_t<scalar_t>;
+  using T = opmath_t<in_t>;
+  static_assert(std::is_same_v<T, opmath_t<out_t>>, "a fused dtype pair shares its opmath type");
   static inline volatile T sink_ = 0;  // keeps loads that only bring data into cache
 
-  // softmax / log-softmax of x[0, n) into y; rowbuf: n floats for 16-bit softmax (unused otherwise).
-  static void forward(const scalar_t* x, scalar_t* y, int64_t n, T inv_t, bool log, T* rowbuf, T* chunk_max_buf) {
+  // softmax / log-softmax of x[0, n) into y; rowbuf: n floats for a 16-bit output (unused otherwise).
+  static void forward(const in_t* x, out_t* y, int64_t n, T inv_t, bool log, T* rowbuf, T* chunk_max_buf) {
     alignas(64) T xbuf[kChunk];
     alignas(64) T ebuf[kChunk];
     const int64_t chunks = (n + kChunk - 1) / kChunk;
@@ -106,7 +110,7 @@ struct RowKernels {
       const int64_t base = c * kChunk, cnt = std::min(kChunk, n - base);
       const T* xs = cpu::load_chunk(x + base, xbuf, cnt);
       const T mn = max_skip_nan(m, chunk_max(xs, cnt));
-      T* es = log ? ebuf : (cpu::kIsOpmath<scalar_t> ? reinterpret_cast<T*>(y + base) : rowbuf + base);
+      T* es = log ? ebuf : (cpu::kIsOpmath<out_t> ? reinterpret_cast<T*>(y + base) : rowbuf + base);
       chunk_max_buf[c] = mn;
       if (mn == kNegInf<T>) {  // only -inf (and NaN) so far: no contribution; the row is NaN if it stays so
         if (!log) std::fill(es, es + cnt, T(0));
@@ -122,7 +126,7 @@ struct RowKernels {
       if (!log) std::memcpy(es, ebuf, static_cast<size_t>(cnt) * sizeof(T));
     }
     if (m == kNegInf<T> || nan_row) {  // a row of -inf, or with NaN: NaN, as torch.softmax
-      std::fill(y, y + n, static_cast<scalar_t>(std::numeric_limits<T>::quiet_NaN()));
+      std::fill(y, y + n, static_cast<out_t>(std::numeric_limits<T>::quiet_NaN()));
       return;
     }
     if (log) {
@@ -141,7 +145,7 @@ struct RowKernels {
       const int64_t base = c * kChunk, cnt = std::min(kChunk, n - base);
       const T cm = chunk_max_buf[c];
       const T f = (cm == kNegInf<T> ? T(0) : gexp((cm - m) * inv_t)) * inv_s;
-      if constexpr (cpu::kIsOpmath<scalar_t>) {
+      if constexpr (cpu::kIsOpmath<out_t>) {
         T* ys = reinterpret_cast<T*>(y + base);
         for (int64_t j = 0; j < cnt; ++j) ys[j] *= f;
       } else {
@@ -152,8 +156,8 @@ struct RowKernels {
     }
   }
 
-  // softmax: dx = y (dy - sum dy y) inv_t;  log-softmax: dx = (dy - exp(y) sum dy) inv_t.
-  static void backward(const scalar_t* g, const scalar_t* y, scalar_t* dx, int64_t n, T inv_t, bool log) {
+  // softmax: dx = y (dy - sum dy y) inv_t;  log-softmax: dx = (dy - exp(y) sum dy) inv_t. dy, y: out_t; dx: in_t.
+  static void backward(const out_t* g, const out_t* y, in_t* dx, int64_t n, T inv_t, bool log) {
     alignas(64) T gbuf[kChunk];
     alignas(64) T ybuf[kChunk];
     alignas(64) T dbuf[kChunk];
@@ -188,13 +192,16 @@ struct RowKernels {
 };
 
 // ---- a tile of w <= kColTile columns of a strided softmax: element (r, c) at p[r * stride + c], r < n ----
-template <typename scalar_t>
+// (in_t, out_t as RowKernels)
+template <typename in_t, typename out_t = in_t>
 struct ColKernels {
-  using T = opmath_t<scalar_t>;
+  using T = opmath_t<in_t>;
+  static_assert(std::is_same_v<T, opmath_t<out_t>>, "a fused dtype pair shares its opmath type");
 
+  template <typename scalar_t>
   static void load(const scalar_t* p, T* dst, int64_t w) { cpu::to_opmath(p, dst, w); }
 
-  static void forward(const scalar_t* x, scalar_t* y, int64_t n, int64_t stride, int64_t w, T inv_t, bool log) {
+  static void forward(const in_t* x, out_t* y, int64_t n, int64_t stride, int64_t w, T inv_t, bool log) {
     alignas(64) T m[kColTile], s[kColTile], v[kColTile], o[kColTile];
     std::fill(m, m + w, kNegInf<T>);
     std::fill(s, s + w, T(0));
@@ -218,7 +225,7 @@ struct ColKernels {
     }
   }
 
-  static void backward(const scalar_t* g, const scalar_t* y, scalar_t* dx, int64_t n, int64_t stride, int64_t w,
+  static void backward(const out_t* g, const out_t* y, in_t* dx, int64_t n, int64_t stride, int64_t w,
                        T inv_t, bool log) {
     alignas(64) T acc[kColTile], gv[kColTile], yv[kColTile], o[kColTile];
     std::fill(acc, acc + w, T(0));
@@ -272,13 +279,13 @@ void for_each_segment(const SoftmaxGeometry& g, const int64_t* offsets, int64_t 
   });
 }
 
-template <typename scalar_t>
+template <typename in_t, typename out_t = in_t>
 void softmax_forward_impl(const Tensor& x, const Tensor& y, const SoftmaxGeometry& g, const int64_t* offsets,
                           int64_t groups, const Temperature& temp, bool log) {
-  using T = opmath_t<scalar_t>;
+  using T = opmath_t<in_t>;
   const T inv_t = inv_temperature<T>(temp);
-  const scalar_t* xp = x.const_data_ptr<scalar_t>();
-  scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+  const in_t* xp = x.const_data_ptr<in_t>();
+  out_t* yp = y.mutable_data_ptr<out_t>();
   int64_t longest = 0;
   for (int64_t k = 0; k < groups; ++k) longest = std::max(longest, offsets[k + 1] - offsets[k]);
   for_each_segment(
@@ -286,29 +293,32 @@ void softmax_forward_impl(const Tensor& x, const Tensor& y, const SoftmaxGeometr
       [&](int64_t off, int64_t n) {
         // Per-thread buffers, reused across the rows of a task.
         thread_local std::vector<T> rowbuf, maxbuf;
-        if (!cpu::kIsOpmath<scalar_t> && static_cast<int64_t>(rowbuf.size()) < longest) rowbuf.resize(longest);
+        if (!cpu::kIsOpmath<out_t> && static_cast<int64_t>(rowbuf.size()) < longest) rowbuf.resize(longest);
         const int64_t chunks = (longest + kChunk - 1) / kChunk;
         if (static_cast<int64_t>(maxbuf.size()) < chunks) maxbuf.resize(chunks);
-        RowKernels<scalar_t>::forward(xp + off, yp + off, n, inv_t, log, rowbuf.data(), maxbuf.data());
+        RowKernels<in_t, out_t>::forward(xp + off, yp + off, n, inv_t, log, rowbuf.data(), maxbuf.data());
       },
       [&](int64_t off, int64_t n, int64_t w) {
-        ColKernels<scalar_t>::forward(xp + off, yp + off, n, g.inner, w, inv_t, log);
+        ColKernels<in_t, out_t>::forward(xp + off, yp + off, n, g.inner, w, inv_t, log);
       });
 }
 
-template <typename scalar_t>
+// grad, y: out_t; dx: in_t (the forward's input dtype).
+template <typename in_t, typename out_t = in_t>
 void softmax_backward_impl(const Tensor& grad, const Tensor& y, const Tensor& dx, const SoftmaxGeometry& g,
                            const int64_t* offsets, int64_t groups, const Temperature& temp, bool log) {
-  using T = opmath_t<scalar_t>;
+  using T = opmath_t<in_t>;
   const T inv_t = inv_temperature<T>(temp);
-  const scalar_t* gp = grad.const_data_ptr<scalar_t>();
-  const scalar_t* yp = y.const_data_ptr<scalar_t>();
-  scalar_t* dp = dx.mutable_data_ptr<scalar_t>();
+  const out_t* gp = grad.const_data_ptr<out_t>();
+  const out_t* yp = y.const_data_ptr<out_t>();
+  in_t* dp = dx.mutable_data_ptr<in_t>();
   for_each_segment(
       g, offsets, groups,
-      [&](int64_t off, int64_t n) { RowKernels<scalar_t>::backward(gp + off, yp + off, dp + off, n, inv_t, log); },
+      [&](int64_t off, int64_t n) {
+        RowKernels<in_t, out_t>::backward(gp + off, yp + off, dp + off, n, inv_t, log);
+      },
       [&](int64_t off, int64_t n, int64_t w) {
-        ColKernels<scalar_t>::backward(gp + off, yp + off, dp + off, n, g.inner, w, inv_t, log);
+        ColKernels<in_t, out_t>::backward(gp + off, yp + off, dp + off, n, g.inner, w, inv_t, log);
       });
 }
 
@@ -455,17 +465,35 @@ void distill_backward_impl(const Tensor& grad, const Tensor& s, const Tensor& t,
 
 #define GLO_SOFTMAX_DISPATCH(TYPE, NAME, ...) AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
 
+// f(in_t{}, out_t{}) for a dtype pair of a softmax forward (in -> out) or backward (dx in `in`, dy and y in `out`):
+// one dtype, or a fused widening pair (fused_dtype_pair of softmax_impls.h).
+template <class F>
+void dispatch_dtype_pair(at::ScalarType in, at::ScalarType out, const char* name, const F& f) {
+  if (in == out) {
+    GLO_SOFTMAX_DISPATCH(in, "glo_softmax_cpu", [&] { f(scalar_t{}, scalar_t{}); });
+  } else if (in == at::kBFloat16 && out == at::kFloat) {
+    f(c10::BFloat16{}, float{});
+  } else if (in == at::kHalf && out == at::kFloat) {
+    f(c10::Half{}, float{});
+  } else {
+    TORCH_CHECK(false, "glo_kernels: ", name, ": no fused kernel for ", in, " -> ", out,
+                " (softmax_impls.h casts first)");
+  }
+}
+
 struct CpuSoftmaxKernels {
   static void softmax_forward(const Tensor& x, Tensor& y, SoftmaxGeometry g, const Temperature& temp, bool log) {
     const int64_t offsets[2] = {0, g.size};
-    GLO_SOFTMAX_DISPATCH(x.scalar_type(), "glo_softmax_cpu",
-                         [&] { softmax_forward_impl<scalar_t>(x, y, g, offsets, 1, temp, log); });
+    dispatch_dtype_pair(x.scalar_type(), y.scalar_type(), "glo_softmax_cpu", [&](auto in, auto out) {
+      softmax_forward_impl<decltype(in), decltype(out)>(x, y, g, offsets, 1, temp, log);
+    });
   }
   static void softmax_backward(const Tensor& grad, const Tensor& y, Tensor& dx, SoftmaxGeometry g,
                                const Temperature& temp, bool log) {
     const int64_t offsets[2] = {0, g.size};
-    GLO_SOFTMAX_DISPATCH(grad.scalar_type(), "glo_softmax_backward_cpu",
-                         [&] { softmax_backward_impl<scalar_t>(grad, y, dx, g, offsets, 1, temp, log); });
+    dispatch_dtype_pair(dx.scalar_type(), grad.scalar_type(), "glo_softmax_backward_cpu", [&](auto in, auto out) {
+      softmax_backward_impl<decltype(in), decltype(out)>(grad, y, dx, g, offsets, 1, temp, log);
+    });
   }
   static void grouped_softmax_forward(const Tensor& x, Tensor& y, SoftmaxGeometry g, const Tensor& offsets,
                                       const Temperature& temp) {

@@ -33,6 +33,12 @@
 // threads, about 8 vectors per thread), one online pass over s and t for the statistics, a second pass for the
 // pointwise loss; its backward is element-wise (reduced) or a row group per row (A, B sums, then the write pass).
 //
+// Output dtypes (softmax / log-softmax with dtype=, fused_dtype_pair of glo/softmax_impls.h): the forward kernels read
+// x in scalar_t and write y in out_t, the backward kernels read dy and y in scalar_t and write dx in dx_t; equal
+// types, or a fused widening pair (bfloat16 / float16 x, float y and dy), which share the opmath type float. Chunks
+// are sized by the type read (16-byte loads); their outputs are stored as vectors of the same number of elements
+// (store_vec: one 16-byte store per 16 bytes, or one 8-byte store for 4 half-size elements).
+//
 // Special values: the maximum skips NaN (fmax), but a NaN reaches the sum (exp(NaN - m) = NaN); +inf gives
 // exp(inf - inf) = NaN; a row of -inf gives m = -inf and x - m = NaN in the write pass. The online (max, sum) keeps
 // the sum relative to the "safe" max (0 while the max is -inf), so a leading run of -inf never creates a NaN, and
@@ -268,18 +274,51 @@ __device__ __forceinline__ void load_smem_chunks(Vec16<scalar_t>* sc, const scal
   }
 }
 
-template <typename scalar_t>
-__device__ __forceinline__ void store_chunk(scalar_t* __restrict__ p, const Vec16<scalar_t>& o, int n, int e,
-                                            bool vec) {
-  using V = Vec16<scalar_t>;
-  constexpr int VEC = V::kSize;
+// N consecutive elements of type o_t, stored as vectors of at most 16 bytes (VecN aligned to its size).
+template <typename o_t, int N>
+struct alignas(N * sizeof(o_t) >= 16 ? 16 : N * sizeof(o_t)) VecN {
+  o_t val[N];
+};
+
+// o[0, N) to p[0, N), p aligned to min(16, N * sizeof(o_t)) bytes: one vector store per 16 bytes (a chunk of the
+// type read holds 16 bytes; written in a dtype twice as wide it takes two stores, half as wide one 8-byte store).
+template <typename o_t, int N>
+__device__ __forceinline__ void store_vec(o_t* __restrict__ p, const o_t (&o)[N]) {
+  constexpr int kPiece = N * static_cast<int>(sizeof(o_t)) > 16 ? 16 / static_cast<int>(sizeof(o_t)) : N;
+#pragma unroll
+  for (int k = 0; k < N; k += kPiece) {
+    VecN<o_t, kPiece> piece;
+#pragma unroll
+    for (int j = 0; j < kPiece; ++j) piece.val[j] = o[k + j];
+    *reinterpret_cast<VecN<o_t, kPiece>*>(p + k) = piece;
+  }
+}
+
+// An output chunk o (elements e + [0, N) of a row of n): vector stores (vec), or the elements below n one by one.
+template <typename o_t, int N>
+__device__ __forceinline__ void store_chunk(o_t* __restrict__ p, const o_t (&o)[N], int n, int e, bool vec) {
   if (vec) {
-    if (e < n) *reinterpret_cast<V*>(p + e) = o;
+    if (e < n) store_vec(p + e, o);
   } else {
 #pragma unroll
-    for (int j = 0; j < VEC; ++j) {
-      if (e + j < n) p[e + j] = o.val[j];
+    for (int j = 0; j < N; ++j) {
+      if (e + j < n) p[e + j] = o[j];
     }
+  }
+}
+
+// Writes the N outputs value(j), j < N, of the chunk at element e (as store_chunk), computed and stored 16 bytes of
+// output at a time: an output twice as wide as the chunk read (a fused pair's float y of a 16-bit x) never holds the
+// whole chunk's outputs in registers at once.
+template <typename o_t, int N, class F>
+__device__ __forceinline__ void write_chunk(o_t* __restrict__ p, int n, int e, bool vec, const F& value) {
+  constexpr int kPiece = N * static_cast<int>(sizeof(o_t)) > 16 ? 16 / static_cast<int>(sizeof(o_t)) : N;
+#pragma unroll
+  for (int k = 0; k < N; k += kPiece) {
+    o_t o[kPiece];
+#pragma unroll
+    for (int j = 0; j < kPiece; ++j) o[j] = value(k + j);
+    store_chunk(p, o, n, e + k, vec);
   }
 }
 
@@ -304,10 +343,10 @@ __device__ __forceinline__ void online_update(T& m, T& s, const T (&v)[N], T inv
 // of C blocks, VS * G * 16 bytes of dynamic shared memory. Grid: row blocks (times C), capped; the row-block loop is
 // uniform across the block and the cluster.
 // ---------------------------------------------------------------------------------------------------------------
-template <typename scalar_t, int VPT>
+template <typename scalar_t, typename out_t, int VPT>
 __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_forward_kernel(
     const scalar_t* __restrict__ x,  // [rows, size]
-    scalar_t* __restrict__ y,        // [rows, size]
+    out_t* __restrict__ y,           // [rows, size]
     int64_t rows, int64_t size,
     bool vec,                        // 16-byte accesses (x, y aligned, size % VEC == 0)
     bool log, InvTemp<at::opmath_type<scalar_t>> temp,
@@ -361,41 +400,35 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_forward_kernel(
       for (int j = 0; j < VEC; ++j) s += gexp((static_cast<T>(v.val[j]) - m) * inv_t);
     }
     s = group_reduce(s, G, C, red_warp, &red_slot[1], SumOp());
-    scalar_t* yr = y + off;
+    out_t* yr = y + off;
     // log: y = (x - m) inv_t - log(s); else y = exp((x - m) inv_t) * (1 / s)
     const T shift = log ? glog(s) : T(1) / s;
 #pragma unroll
     for (int k = 0; k < VPT; ++k) {
-      V o;
-#pragma unroll
-      for (int j = 0; j < VEC; ++j) {
+      write_chunk<out_t, VEC>(yr, n, e0 + k * step, vec, [&](int j) {
         const T d = (static_cast<T>(cache[k].val[j]) - m) * inv_t;
-        o.val[j] = static_cast<scalar_t>(log ? d - shift : gexp(d) * shift);
-      }
-      store_chunk(yr, o, n, e0 + k * step, vec);
+        return static_cast<out_t>(log ? d - shift : gexp(d) * shift);
+      });
     }
     for (int k = 0; k < VS; ++k) {
       const V v = sc[k * bd];
-      V o;
-#pragma unroll
-      for (int j = 0; j < VEC; ++j) {
+      write_chunk<out_t, VEC>(yr, n, es + k * step, vec, [&](int j) {
         const T d = (static_cast<T>(v.val[j]) - m) * inv_t;
-        o.val[j] = static_cast<scalar_t>(log ? d - shift : gexp(d) * shift);
-      }
-      store_chunk(yr, o, n, es + k * step, vec);
+        return static_cast<out_t>(log ? d - shift : gexp(d) * shift);
+      });
     }
     if (C > 1) cluster_sync();  // the slots are reused by the next row; no block leaves while others read its slots
   }
 }
 
 // Softmax backward, dy and y cached (VPT register chunks and VS shared-memory chunks of each; shared memory holds
-// [2][VS][blockDim.x] vectors, dy then y); same launch shapes as the forward.
+// [2][VS][blockDim.x] vectors, dy then y); same launch shapes as the forward. dx in dx_t (the forward's input dtype).
 //   softmax: dx = y (dy - sum dy y) inv_t;  log-softmax: dx = (dy - exp(y) sum dy) inv_t.
-template <typename scalar_t, int VPT>
+template <typename scalar_t, typename dx_t, int VPT>
 __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_backward_kernel(
     const scalar_t* __restrict__ grad,  // [rows, size]
     const scalar_t* __restrict__ y,     // [rows, size]
-    scalar_t* __restrict__ dx,          // [rows, size]
+    dx_t* __restrict__ dx,              // [rows, size]
     int64_t rows, int64_t size,
     bool vec,                           // 16-byte accesses (grad, y, dx aligned, size % VEC == 0)
     bool log, InvTemp<at::opmath_type<scalar_t>> temp,
@@ -446,27 +479,27 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_backward_kernel(
       }
     }
     acc = group_reduce(acc, G, C, red_warp, &red_slot[0], SumOp());
-    scalar_t* dr = dx + off;
+    dx_t* dr = dx + off;
 #pragma unroll
     for (int k = 0; k < VPT; ++k) {
-      V o;
+      dx_t o[VEC];
 #pragma unroll
       for (int j = 0; j < VEC; ++j) {
         const T dy = static_cast<T>(gc[k].val[j]);
         const T yv = static_cast<T>(yc[k].val[j]);
-        o.val[j] = static_cast<scalar_t>(log ? (dy - gexp(yv) * acc) * inv_t : yv * (dy - acc) * inv_t);
+        o[j] = static_cast<dx_t>(log ? (dy - gexp(yv) * acc) * inv_t : yv * (dy - acc) * inv_t);
       }
       store_chunk(dr, o, n, e0 + k * step, vec);
     }
     for (int k = 0; k < VS; ++k) {
       const V gv = gs[k * bd];
       const V yv = ys[k * bd];
-      V o;
+      dx_t o[VEC];
 #pragma unroll
       for (int j = 0; j < VEC; ++j) {
         const T dy = static_cast<T>(gv.val[j]);
         const T yy = static_cast<T>(yv.val[j]);
-        o.val[j] = static_cast<scalar_t>(log ? (dy - gexp(yy) * acc) * inv_t : yy * (dy - acc) * inv_t);
+        o[j] = static_cast<dx_t>(log ? (dy - gexp(yy) * acc) * inv_t : yy * (dy - acc) * inv_t);
       }
       store_chunk(dr, o, n, es + k * step, vec);
     }
@@ -500,10 +533,10 @@ __device__ __forceinline__ int64_t last_index(int64_t tg, int64_t n, int G) {
   return tg < n ? tg + ((n - 1 - tg) / G) * G : -1;
 }
 
-template <typename scalar_t>
+template <typename scalar_t, typename out_t>
 __global__ void __launch_bounds__(kMaxBlock, 1) softmax_online_forward_kernel(
     const scalar_t* __restrict__ x,          // [rows, size]
-    scalar_t* __restrict__ y,                // [rows, size]
+    out_t* __restrict__ y,                   // [rows, size]
     int64_t rows, int64_t size,
     const int64_t* __restrict__ offsets,     // [ngroups + 1] or nullptr
     int64_t ngroups, int G,
@@ -520,7 +553,7 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_online_forward_kernel(
   for (int64_t ib = blockIdx.x; ib < nib; ib += gridDim.x) {
     const ItemRange r = item_range(ib * grp.rpb + grp.sub, items, size, offsets, ngroups);
     const scalar_t* xr = x + r.base;
-    scalar_t* yr = y + r.base;
+    out_t* yr = y + r.base;
     T m = Lim<T>::neg_inf(), s = 0;
     if (vec) {
       const int64_t nv = r.len / VEC;
@@ -546,28 +579,28 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_online_forward_kernel(
     if (vec) {
       for (int64_t v = last_index(grp.tg, r.len / VEC, G); v >= 0; v -= G) {
         const V xv = *reinterpret_cast<const V*>(xr + v * VEC);
-        V o;
+        out_t o[VEC];
 #pragma unroll
         for (int j = 0; j < VEC; ++j) {
           const T d = (static_cast<T>(xv.val[j]) - mx) * inv_t;
-          o.val[j] = static_cast<scalar_t>(log ? d - shift : gexp(d) * shift);
+          o[j] = static_cast<out_t>(log ? d - shift : gexp(d) * shift);
         }
-        *reinterpret_cast<V*>(yr + v * VEC) = o;
+        store_vec(yr + v * VEC, o);
       }
     } else {
       for (int64_t i = last_index(grp.tg, r.len, G); i >= 0; i -= G) {
         const T d = (static_cast<T>(xr[i]) - mx) * inv_t;
-        yr[i] = static_cast<scalar_t>(log ? d - shift : gexp(d) * shift);
+        yr[i] = static_cast<out_t>(log ? d - shift : gexp(d) * shift);
       }
     }
   }
 }
 
-template <typename scalar_t>
+template <typename scalar_t, typename dx_t>
 __global__ void __launch_bounds__(kMaxBlock, 1) softmax_online_backward_kernel(
     const scalar_t* __restrict__ grad,       // [rows, size]
     const scalar_t* __restrict__ y,          // [rows, size]
-    scalar_t* __restrict__ dx,               // [rows, size]
+    dx_t* __restrict__ dx,                   // [rows, size]
     int64_t rows, int64_t size,
     const int64_t* __restrict__ offsets,     // [ngroups + 1] or nullptr
     int64_t ngroups, int G,
@@ -585,7 +618,7 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_online_backward_kernel(
     const ItemRange r = item_range(ib * grp.rpb + grp.sub, items, size, offsets, ngroups);
     const scalar_t* gr = grad + r.base;
     const scalar_t* yr = y + r.base;
-    scalar_t* dr = dx + r.base;
+    dx_t* dr = dx + r.base;
     T acc = 0;
     if (vec) {
       const int64_t nv = r.len / VEC;
@@ -610,20 +643,20 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_online_backward_kernel(
       for (int64_t v = last_index(grp.tg, r.len / VEC, G); v >= 0; v -= G) {
         const V gv = *reinterpret_cast<const V*>(gr + v * VEC);
         const V yv = *reinterpret_cast<const V*>(yr + v * VEC);
-        V o;
+        dx_t o[VEC];
 #pragma unroll
         for (int j = 0; j < VEC; ++j) {
           const T dy = static_cast<T>(gv.val[j]);
           const T yy = static_cast<T>(yv.val[j]);
-          o.val[j] = static_cast<scalar_t>(log ? (dy - gexp(yy) * acc) * inv_t : yy * (dy - acc) * inv_t);
+          o[j] = static_cast<dx_t>(log ? (dy - gexp(yy) * acc) * inv_t : yy * (dy - acc) * inv_t);
         }
-        *reinterpret_cast<V*>(dr + v * VEC) = o;
+        store_vec(dr + v * VEC, o);
       }
     } else {
       for (int64_t i = last_index(grp.tg, r.len, G); i >= 0; i -= G) {
         const T dy = static_cast<T>(gr[i]);
         const T yy = static_cast<T>(yr[i]);
-        dr[i] = static_cast<scalar_t>(log ? (dy - gexp(yy) * acc) * inv_t : yy * (dy - acc) * inv_t);
+        dr[i] = static_cast<dx_t>(log ? (dy - gexp(yy) * acc) * inv_t : yy * (dy - acc) * inv_t);
       }
     }
   }
@@ -650,10 +683,10 @@ __device__ __forceinline__ Column strided_column(int64_t idx, int64_t size, int6
   return {(o * size + a) * inner + i, offsets[gi + 1] - a};
 }
 
-template <typename scalar_t>
+template <typename scalar_t, typename out_t>
 __global__ void __launch_bounds__(kThreads, 4) softmax_strided_forward_kernel(
     const scalar_t* __restrict__ x,       // [outer, size, inner]
-    scalar_t* __restrict__ y,             // [outer, size, inner]
+    out_t* __restrict__ y,                // [outer, size, inner]
     int64_t outer, int64_t size, int64_t inner,
     const int64_t* __restrict__ offsets,  // [ngroups + 1] or nullptr
     int64_t ngroups, bool log, InvTemp<at::opmath_type<scalar_t>> temp) {
@@ -664,7 +697,7 @@ __global__ void __launch_bounds__(kThreads, 4) softmax_strided_forward_kernel(
   for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < n; idx += stride) {
     const Column c = strided_column(idx, size, inner, offsets, ngroups);
     const scalar_t* xc = x + c.base;
-    scalar_t* yc = y + c.base;
+    out_t* yc = y + c.base;
     T m = Lim<T>::neg_inf(), s = 0;  // s relative to m (finite m); m = -inf: s in {0, NaN}, the write pass gives NaN
     for (int64_t j = 0; j < c.len; ++j) {
       const T vals[1] = {static_cast<T>(xc[j * inner])};
@@ -673,16 +706,16 @@ __global__ void __launch_bounds__(kThreads, 4) softmax_strided_forward_kernel(
     const T shift = log ? glog(s) : T(1) / s;
     for (int64_t j = 0; j < c.len; ++j) {
       const T d = (static_cast<T>(xc[j * inner]) - m) * inv_t;
-      yc[j * inner] = static_cast<scalar_t>(log ? d - shift : gexp(d) * shift);
+      yc[j * inner] = static_cast<out_t>(log ? d - shift : gexp(d) * shift);
     }
   }
 }
 
-template <typename scalar_t>
+template <typename scalar_t, typename dx_t>
 __global__ void __launch_bounds__(kThreads, 4) softmax_strided_backward_kernel(
     const scalar_t* __restrict__ grad,    // [outer, size, inner]
     const scalar_t* __restrict__ y,       // [outer, size, inner]
-    scalar_t* __restrict__ dx,            // [outer, size, inner]
+    dx_t* __restrict__ dx,                // [outer, size, inner]
     int64_t outer, int64_t size, int64_t inner,
     const int64_t* __restrict__ offsets,  // [ngroups + 1] or nullptr
     int64_t ngroups, bool log, InvTemp<at::opmath_type<scalar_t>> temp) {
@@ -694,7 +727,7 @@ __global__ void __launch_bounds__(kThreads, 4) softmax_strided_backward_kernel(
     const Column c = strided_column(idx, size, inner, offsets, ngroups);
     const scalar_t* gc = grad + c.base;
     const scalar_t* yc = y + c.base;
-    scalar_t* dc = dx + c.base;
+    dx_t* dc = dx + c.base;
     T acc = 0;
     for (int64_t j = 0; j < c.len; ++j) {
       acc += log ? static_cast<T>(gc[j * inner]) : static_cast<T>(gc[j * inner]) * static_cast<T>(yc[j * inner]);
@@ -702,7 +735,7 @@ __global__ void __launch_bounds__(kThreads, 4) softmax_strided_backward_kernel(
     for (int64_t j = 0; j < c.len; ++j) {
       const T dy = static_cast<T>(gc[j * inner]);
       const T yy = static_cast<T>(yc[j * inner]);
-      dc[j * inner] = static_cast<scalar_t>(log ? (dy - gexp(yy) * acc) * inv_t : yy * (dy - acc) * inv_t);
+      dc[j * inner] = static_cast<dx_t>(log ? (dy - gexp(yy) * acc) * inv_t : yy * (dy - acc) * inv_t);
     }
   }
 }
@@ -1118,39 +1151,96 @@ bool launch_cached(void (*kernel)(KArgs...), const CachedPlan& p, int device, cu
 
 unsigned strided_grid(int64_t n) { return grid_cap(ceil_div(n, kThreads)); }
 
+// x in scalar_t, y in out_t (a dtype, or a fused pair of fused_dtype_pair).
+template <typename scalar_t, typename out_t>
+void softmax_forward_typed(const at::Tensor& x, at::Tensor& y, SoftmaxGeometry g, const Temperature& temp, bool log,
+                           int device, cudaStream_t stream) {
+  using T = at::opmath_type<scalar_t>;
+  constexpr int VEC = Vec16<scalar_t>::kSize;  // (chunks sized by the type read)
+  const InvTemp<T> it = make_inv_temp<T>(temp);
+  const scalar_t* xp = x.const_data_ptr<scalar_t>();
+  out_t* yp = y.mutable_data_ptr<out_t>();
+  if (g.inner == 1) {
+    const int64_t rows = g.outer, size = g.size;
+    const bool vec = aligned16(xp) && aligned16(yp) && size % VEC == 0;
+    const int64_t nvec = ceil_div(size, VEC);
+    CachedPlan cplan;
+    if (plan_cached(rows, nvec, kFwdVPT, 1, clusters_usable(device) ? kMaxCluster : 1, cplan) &&
+        launch_cached(softmax_rows_forward_kernel<scalar_t, out_t, kFwdVPT>, cplan, device, stream, xp, yp, rows, size,
+                      vec, log, it)) {
+      return;
+    }
+    RowPlan p;  // rows longer than any cached plan (or no launch possible): one 1024-thread block per row
+    plan_rows(rows, kMaxBlock, p);
+    softmax_online_forward_kernel<scalar_t, out_t><<<p.grid, p.block, 0, stream>>>(
+        xp, yp, rows, size, nullptr, 1, p.G, vec, log, it);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  } else {
+    const int64_t n = g.outer * g.inner;
+    softmax_strided_forward_kernel<scalar_t, out_t><<<strided_grid(n), kThreads, 0, stream>>>(
+        xp, yp, g.outer, g.size, g.inner, nullptr, 1, log, it);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+}
+
+// grad and y in scalar_t (the forward's output dtype), dx in dx_t (its input dtype).
+template <typename scalar_t, typename dx_t>
+void softmax_backward_typed(const at::Tensor& grad, const at::Tensor& y, at::Tensor& dx, SoftmaxGeometry g,
+                            const Temperature& temp, bool log, int device, cudaStream_t stream) {
+  using T = at::opmath_type<scalar_t>;
+  constexpr int VEC = Vec16<scalar_t>::kSize;
+  const InvTemp<T> it = make_inv_temp<T>(temp);
+  const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+  const scalar_t* yp = y.const_data_ptr<scalar_t>();
+  dx_t* dp = dx.mutable_data_ptr<dx_t>();
+  if (g.inner == 1) {
+    const int64_t rows = g.outer, size = g.size;
+    const bool vec = aligned16(gp) && aligned16(yp) && aligned16(dp) && size % VEC == 0;
+    const int64_t nvec = ceil_div(size, VEC);
+    CachedPlan cplan;
+    if (plan_cached(rows, nvec, kBwdVPT, 2, clusters_usable(device) ? kMaxCluster : 1, cplan) &&
+        launch_cached(softmax_rows_backward_kernel<scalar_t, dx_t, kBwdVPT>, cplan, device, stream, gp, yp, dp, rows,
+                      size, vec, log, it)) {
+      return;
+    }
+    RowPlan p;  // rows longer than any cached plan (or no launch possible): one 1024-thread block per row
+    plan_rows(rows, kMaxBlock, p);
+    softmax_online_backward_kernel<scalar_t, dx_t><<<p.grid, p.block, 0, stream>>>(
+        gp, yp, dp, rows, size, nullptr, 1, p.G, vec, log, it);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  } else {
+    const int64_t n = g.outer * g.inner;
+    softmax_strided_backward_kernel<scalar_t, dx_t><<<strided_grid(n), kThreads, 0, stream>>>(
+        gp, yp, dp, g.outer, g.size, g.inner, nullptr, 1, log, it);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+}
+
+// f(in_t{}, out_t{}) for a softmax dtype pair (forward: x in `in`, y in `out`; backward: dx in `in`, dy and y in
+// `out`): one dtype, or a fused widening pair (fused_dtype_pair of glo/softmax_impls.h).
+template <class F>
+void dispatch_dtype_pair(at::ScalarType in, at::ScalarType out, const F& f) {
+  if (in == out) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, in, "glo_softmax_cuda",
+                                    [&] { f(scalar_t{}, scalar_t{}); });
+  } else if (in == at::kBFloat16 && out == at::kFloat) {
+    f(c10::BFloat16{}, float{});
+  } else if (in == at::kHalf && out == at::kFloat) {
+    f(c10::Half{}, float{});
+  } else {
+    TORCH_CHECK(false, "glo_kernels: softmax: no fused CUDA kernel for ", in, " -> ", out,
+                " (softmax_impls.h casts first)");
+  }
+}
+
 struct CudaSoftmaxKernels {
   static void softmax_forward(const at::Tensor& x, at::Tensor& y, SoftmaxGeometry g, const Temperature& temp,
                               bool log) {
     const c10::cuda::CUDAGuard guard(x.device());
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     const int device = x.device().index();
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "glo_softmax_cuda", [&] {
-      using T = at::opmath_type<scalar_t>;
-      constexpr int VEC = Vec16<scalar_t>::kSize;
-      const InvTemp<T> it = make_inv_temp<T>(temp);
-      const scalar_t* xp = x.const_data_ptr<scalar_t>();
-      scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-      if (g.inner == 1) {
-        const int64_t rows = g.outer, size = g.size;
-        const bool vec = aligned16(xp) && aligned16(yp) && size % VEC == 0;
-        const int64_t nvec = ceil_div(size, VEC);
-        CachedPlan cplan;
-        if (plan_cached(rows, nvec, kFwdVPT, 1, clusters_usable(device) ? kMaxCluster : 1, cplan) &&
-            launch_cached(softmax_rows_forward_kernel<scalar_t, kFwdVPT>, cplan, device, stream, xp, yp, rows, size,
-                          vec, log, it)) {
-          return;
-        }
-        RowPlan p;  // rows longer than any cached plan (or no launch possible): one 1024-thread block per row
-        plan_rows(rows, kMaxBlock, p);
-        softmax_online_forward_kernel<scalar_t><<<p.grid, p.block, 0, stream>>>(
-            xp, yp, rows, size, nullptr, 1, p.G, vec, log, it);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      } else {
-        const int64_t n = g.outer * g.inner;
-        softmax_strided_forward_kernel<scalar_t><<<strided_grid(n), kThreads, 0, stream>>>(
-            xp, yp, g.outer, g.size, g.inner, nullptr, 1, log, it);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      }
+    dispatch_dtype_pair(x.scalar_type(), y.scalar_type(), [&](auto in, auto out) {
+      softmax_forward_typed<decltype(in), decltype(out)>(x, y, g, temp, log, device, stream);
     });
   }
 
@@ -1159,34 +1249,8 @@ struct CudaSoftmaxKernels {
     const c10::cuda::CUDAGuard guard(grad.device());
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     const int device = grad.device().index();
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "glo_softmax_backward_cuda", [&] {
-      using T = at::opmath_type<scalar_t>;
-      constexpr int VEC = Vec16<scalar_t>::kSize;
-      const InvTemp<T> it = make_inv_temp<T>(temp);
-      const scalar_t* gp = grad.const_data_ptr<scalar_t>();
-      const scalar_t* yp = y.const_data_ptr<scalar_t>();
-      scalar_t* dp = dx.mutable_data_ptr<scalar_t>();
-      if (g.inner == 1) {
-        const int64_t rows = g.outer, size = g.size;
-        const bool vec = aligned16(gp) && aligned16(yp) && aligned16(dp) && size % VEC == 0;
-        const int64_t nvec = ceil_div(size, VEC);
-        CachedPlan cplan;
-        if (plan_cached(rows, nvec, kBwdVPT, 2, clusters_usable(device) ? kMaxCluster : 1, cplan) &&
-            launch_cached(softmax_rows_backward_kernel<scalar_t, kBwdVPT>, cplan, device, stream, gp, yp, dp, rows,
-                          size, vec, log, it)) {
-          return;
-        }
-        RowPlan p;  // rows longer than any cached plan (or no launch possible): one 1024-thread block per row
-        plan_rows(rows, kMaxBlock, p);
-        softmax_online_backward_kernel<scalar_t><<<p.grid, p.block, 0, stream>>>(
-            gp, yp, dp, rows, size, nullptr, 1, p.G, vec, log, it);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      } else {
-        const int64_t n = g.outer * g.inner;
-        softmax_strided_backward_kernel<scalar_t><<<strided_grid(n), kThreads, 0, stream>>>(
-            gp, yp, dp, g.outer, g.size, g.inner, nullptr, 1, log, it);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      }
+    dispatch_dtype_pair(dx.scalar_type(), grad.scalar_type(), [&](auto in, auto out) {
+      softmax_backward_typed<decltype(out), decltype(in)>(grad, y, dx, g, temp, log, device, stream);
     });
   }
 
@@ -1204,11 +1268,11 @@ struct CudaSoftmaxKernels {
       if (g.inner == 1) {
         RowPlan p;
         plan_rows(g.outer * ngroups, 32, p);  // one warp per (row, group)
-        softmax_online_forward_kernel<scalar_t><<<p.grid, p.block, 0, stream>>>(
+        softmax_online_forward_kernel<scalar_t, scalar_t><<<p.grid, p.block, 0, stream>>>(
             xp, yp, g.outer, g.size, op, ngroups, p.G, false, false, it);
       } else {
         const int64_t n = g.outer * ngroups * g.inner;
-        softmax_strided_forward_kernel<scalar_t><<<strided_grid(n), kThreads, 0, stream>>>(
+        softmax_strided_forward_kernel<scalar_t, scalar_t><<<strided_grid(n), kThreads, 0, stream>>>(
             xp, yp, g.outer, g.size, g.inner, op, ngroups, false, it);
       }
       C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -1231,11 +1295,11 @@ struct CudaSoftmaxKernels {
       if (g.inner == 1) {
         RowPlan p;
         plan_rows(g.outer * ngroups, 32, p);
-        softmax_online_backward_kernel<scalar_t><<<p.grid, p.block, 0, stream>>>(
+        softmax_online_backward_kernel<scalar_t, scalar_t><<<p.grid, p.block, 0, stream>>>(
             gp, yp, dp, g.outer, g.size, op, ngroups, p.G, false, false, it);
       } else {
         const int64_t n = g.outer * ngroups * g.inner;
-        softmax_strided_backward_kernel<scalar_t><<<strided_grid(n), kThreads, 0, stream>>>(
+        softmax_strided_backward_kernel<scalar_t, scalar_t><<<strided_grid(n), kThreads, 0, stream>>>(
             gp, yp, dp, g.outer, g.size, g.inner, op, ngroups, false, it);
       }
       C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from glo_kernels.ops import dense_format, empty_like_dense, maxout_format
+from glo_kernels.ops import dense_format, empty_like_dense, maxout_format, scalar_type_name
 
 from . import kernels as _k
 
@@ -26,31 +26,8 @@ NAMESPACE = "glo_kernels_triton"
 _MASK_BITS = 32
 _MASK_PAD = 2  # zero words after the bits (kMaskPad of csrc/include/glo/activations.h)
 
-# c10::ScalarType names, as the C++ error messages print them.
-_SCALAR_TYPE_NAMES = {
-    torch.float64: "Double",
-    torch.float32: "Float",
-    torch.float16: "Half",
-    torch.bfloat16: "BFloat16",
-    torch.int64: "Long",
-    torch.int32: "Int",
-    torch.int16: "Short",
-    torch.int8: "Char",
-    torch.uint8: "Byte",
-    torch.bool: "Bool",
-    torch.complex32: "ComplexHalf",
-    torch.complex64: "ComplexFloat",
-    torch.complex128: "ComplexDouble",
-}
 _SUPPORTED = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
-
-
-def _type_name(dtype: torch.dtype) -> str:
-    name = _SCALAR_TYPE_NAMES.get(dtype)
-    if name is None:
-        name = str(dtype).removeprefix("torch.")
-        name = name[:1].upper() + name[1:]
-    return name
+_type_name = scalar_type_name  # (the C++ error texts' names of dtypes)
 
 
 def _sizes(t: Tensor) -> str:
@@ -271,6 +248,12 @@ def sigmoid(x: Tensor) -> Tensor:
     return _unary_op(x, "sigmoid", _k.SIGMOID)
 
 
+@torch.library.custom_op(f"{NAMESPACE}::sigmoid_", mutates_args=("x",), schema="(Tensor(a!) x) -> ()")
+def sigmoid_(x: Tensor) -> None:
+    """In-place sigmoid (its backward then reads x, which holds the output: sigmoid_backward(grad, x))."""
+    _unary_op_(x, "sigmoid_", _k.SIGMOID)
+
+
 @torch.library.custom_op(f"{NAMESPACE}::sigmoid_backward", mutates_args=())
 def sigmoid_backward(grad: Tensor, y: Tensor) -> Tensor:
     """dx = grad * (1 - y) * y."""
@@ -281,6 +264,12 @@ def sigmoid_backward(grad: Tensor, y: Tensor) -> Tensor:
 def tanh(x: Tensor) -> Tensor:
     """tanh; its backward reads the output y."""
     return _unary_op(x, "tanh", _k.TANH)
+
+
+@torch.library.custom_op(f"{NAMESPACE}::tanh_", mutates_args=("x",), schema="(Tensor(a!) x) -> ()")
+def tanh_(x: Tensor) -> None:
+    """In-place tanh (backward: tanh_backward(grad, x))."""
+    _unary_op_(x, "tanh_", _k.TANH)
 
 
 @torch.library.custom_op(f"{NAMESPACE}::tanh_backward", mutates_args=())

@@ -15,6 +15,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from glo_kernels.ops import check_dtype_arg, fused_dtype_pair
+
 from . import softmax_kernels as _sk
 from .kernels import _acc_dtype
 from .ops import NAMESPACE, _check_floating, _check_same_device, _cpp_double, _sizes, _type_name
@@ -79,28 +81,38 @@ def _new_like(t: Tensor) -> Tensor:
     return torch.empty(t.shape, dtype=t.dtype, device=t.device)
 
 
-def _forward(x: Tensor, dim: int, temperature: float, tt: Optional[Tensor], log: bool, op: str) -> Tensor:
+def _forward(x: Tensor, dim: int, temperature: float, tt: Optional[Tensor], dtype: Optional[torch.dtype], log: bool,
+             op: str) -> Tensor:
+    """y in dtype (x's when None): one kernel for x's dtype or a fused pair (the kernel loads x's dtype and stores
+    y's), else x cast to dtype (one contiguous copy) and the op."""
     _check_floating(x, op, "x")
+    check_dtype_arg(dtype, op, "dtype")
+    out = x.dtype if dtype is None else dtype
     dim = _wrap_dim(dim, x, op)
-    t, t_tensor = _make_temperature(x, temperature, tt, op)
-    xc = x.contiguous()
-    y = _new_like(xc)
+    fused = out == x.dtype or fused_dtype_pair(x.dtype, out)
+    xc = x.contiguous() if fused else x.to(dtype=out, memory_format=torch.contiguous_format)
+    t, t_tensor = _make_temperature(xc, temperature, tt, op)
+    y = torch.empty(xc.shape, dtype=out, device=xc.device)
     if xc.numel() > 0:
         _sk.softmax_forward(xc, y, _geometry(xc, dim), t, t_tensor, log)
     return y
 
 
-def _backward(grad: Tensor, y: Tensor, dim: int, temperature: float, tt: Optional[Tensor], log: bool,
-              op: str) -> Tensor:
+def _backward(grad: Tensor, y: Tensor, dim: int, temperature: float, tt: Optional[Tensor],
+              input_dtype: Optional[torch.dtype], log: bool, op: str) -> Tensor:
+    """dx in input_dtype (grad's when None): one kernel for a fused pair (loads grad's dtype, stores dx's), else dx
+    in grad's dtype cast to input_dtype (the backward of the forward's cast)."""
     _check_floating(grad, op, "grad")
     _check_like(grad, y, op, "y")
+    check_dtype_arg(input_dtype, op, "input_dtype")
+    into = grad.dtype if input_dtype is None else input_dtype
     dim = _wrap_dim(dim, grad, op)
     t, t_tensor = _make_temperature(grad, temperature, tt, op)
     gc = grad.contiguous()
-    dx = _new_like(gc)
+    dx = torch.empty(gc.shape, dtype=into if fused_dtype_pair(into, gc.dtype) else gc.dtype, device=gc.device)
     if gc.numel() > 0:
         _sk.softmax_backward(gc, y.contiguous(), dx, _geometry(gc, dim), t, t_tensor, log)
-    return dx
+    return dx if dx.dtype == into else dx.to(into)
 
 
 def _group_offsets(x: Tensor, sizes: list[int], geom: tuple[int, int, int], dim: int, op: str) -> Tensor:
@@ -118,35 +130,39 @@ def _group_offsets(x: Tensor, sizes: list[int], geom: tuple[int, int, int], dim:
 # Softmax, log-softmax and their backward ops.
 # ---------------------------------------------------------------------------------------------------------------
 @torch.library.custom_op(f"{NAMESPACE}::softmax", mutates_args=(),
-                         schema="(Tensor x, int dim, float temperature, Tensor? temperature_tensor) -> Tensor")
-def softmax(x: Tensor, dim: int, temperature: float, temperature_tensor: Optional[Tensor]) -> Tensor:
-    """softmax(x / T) along dim, computed as exp((x - max) * inv_t) / sum."""
-    return _forward(x, dim, temperature, temperature_tensor, False, "softmax")
+                         schema="(Tensor x, int dim, float temperature, Tensor? temperature_tensor, "
+                                "ScalarType? dtype=None) -> Tensor")
+def softmax(x: Tensor, dim: int, temperature: float, temperature_tensor: Optional[Tensor],
+            dtype: Optional[torch.dtype] = None) -> Tensor:
+    """softmax(x / T) along dim, computed as exp((x - max) * inv_t) / sum, in dtype (x's when None)."""
+    return _forward(x, dim, temperature, temperature_tensor, dtype, False, "softmax")
 
 
 @torch.library.custom_op(f"{NAMESPACE}::log_softmax", mutates_args=(),
-                         schema="(Tensor x, int dim, float temperature, Tensor? temperature_tensor) -> Tensor")
-def log_softmax(x: Tensor, dim: int, temperature: float, temperature_tensor: Optional[Tensor]) -> Tensor:
-    """log_softmax(x / T) along dim: (x - max) * inv_t - log(sum)."""
-    return _forward(x, dim, temperature, temperature_tensor, True, "log_softmax")
+                         schema="(Tensor x, int dim, float temperature, Tensor? temperature_tensor, "
+                                "ScalarType? dtype=None) -> Tensor")
+def log_softmax(x: Tensor, dim: int, temperature: float, temperature_tensor: Optional[Tensor],
+                dtype: Optional[torch.dtype] = None) -> Tensor:
+    """log_softmax(x / T) along dim: (x - max) * inv_t - log(sum), in dtype (x's when None)."""
+    return _forward(x, dim, temperature, temperature_tensor, dtype, True, "log_softmax")
 
 
 @torch.library.custom_op(f"{NAMESPACE}::softmax_backward", mutates_args=(),
-                         schema="(Tensor grad, Tensor y, int dim, float temperature, Tensor? temperature_tensor) "
-                                "-> Tensor")
-def softmax_backward(grad: Tensor, y: Tensor, dim: int, temperature: float,
-                     temperature_tensor: Optional[Tensor]) -> Tensor:
-    """dx = y * (grad - sum(grad * y)) * inv_t from the forward's output y."""
-    return _backward(grad, y, dim, temperature, temperature_tensor, False, "softmax_backward")
+                         schema="(Tensor grad, Tensor y, int dim, float temperature, Tensor? temperature_tensor, "
+                                "ScalarType? input_dtype=None) -> Tensor")
+def softmax_backward(grad: Tensor, y: Tensor, dim: int, temperature: float, temperature_tensor: Optional[Tensor],
+                     input_dtype: Optional[torch.dtype] = None) -> Tensor:
+    """dx = y * (grad - sum(grad * y)) * inv_t from the forward's output y, in input_dtype (grad's when None)."""
+    return _backward(grad, y, dim, temperature, temperature_tensor, input_dtype, False, "softmax_backward")
 
 
 @torch.library.custom_op(f"{NAMESPACE}::log_softmax_backward", mutates_args=(),
-                         schema="(Tensor grad, Tensor y, int dim, float temperature, Tensor? temperature_tensor) "
-                                "-> Tensor")
+                         schema="(Tensor grad, Tensor y, int dim, float temperature, Tensor? temperature_tensor, "
+                                "ScalarType? input_dtype=None) -> Tensor")
 def log_softmax_backward(grad: Tensor, y: Tensor, dim: int, temperature: float,
-                         temperature_tensor: Optional[Tensor]) -> Tensor:
-    """dx = (grad - exp(y) * sum(grad)) * inv_t from the forward's output y."""
-    return _backward(grad, y, dim, temperature, temperature_tensor, True, "log_softmax_backward")
+                         temperature_tensor: Optional[Tensor], input_dtype: Optional[torch.dtype] = None) -> Tensor:
+    """dx = (grad - exp(y) * sum(grad)) * inv_t from the forward's output y, in input_dtype (grad's when None)."""
+    return _backward(grad, y, dim, temperature, temperature_tensor, input_dtype, True, "log_softmax_backward")
 
 
 # ---------------------------------------------------------------------------------------------------------------

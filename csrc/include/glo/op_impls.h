@@ -237,10 +237,12 @@ struct Ops {
     return unary_backward(grad, saved, "elu_backward", "saved", ELUFactory{alpha});
   }
   static Tensor sigmoid(const Tensor& x) { return unary_op(x, "sigmoid", SigmoidFactory{}); }
+  static void sigmoid_(Tensor& x) { unary_op_(x, "sigmoid_", SigmoidFactory{}); }
   static Tensor sigmoid_backward(const Tensor& grad, const Tensor& y) {
     return unary_backward(grad, y, "sigmoid_backward", "y", SigmoidFactory{});
   }
   static Tensor tanh(const Tensor& x) { return unary_op(x, "tanh", TanhFactory{}); }
+  static void tanh_(Tensor& x) { unary_op_(x, "tanh_", TanhFactory{}); }
   static Tensor tanh_backward(const Tensor& grad, const Tensor& y) {
     return unary_backward(grad, y, "tanh_backward", "y", TanhFactory{});
   }
@@ -418,8 +420,10 @@ struct Ops {
   m.impl("elu_", &::glo::Ops<K>::elu_);                         \
   m.impl("elu_backward", &::glo::Ops<K>::elu_backward);         \
   m.impl("sigmoid", &::glo::Ops<K>::sigmoid);                   \
+  m.impl("sigmoid_", &::glo::Ops<K>::sigmoid_);                 \
   m.impl("sigmoid_backward", &::glo::Ops<K>::sigmoid_backward); \
   m.impl("tanh", &::glo::Ops<K>::tanh);                         \
+  m.impl("tanh_", &::glo::Ops<K>::tanh_);                       \
   m.impl("tanh_backward", &::glo::Ops<K>::tanh_backward);       \
   m.impl("prelu", &::glo::Ops<K>::prelu);                       \
   m.impl("prelu_backward", &::glo::Ops<K>::prelu_backward);     \

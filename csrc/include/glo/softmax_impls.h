@@ -3,11 +3,13 @@
 // cpu/softmax_cpu.cpp, CudaSoftmaxKernels in cuda/softmax.cu). The contract is docs/softmax_contract.md. K supplies:
 //   K::softmax_forward(x, y, geom, temp, log)            y = softmax((x - max) * inv_t) per row (log: log-softmax)
 //   K::softmax_backward(grad, y, dx, geom, temp, log)   dx = y (dy - sum dy y) inv_t  /  (dy - exp(y) sum dy) inv_t
+//     (y, and dx, may have a dtype other than x's, grad's: a fused pair, fused_dtype_pair(x, y) / (dx, grad))
 //   K::grouped_softmax_forward(x, y, geom, offsets, temp)       one softmax per group of each row
 //   K::grouped_softmax_backward(grad, y, dx, geom, offsets, temp)
 //   K::distill_forward(s, t, stats, loss_none, rows, cols, T)   stats [rows, 5]; loss_none undefined or [rows, cols]
 //   K::distill_backward(grad, s, t, stats, ds, dt, rows, cols, T, none, scale)   dt undefined: no teacher gradient
-// All data tensors handed to K are contiguous, non-empty, on one device, of one floating dtype. `temp` is a
+// All data tensors handed to K are contiguous, non-empty, on one device, of one floating dtype (but for the fused
+// dtype pairs of softmax_forward / softmax_backward above). `temp` is a
 // Temperature: its value, or (tensor defined) a 1-element opmath tensor on the data's device holding T, read by the
 // kernel (no host synchronization). `offsets` is an int64 tensor on the data's device: 0, g0, g0+g1, ..., size.
 #pragma once
@@ -35,6 +37,27 @@ struct Temperature {
 
 inline at::ScalarType opmath_type(const Tensor& t) {
   return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+// softmax / log_softmax with an output dtype (torch.softmax(x, dim, dtype=...)): the result is softmax(x.to(dtype)) in
+// dtype. The kernels of the pairs below read one dtype and write the other (forward: x in `in`, y in `out`; backward:
+// dy and y in `out`, dx in `in`), with no separate cast pass: the mixed-precision idiom, 16-bit logits in and float32
+// probabilities out, and its gradient back in 16 bits. Both sides of a pair share the opmath type (float), so a fused
+// call computes exactly what the cast and the op would. Any other pair is an explicit cast, then the op (torch's own
+// semantics): downcasts, float32 -> float64, ... .
+inline bool fused_dtype_pair(at::ScalarType in, at::ScalarType out) {
+  return out == at::kFloat && (in == at::kBFloat16 || in == at::kHalf);
+}
+
+// The dtype named by an optional ScalarType argument (`like`'s when absent): one of the four floating dtypes.
+inline at::ScalarType resolve_dtype(const Tensor& like, const c10::optional<at::ScalarType>& dtype, const char* op,
+                                    const char* arg) {
+  if (!dtype.has_value()) return like.scalar_type();
+  const at::ScalarType st = *dtype;
+  TORCH_CHECK(st == at::kDouble || st == at::kFloat || st == at::kBFloat16 || st == at::kHalf, "glo_kernels.", op,
+              ": argument '", arg, "' must be a floating-point dtype (float64, float32, bfloat16 or float16), got ",
+              st);
+  return st;
 }
 
 inline void check_temperature_value(double t, const char* op) {
@@ -104,42 +127,53 @@ struct SoftmaxOps {
                 ") must have the shape and dtype of 'grad' (", grad.scalar_type(), " ", grad.sizes(), ")");
   }
 
-  static Tensor forward(const Tensor& x, int64_t dim, double t, const c10::optional<Tensor>& tt, bool log,
-                        const char* op) {
+  // y in `dtype` (x's when absent): fused_dtype_pair, or x cast to dtype (one copy, contiguous) and the op.
+  static Tensor forward(const Tensor& x, int64_t dim, double t, const c10::optional<Tensor>& tt,
+                        const c10::optional<at::ScalarType>& dtype, bool log, const char* op) {
     check_floating(x, op, "x");
+    const at::ScalarType out = resolve_dtype(x, dtype, op, "dtype");
     dim = wrap_softmax_dim(dim, x, op);
-    const Temperature temp = make_temperature(x, t, tt, op);
-    const Tensor xc = x.contiguous();
-    Tensor y = at::empty(xc.sizes(), xc.options());
+    const bool fused = out == x.scalar_type() || fused_dtype_pair(x.scalar_type(), out);
+    const Tensor xc = fused ? x.contiguous()
+                            : x.to(x.options().dtype(out), /*non_blocking=*/false, /*copy=*/false,
+                                   at::MemoryFormat::Contiguous);
+    const Temperature temp = make_temperature(xc, t, tt, op);
+    Tensor y = at::empty(xc.sizes(), xc.options().dtype(out));
     if (xc.numel() > 0) K::softmax_forward(xc, y, softmax_geometry(xc, dim), temp, log);
     return y;
   }
 
+  // dx in `input_dtype` (grad's when absent) from grad and y (the forward's output dtype): fused_dtype_pair, or dx in
+  // grad's dtype cast to input_dtype (the backward of the forward's cast).
   static Tensor backward(const Tensor& grad, const Tensor& y, int64_t dim, double t, const c10::optional<Tensor>& tt,
-                         bool log, const char* op) {
+                         const c10::optional<at::ScalarType>& input_dtype, bool log, const char* op) {
     check_floating(grad, op, "grad");
     check_like(grad, y, op, "y");
+    const at::ScalarType in = resolve_dtype(grad, input_dtype, op, "input_dtype");
     dim = wrap_softmax_dim(dim, grad, op);
     const Temperature temp = make_temperature(grad, t, tt, op);
     const Tensor gc = grad.contiguous();
-    Tensor dx = at::empty(gc.sizes(), gc.options());
+    const bool fused = fused_dtype_pair(in, gc.scalar_type());
+    Tensor dx = at::empty(gc.sizes(), gc.options().dtype(fused ? in : gc.scalar_type()));
     if (gc.numel() > 0) K::softmax_backward(gc, y.contiguous(), dx, softmax_geometry(gc, dim), temp, log);
-    return dx;
+    return dx.scalar_type() == in ? dx : dx.to(in);
   }
 
-  static Tensor softmax(const Tensor& x, int64_t dim, double t, const c10::optional<Tensor>& tt) {
-    return forward(x, dim, t, tt, false, "softmax");
+  static Tensor softmax(const Tensor& x, int64_t dim, double t, const c10::optional<Tensor>& tt,
+                        c10::optional<at::ScalarType> dtype) {
+    return forward(x, dim, t, tt, dtype, false, "softmax");
   }
-  static Tensor log_softmax(const Tensor& x, int64_t dim, double t, const c10::optional<Tensor>& tt) {
-    return forward(x, dim, t, tt, true, "log_softmax");
+  static Tensor log_softmax(const Tensor& x, int64_t dim, double t, const c10::optional<Tensor>& tt,
+                            c10::optional<at::ScalarType> dtype) {
+    return forward(x, dim, t, tt, dtype, true, "log_softmax");
   }
   static Tensor softmax_backward(const Tensor& grad, const Tensor& y, int64_t dim, double t,
-                                 const c10::optional<Tensor>& tt) {
-    return backward(grad, y, dim, t, tt, false, "softmax_backward");
+                                 const c10::optional<Tensor>& tt, c10::optional<at::ScalarType> input_dtype) {
+    return backward(grad, y, dim, t, tt, input_dtype, false, "softmax_backward");
   }
   static Tensor log_softmax_backward(const Tensor& grad, const Tensor& y, int64_t dim, double t,
-                                     const c10::optional<Tensor>& tt) {
-    return backward(grad, y, dim, t, tt, true, "log_softmax_backward");
+                                     const c10::optional<Tensor>& tt, c10::optional<at::ScalarType> input_dtype) {
+    return backward(grad, y, dim, t, tt, input_dtype, true, "log_softmax_backward");
   }
 
   // ---- grouped softmax: consecutive groups of `group_sizes` along dim, each its own softmax ----
