@@ -184,7 +184,12 @@ def stream_kernel(reads: int, write: int, dtype: torch.dtype, device: torch.devi
     STREAM benchmark's Add; k > 2: sum over dim 0 of a (k, n) tensor), the fewest operations that must read every byte.
     reads < write: a copy from a source broadcast m times (each chunk read once, written m times: Maxout's backward
     writes dx from a quarter as many gradients). A write of next to nothing (a loss's one number): a sum of the reads.
-    Ratios that are not whole are rounded; the bytes it moves are returned, and "% copy" compares GB/s."""
+    Ratios that are not whole are rounded; the bytes it moves are returned, and "% copy" compares GB/s.
+    The bytes are handled as float32 words whatever the op's dtype (the output keeps the op's size in bytes): the
+    fastest arithmetic per byte (a bfloat16 sum over 4 blocks ran slower than bfloat16 Maxout), so that the kernel is
+    bound by memory and the allocator, not by arithmetic."""
+    if write % 4 == 0 and reads % 4 == 0:
+        dtype = torch.float32
     e = torch.empty((), dtype=dtype).element_size()
     w = write // e
     if w == 0 or reads >= 64 * write:
@@ -280,16 +285,17 @@ def overhead_us(fn, x, device: torch.device, calls: int = 2000) -> float:
 
 
 def median_times(fns, device: torch.device, warmup: int = 2, budget_s: float = 1.0,
-                 reps: int | None = None) -> list[float]:
+                 reps: int | None = None, min_rounds: int = 5) -> list[float]:
     """Median seconds of each callable, timed interleaved (round_times)."""
-    return [statistics.median(t) for t in round_times(fns, device, warmup=warmup, budget_s=budget_s, reps=reps)]
+    return [statistics.median(t) for t in round_times(fns, device, warmup=warmup, budget_s=budget_s, reps=reps,
+                                                      min_rounds=min_rounds)]
 
 
 def round_times(fns, device: torch.device, warmup: int = 2, budget_s: float = 1.0,
-                reps: int | None = None) -> list[list[float]]:
+                reps: int | None = None, min_rounds: int = 5) -> list[list[float]]:
     """Seconds of each callable in each round, measured interleaved (A B C A B C ...) after warm-up, so that all of
     them see the same machine state (clock, caches, the allocator's free lists, the load from other processes); `reps`
-    rounds, or 5 to 100 within about budget_s. CUDA events on a GPU, perf_counter with a sync on the CPU."""
+    rounds, or min_rounds to 100 within about budget_s. CUDA events on a GPU, perf_counter with a sync on the CPU."""
     for fn in fns:
         for _ in range(warmup):
             fn()
@@ -300,7 +306,7 @@ def round_times(fns, device: torch.device, warmup: int = 2, budget_s: float = 1.
         for fn in fns:
             fn()
         sync(device)
-        rounds = int(min(100, max(5, budget_s / max(time.perf_counter() - t0, 1e-6))))
+        rounds = int(min(100, max(min_rounds, budget_s / max(time.perf_counter() - t0, 1e-6))))
     times = [[] for _ in fns]
     for _ in range(rounds):
         for i, fn in enumerate(fns):

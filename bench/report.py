@@ -39,6 +39,10 @@ from bench.common import (compiled, copy_yardstick, device_name, device_slug, ea
 DIRECTIONS = ("fwd", "bwd", "fwd+bwd")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 SOFTMAX_ROWS = (128, 1024, 8192, 32768, 262144)
+# Rounds per case and direction at least, whatever the budget: with 5, the medians on a 2-core host shared with other
+# work moved by 10-20% from run to run (relu forward at 2^24 read 92% and 117% of a copy of the same bytes in two runs;
+# over 18 rounds the two were within 2%).
+MIN_ROUNDS = 9
 
 
 def _backends_for(device: torch.device) -> list[str]:
@@ -111,7 +115,7 @@ def time_case(op, providers, x, params, dy, directions, kw, device, budget, time
         run, moved, name = copy_yardstick(phases, x.dtype, device)
         yard[d] = (moved, name)
         fns = [runner(fn, x, params, dy, d, kw) for _, fn in providers] + [run]
-        meds = timer(fns, device, budget_s=budget)
+        meds = timer(fns, device, budget_s=budget, min_rounds=MIN_ROUNDS)
         times.update({(p, d): t for (p, _), t in zip(providers, meds)})
         times[("copy", d)] = meds[len(providers)]
     return times, yard

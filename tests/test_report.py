@@ -108,7 +108,8 @@ def test_traffic_of_ops_that_read_more_or_less_than_they_write():
     (4096, 4096, torch.float32, "copy", 8192),  # an element-wise forward
     (4096 + 128, 4096, torch.float32, "copy", 8192),  # ReLU's backward: dy and a 1-bit mask (the mask left out)
     (8192, 4096, torch.float32, "add", 12288),  # a backward reading dy and x (or y)
-    (4096, 2048, torch.bfloat16, "add", 6144),
+    (4096, 2048, torch.bfloat16, "add", 6144),  # as float32 words: 512 written
+    (4096, 1024, torch.bfloat16, "sum of 4", 5120),  # Maxout's forward on bfloat16
     (16384, 4096, torch.float32, "sum of 4", 20480),  # Maxout's forward, pieces = 4
     (1280, 4096, torch.float32, "copy x3", 1364 + 4092),  # 341 floats read, 3 x 341 written  # Maxout's backward: a quarter of dy + indices; dx
     (8188, 4, torch.float32, "sum", 8188),  # the loss: two tensors read, one number written
@@ -147,7 +148,7 @@ def test_time_case_times_the_yardstick_in_the_same_rounds_as_the_op():
     providers = [("eager", common.eager(op)), ("cpu", common.ours(op, "cpu"))]
     calls = []
 
-    def timer(fns, device, budget_s):
+    def timer(fns, device, budget_s, min_rounds):
         calls.append(fns)
         return [1.0 + i for i in range(len(fns))]
 
