@@ -57,9 +57,9 @@ def _import_op_db():
 
 op_db, SampleInput = _import_op_db()
 
-import glo_kernels  # noqa: E402
-from glo_kernels._registry import ALL_OPS_BY_NAME  # noqa: E402
-from glo_kernels.ops import channel_view_shape, reduce_to_param  # noqa: E402
+import glo_kernels
+from glo_kernels._registry import ALL_OPS_BY_NAME
+from glo_kernels.ops import channel_view_shape, reduce_to_param
 
 SIXTEEN = (torch.float16, torch.bfloat16)
 # Unit roundoff of each dtype; helpers.EPS is at least twice it.
@@ -463,7 +463,7 @@ def _value_params(pointwise_only=False):
 # ---------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("m, dtype", _value_params())
 def test_forward(m, dtype, backend, request):
-    name, device = backend
+    name, _ = backend
     _known_bug(request, "forward", m, dtype, name)
     op = _opinfo(m)
     for i, s in enumerate(_samples(m, dtype, backend)):
@@ -634,7 +634,7 @@ def test_double_backward(m, dtype, backend, request):
         if m.inplace and _overlapping(s.input):
             continue
         dy = torch.randn(s.input.shape, dtype=torch.float64).to(device=device, dtype=dtype)
-        ours, vs, wrt = _second_order(m, s, lambda x, a, k: _our_call(m, x, a, k), None, dy)
+        ours, vs, _ = _second_order(m, s, lambda x, a, k: _our_call(m, x, a, k), None, dy)
         eager, _, _ = _second_order(m, s, lambda x, a, k: _torch_fn(m)(x, *a, **k), None, dy, vs)
         ref, _, wrt64 = _second_order(plain, s, lambda x, a, k: op.op(x, *a, **k), lambda t: t.double(),
                                       dy.double(), [v.double() for v in vs])
@@ -730,7 +730,7 @@ ERROR_MIRRORS = [m for m in MIRRORS if _opinfo(m).error_inputs_func is not None]
 def test_error_inputs(m, backend):
     """Each error input of the OpInfo (torch raises: checked) makes glo_kernels raise an error naming the op.
     (PReLU's three: a 0-d input with 2 weights, 9 weights for 8 channels, a 2-d weight; glo_kernels accepts none.)"""
-    name, device = backend
+    _, device = backend
     errors = list(_opinfo(m).error_inputs(device, set_seed=False))
     assert errors, f"{m.id}: no error inputs"
     for e in errors:
@@ -753,7 +753,7 @@ def _unsupported_params():
 def test_refuses_unsupported_dtype(m, dtype, backend):
     """A dtype the OpInfo supports (integers, bool, complex) but glo_kernels does not: a TypeError naming the op and
     the dtype, for each of the OpInfo's samples in it."""
-    name, device = backend
+    _, device = backend
     samples = list(_opinfo(m).sample_inputs(device, dtype, set_seed=False))
     assert samples
     for s in samples:
