@@ -49,7 +49,8 @@ class _ELU(torch.autograd.Function):
     def backward(ctx, grad_y):
         (x,) = ctx.saved_tensors
         xf, gf = _opmath(x, grad_y)
-        neg = gf * ctx.alpha * torch.exp(torch.clamp(xf, max=0.0))
+        # (torch.where, not clamp: clamp's gradient is 0 at NaN, where ELU's second derivative is NaN)
+        neg = gf * ctx.alpha * torch.exp(torch.where(xf > 0, torch.zeros_like(xf), xf))
         return torch.where(xf > 0, gf, neg).to(grad_y.dtype), None
 
 

@@ -427,12 +427,9 @@ def _elu_nan_convention(m, x64, g64):
 # (Fixed by the merge of branch features: the reference backend's ELU computed 16-bit inputs in 16-bit arithmetic,
 # forward with alpha != 1 and backward, and its double backward was NaN for large positive x. These tests caught
 # both on the main before that merge.)
-_REFERENCE_ELU_NAN = ("reference ELU double backward: d/dx is 0, not NaN, at a NaN input (its backward takes "
-                      "exp(clamp(x, max=0)), whose gradient drops NaN); cpu and triton give NaN")
-KNOWN_BUGS = {
-    ("double_backward", "elu", "reference"): (DTYPES, _REFERENCE_ELU_NAN),
-    ("double_backward", "elu_", "reference"): (DTYPES, _REFERENCE_ELU_NAN),
-}
+# (Also fixed: its double backward gave 0, not NaN, at a NaN input: it took exp(clamp(x, max=0)), and clamp's
+# gradient drops NaN.)
+KNOWN_BUGS: dict = {}
 
 
 def _known_bug(request, kind, m, dtype, backend_name):
