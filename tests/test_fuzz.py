@@ -52,8 +52,8 @@ from glo_kernels._registry import ALL_OPS
 from glo_kernels.ops import channel_view_shape, dense_format, maxout_format, reduce_to_param
 from conftest import backend_params
 from helpers import EPS, assert_matches_reference
-from bounds import (distillation_bounds, softmax_backward_atol, softmax_forward_atol, softmax_tol, sum_gamma,
-                    temperature_grad_atol)
+from bounds import (distillation_bounds, finite as _fin, row_max as _row_max, softmax_backward_atol,
+                    softmax_forward_atol, softmax_tol, sum_gamma, temperature_grad_atol)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Settings: a profile of this file's own (not loaded globally), whose database lives in the repository.
@@ -428,31 +428,8 @@ def op_case(draw, op, shape, dtype):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# References (float64)
+# Tolerances (the bounds themselves: tests/bounds.py)
 # ---------------------------------------------------------------------------------------------------------------
-def _row_max(x: torch.Tensor, dim: int, groups=None) -> torch.Tensor:
-    """The max of each row (or group) along dim, broadcast back; 0 where it is not finite (detached)."""
-    x = x.detach()
-    if x.dim() == 0:
-        m = x
-    elif x.numel() == 0:
-        return torch.zeros_like(x)
-    elif groups is None:
-        m = x.amax(dim, keepdim=True).expand_as(x)
-    else:
-        m = torch.cat([q.amax(dim, keepdim=True).expand_as(q) for q in x.split(list(groups), dim)], dim)
-    return torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Tolerances
-# ---------------------------------------------------------------------------------------------------------------
-def _fin(t: torch.Tensor) -> torch.Tensor:
-    """t in float64 on the CPU with NaN / inf replaced by 0 (for error floors)."""
-    t = t.detach().double().cpu()
-    return torch.where(torch.isfinite(t), t, torch.zeros_like(t))
-
-
 def _opmath_max(dtype) -> float:
     return torch.finfo(torch.float64 if dtype == torch.float64 else torch.float32).max
 
