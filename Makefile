@@ -23,15 +23,18 @@ build: setup
 	$(BIN)/python -c "import glo_kernels, sys; s = glo_kernels.available_backends(); print({k: v.available for k, v in s.items()}); sys.exit(0 if s['cpu'].available else 1)"
 
 # The suite draws fresh random inputs on every run; the seed is printed at the end (GLO_TEST_SEED=<seed> replays it).
+# It runs in TEST_JOBS pytest-xdist workers (default: one per core; TEST_JOBS=0 runs in this process). Every test's
+# inputs depend only on the run's seed and the test's id, so the split between workers changes nothing.
+TEST_JOBS ?= $(MAX_JOBS)
 test: build
-	$(BIN)/python -m pytest tests -q --durations=25
+	$(BIN)/python -m pytest tests -q --durations=25 -n $(TEST_JOBS) --dist loadgroup
 	GLO_BENCH_SMALL=1 $(BIN)/python -m pytest bench -q --benchmark-disable
 
 # The tests that draw random inputs, under N fresh seeds (or SEEDS="1 2 3"); prints the seeds that fail.
 # TESTS narrows it (pytest arguments), e.g. make test-seeds N=5 TESTS="tests/test_softmax.py -k distillation".
 N ?= 30
 test-seeds: build
-	$(BIN)/python tests/seed_sweep.py -n $(N) $(if $(SEEDS),--seeds "$(SEEDS)") $(TESTS)
+	$(BIN)/python tests/seed_sweep.py -n $(N) --jobs $(TEST_JOBS) $(if $(SEEDS),--seeds "$(SEEDS)") $(TESTS)
 
 report: build
 	$(BIN)/python -m bench.report

@@ -11,6 +11,9 @@ import torch
 # Every run draws fresh random inputs; the run's seed is printed in pytest's header and GLO_TEST_SEED=<seed> replays
 # it (each test's inputs depend only on this seed and the test's own key, not on which other tests ran).
 RUN_SEED = int(os.environ.get("GLO_TEST_SEED") or random.SystemRandom().randrange(2**31))
+# Exported, so that pytest-xdist's workers (started after this module is imported by the main process's conftest)
+# draw from the same seed as the one printed.
+os.environ["GLO_TEST_SEED"] = str(RUN_SEED)
 
 
 def seeded(*key) -> torch.Generator:

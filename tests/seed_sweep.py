@@ -33,6 +33,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=30, help="number of fresh seeds (default 30)")
     ap.add_argument("--seeds", default="", help="these seeds instead of fresh ones (separated by spaces or commas)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="pytest-xdist workers per seed (default: one per core; 0: in the pytest process)")
     ap.add_argument("pytest_args", nargs=argparse.REMAINDER,
                     help="test files / ids and pytest options (default: every test file with random inputs)")
     args = ap.parse_args(argv)
@@ -44,7 +46,8 @@ def main(argv=None) -> int:
     for i, seed in enumerate(seeds, 1):
         t0 = time.monotonic()
         env = dict(os.environ, GLO_TEST_SEED=str(seed))
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", *targets],
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf",
+                               "-n", str(args.jobs), "--dist", "loadgroup", *targets],
                               cwd=ROOT, env=env, capture_output=True, text=True)
         tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr.strip()[-200:]
         if proc.returncode not in (0, 5):

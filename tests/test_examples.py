@@ -13,6 +13,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 120
 
+pytestmark = pytest.mark.xdist_group("examples")  # one worker runs the module fixture (3 subprocesses) once
+
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 

@@ -21,7 +21,7 @@ from conftest import DTYPES
 from glo_kernels import reference
 from glo_kernels.ops import fused_dtype_pair
 from helpers import EPS, assert_matches_reference, assert_same_bits, make_input, non_contiguous, seeded
-from bounds import finite as _fin
+from bounds import finite as _fin, sum_gamma
 
 _IDS = {torch.float64: "f64", torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
 
@@ -251,12 +251,24 @@ def _rows(t, dim):
     return t.amax(dim, keepdim=True).expand_as(t), t.sum(dim, keepdim=True).expand_as(t)
 
 
-def _softmax_bounds(log, xd, y64, dim, T, out_dtype):
+def _acc(n, dtype, rows):
+    """Relative error bound of a row sum of n terms in dtype's opmath, in the summation order of the backend that
+    computes it: rows = (backend name, whether the row's elements are contiguous) (tests/bounds.py sum_gamma)."""
+    backend, contiguous = rows
+    return sum_gamma(n, dtype, contiguous, None if backend == "reference" else backend)
+
+
+def _rows_of(bname, x, dim, layout):
+    """(backend, contiguous rows) for _acc: a row is contiguous when it runs along the last dim of a dense tensor."""
+    return bname, layout == "contiguous" and (x.dim() == 0 or dim % x.dim() == x.dim() - 1)
+
+
+def _softmax_bounds(log, xd, y64, dim, T, out_dtype, rows):
     """Allowed |y - y64| per element, y computed from xd (= x.to(dtype)) in opmath and rounded once to dtype.
 
     With a_j = (x_j - m) / T (3 roundings: the difference, 1/T, the product: 3 eps_o |a_j|) and exp within 2 eps_o,
     e_j = exp(a_j) is within eps_o (3 |a_j| + 2) relatively; the row sum s of n terms within
-    r_s = eps_o (n / 16 + 16 + 3 sum_k p_k |a_k| + 2) (the kernels' lane-wise accumulation and the terms' errors).
+    r_s = acc(n) + eps_o (3 sum_k p_k |a_k| + 2) (acc(n): _acc, the backend's summation order, and the terms' errors).
     softmax y_j = e_j / s: relative eps_o (3 |a_j| + 4) + r_s; log_softmax y_j = a_j - log s: absolute
     eps_o (3 |a_j| + |y_j| + log n) + r_s. Both then rounded to dtype (eps_d |y_j|, passed as rel)."""
     eps_o = _eps_op(out_dtype)
@@ -271,7 +283,7 @@ def _softmax_bounds(log, xd, y64, dim, T, out_dtype):
     y = _fin(y64).reshape(a.shape)
     p = y.exp() if log else y
     _, pa = _rows(p * a, d)
-    r_s = eps_o * (n / 16 + 16 + 3 * pa + 2)
+    r_s = _acc(n, out_dtype, rows) + eps_o * (3 * pa + 2)
     if log:
         bound = eps_o * (3 * a + y.abs() + math.log(n)) + r_s
     else:
@@ -279,7 +291,7 @@ def _softmax_bounds(log, xd, y64, dim, T, out_dtype):
     return bound.reshape(y64.shape)
 
 
-def _softmax_grad_bounds(log, y64, err_y, dy, g64, dim, T, in_dtype, out_dtype):
+def _softmax_grad_bounds(log, y64, err_y, dy, g64, dim, T, in_dtype, out_dtype, rows):
     """Allowed |dx - dx64| per element. dx is computed in opmath from our y (within err_y of y64) and dy, then rounded
     to x's dtype (via out dtype for a pair that is not fused: eps_in + eps_out relatively).
 
@@ -287,13 +299,13 @@ def _softmax_grad_bounds(log, y64, err_y, dy, g64, dim, T, in_dtype, out_dtype):
       dx_j's: |dx_j| (err_y_j / |y_j| + 4 eps_o) + |y_j| / T * (D's error + eps_o |dy_j - D|);
     log_softmax: dx_j = (dy_j - p_j S) / T, S = sum dy_k, p_j = exp(y_j) within (err_y_j + 2 eps_o) relatively:
       (p_j |S| (err_y_j + 2 eps_o) + p_j acc(n) sum_k |dy_k| + eps_o |dy_j|) / T + 4 eps_o |dx_j|;
-    acc(n) = eps_o (n / 16 + 16) as in _softmax_bounds."""
+    acc(n) = _acc(n, out_dtype, rows) as in _softmax_bounds."""
     eps_o = _eps_op(out_dtype)
     shape = g64.shape
     y, e, g, dx = (_fin(t).reshape(-1) if t.dim() == 0 else _fin(t) for t in (y64, err_y, dy, g64))
     d = 0 if y64.dim() == 0 else dim % y64.dim()
     n = y.shape[d] if y.numel() else 1
-    acc = eps_o * (n / 16 + 16)
+    acc = _acc(n, out_dtype, rows)
     if log:
         p = y.exp()
         _, s = _rows(g, d)
@@ -313,9 +325,16 @@ def _softmax_grad_bounds(log, y64, err_y, dy, g64, dim, T, in_dtype, out_dtype):
     return bound.reshape(shape) + fi.smallest_normal * fi.eps, EPS[in_dtype] + EPS[out_dtype]
 
 
-def _softmax_input(shape, dim, layout, dtype, device, gen):
-    x = make_input(shape, dtype, device, generator=gen)
-    return non_contiguous(x) if layout == "strided" else x
+def _dtype_case(key, backend, op, pair, case):
+    """The common setup of a dtype= test: (backend name, device, x's dtype, dtype=, shape, dim, layout, the op,
+    a fresh random x in its layout, the test's generator)."""
+    bname, device = backend
+    src, dst = pair
+    shape, dim, layout = case
+    gen = seeded(key, op, bname, str(src), str(dst), shape, layout)
+    x = make_input(shape, src, device, generator=gen)
+    x = non_contiguous(x) if layout == "strided" else x
+    return bname, device, src, dst, shape, dim, layout, getattr(glo_kernels, op), x, gen
 
 
 @pytest.mark.parametrize("case", SOFTMAX_CASES, ids=_case_id)
@@ -324,12 +343,7 @@ def _softmax_input(shape, dim, layout, dtype, device, gen):
 def test_softmax_dtype_matches_float64(backend, op, pair, case):
     """softmax(x, dim, T, dtype): output in dtype, equal to the float64 softmax of x.to(dtype) within the bounds of
     _softmax_bounds; the gradient in x's dtype, equal to float64's within _softmax_grad_bounds; x untouched."""
-    bname, device = backend
-    src, dst = pair
-    shape, dim, layout = case
-    gen = seeded("softmax-dtype", op, bname, str(src), str(dst), shape, layout)
-    fn = getattr(glo_kernels, op)
-    x = _softmax_input(shape, dim, layout, src, device, gen)
+    bname, device, src, dst, shape, dim, layout, fn, x, gen = _dtype_case("softmax-dtype", backend, op, pair, case)
     x_before = x.clone()
     xo = x.clone().requires_grad_()
     y = fn(xo, dim, TEMPERATURE, dtype=dst)
@@ -344,10 +358,11 @@ def test_softmax_dtype_matches_float64(backend, op, pair, case):
     x64 = xd.double().cpu().requires_grad_()
     y64 = getattr(reference, op)(x64, dim, TEMPERATURE)
     (g64,) = torch.autograd.grad(y64, x64, dy.double().cpu())
-    err_y = _softmax_bounds(op == "log_softmax", xd, y64, dim, TEMPERATURE, dst)
+    rows = _rows_of(bname, x, dim, layout)
+    err_y = _softmax_bounds(op == "log_softmax", xd, y64, dim, TEMPERATURE, dst, rows)
     assert_matches_reference(y, y64, dst, rel=EPS[dst], atol=err_y, what=f"{what} forward")
     bound, rel = _softmax_grad_bounds(op == "log_softmax", y64, err_y + EPS[dst] * _fin(y64).abs(), dy, g64, dim,
-                                      TEMPERATURE, src, dst)
+                                      TEMPERATURE, src, dst, rows)
     assert_matches_reference(gx, g64, src, rel=rel, atol=bound, what=f"{what} gradient")
 
 
@@ -359,12 +374,7 @@ def test_softmax_dtype_is_cast_then_op(backend, op, pair, case):
     backends whose kernels tile a row the same way whatever the dtype read (the fused pairs run one kernel reading x's
     dtype and writing dtype, the other pairs cast first); the CUDA kernels size their chunks by the dtype read, which
     changes the order of the row sums: there, within twice the bounds of test_softmax_dtype_matches_float64."""
-    bname, device = backend
-    src, dst = pair
-    shape, dim, layout = case
-    gen = seeded("softmax-cast", op, bname, str(src), str(dst), shape, layout)
-    fn = getattr(glo_kernels, op)
-    x = _softmax_input(shape, dim, layout, src, device, gen)
+    bname, device, src, dst, shape, dim, layout, fn, x, gen = _dtype_case("softmax-cast", backend, op, pair, case)
     xo = x.clone().requires_grad_()
     xc = x.detach().to(dst).requires_grad_()
     y, yc = fn(xo, dim, TEMPERATURE, dtype=dst), fn(xc, dim, TEMPERATURE)
@@ -381,10 +391,11 @@ def test_softmax_dtype_is_cast_then_op(backend, op, pair, case):
     x64 = xc.detach().double().cpu().requires_grad_()
     y64 = getattr(reference, op)(x64, dim, TEMPERATURE)
     (g64,) = torch.autograd.grad(y64, x64, dy.double().cpu())
-    err_y = _softmax_bounds(log, xc, y64, dim, TEMPERATURE, dst)
+    rows = _rows_of(bname, x, dim, layout)
+    err_y = _softmax_bounds(log, xc, y64, dim, TEMPERATURE, dst, rows)
     assert_matches_reference(y, yc.double(), dst, rel=2 * EPS[dst], atol=2 * err_y, what=f"{what} forward")
     bound, rel = _softmax_grad_bounds(log, y64, err_y + EPS[dst] * _fin(y64).abs(), dy, g64, dim, TEMPERATURE, src,
-                                      dst)
+                                      dst, rows)
     assert_matches_reference(gx, gc.to(src).double(), src, rel=2 * rel, atol=2 * bound, what=f"{what} gradient")
 
 
@@ -411,17 +422,21 @@ def test_softmax_dtype_learned_temperature(backend, op, pair):
     g64, gt64 = torch.autograd.grad(y64, [x64, t64], dy.double().cpu())
     T = float(t)
     what = f"{op}[{bname}, {src} -> {dst}] learned temperature"
-    err_y = _softmax_bounds(op == "log_softmax", xd, y64, -1, T, dst)
+    rows = (bname, True)
+    err_y = _softmax_bounds(op == "log_softmax", xd, y64, -1, T, dst, rows)
     assert_matches_reference(y, y64, dst, rel=EPS[dst], atol=err_y, what=f"{what} forward")
     bound, rel = _softmax_grad_bounds(op == "log_softmax", y64, err_y + EPS[dst] * _fin(y64).abs(), dy, g64, -1, T,
-                                      src, dst)
+                                      src, dst, rows)
     assert_matches_reference(gx, g64, src, rel=rel, atol=bound, what=f"{what} grad x")
     # dT = -sum_j dx_j x_j / T from our dx (each within bound_j + rel |dx_j|) and x in its dtype (x - x.to(dtype) is
-    # within eps_dst |x| when dtype is narrower), summed in opmath (acc(N) sum |dx_j x_j|), T rounded to float32 and the
-    # result rounded to T's dtype: |gt - gt64| <= (sum |x_j| err_j + (acc(N) + eps_dst) sum |dx_j x_j|) / T + eps_f32 |gt|
-    xa, dxa = _fin(x).abs(), _fin(g64).abs()
-    n = x.numel()
-    acc = _eps_op(src) * (n / 16 + 16)
+    # within eps_dst |x| when dtype is narrower), summed in opmath in any order (acc(N) = sum_gamma of depth N - 1, times
+    # sum |dx_j x_j|), T rounded to float32 and the result rounded to T's dtype:
+    # |gt - gt64| <= (sum |x_j| err_j + (acc(N) + eps_dst) sum |dx_j x_j|) / T + eps_f32 |gt|. Since sum_j dx_j = 0 per
+    # row, a backend may use x - max instead of x (the reference backend's autograd does): |x_j| is the larger of both.
+    x64d = _fin(x.double().cpu())
+    xa = torch.maximum(x64d.abs(), (x64d - x64d.amax(-1, keepdim=True)).abs())
+    dxa = _fin(g64).abs()
+    acc = sum_gamma(x.numel(), src, contiguous=False)
     err_gt = ((xa * (bound + rel * dxa)).sum() + (acc + EPS[dst]) * (xa * dxa).sum()) / T
     assert_matches_reference(gt, gt64.reshape(()), torch.float32, rel=2 * EPS[torch.float32], atol=float(err_gt),
                              what=f"{what} grad T")
