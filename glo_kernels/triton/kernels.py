@@ -100,11 +100,6 @@ def _downcast(v, DTYPE: tl.constexpr):
     return out
 
 
-@triton.jit
-def _bit_or(a, b):
-    return a | b
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Activations whose backward needs one bit per element: ReLU<T> and LeakyReLU<T> of activations.h.
 # ---------------------------------------------------------------------------------------------------------------
@@ -145,7 +140,7 @@ def _mask_forward_kernel(x_ptr, y_ptr, mask_ptr, numel, mask_len, slope: tl.floa
     tl.store(y_ptr + offs, _downcast(y, y_ptr.dtype.element_ty), mask=inb)
     if SAVE_MASK:
         bits = tl.where(keep & inb, 1, 0).to(tl.uint32) << lane[None, :].to(tl.uint32)
-        word = tl.reduce(bits, 1, _bit_or)
+        word = tl.sum(bits, 1)  # the 32 bits are distinct: their sum is their OR (a plain sum is native in the interpreter)
         tl.store(mask_ptr + words, word.to(tl.int32, bitcast=True), mask=words < mask_len)  # (0 past the bits)
 
 
