@@ -9,7 +9,7 @@ kernel calls. Nothing is compiled, so it takes seconds. The tools are taken from
 (triton/backends/nvidia/bin/).
 
 For every kernel instantiation it reports:
-  * regs, local bytes (spills live in local memory: LOCAL > 0 or STL / LDL instructions), shared memory;
+  * regs, spill bytes (local memory, or the stack frame when STL / LDL instructions use it), shared memory;
   * whether its vector path has 128-bit global loads and stores (LDG.E.128[.CONSTANT] / STG.E.128);
   * integer divisions: calls to the 64-bit division subroutines ($__internal_*_div_s64 / _div_u64 / _rem_*) and the
     inline 32-bit unsigned division (`/` by a run-time int compiles on sm_90 to I2F.U32.RP, MUFU.RCP,
@@ -92,8 +92,8 @@ VECTOR_FAMILIES = tuple(FAMILIES)
 
 
 def scalar_fallback(family: str, template: str) -> bool:
-    """The channel backward kernels' kV = 1 instantiations: the scalar path taken when a vector path is not allowed
-    (rows not a multiple of the vector, unaligned pointers). Reported, not held to the 128-bit / budget checks."""
+    """The channel backward kernels' kV = 1 instantiations: the scalar path for rows that are not whole 16-byte
+    vectors (or unaligned pointers). Reported in the per-kernel table, not held to the 128-bit / budget checks."""
     return family.startswith("channel_backward") and template.endswith(", 1")
 
 
@@ -330,7 +330,9 @@ class Kernel:
 
     @property
     def spill_bytes(self) -> int:
-        return self.local
+        """Local memory per thread, or the stack frame when STL / LDL use it (LOCAL 0, STACK > 0 and STL / LDL: a
+        spilled register, or one saved around a call, in the stack frame; either way a round trip to memory)."""
+        return self.local if self.local else (self.stack if self.stl_ldl else 0)
 
     @property
     def direction(self) -> str:
@@ -584,7 +586,7 @@ def summary(kernels: list[Kernel]) -> str:
                      f"{max(k.regs for k in ks)} | {max(k.spill_bytes for k in nonf64)} | {'yes' if vec else 'NO'} |")
     lines.append("")
     lines.append("Worst instantiation per family and dtype (float16 as bfloat16); the channel backward kernels' scalar "
-                 "fallbacks (kV = 1, for rows that are not whole vectors) are in the per-kernel table only.")
+                 "fallbacks (kV = 1, for rows that are not whole 16-byte vectors) are in the per-kernel table only.")
     smx = [k for k in kernels if k.family.startswith("softmax") or k.family.startswith("distill")]
     if smx:
         lines.append("")
