@@ -37,8 +37,9 @@ def test_float32_sweep_within_a_few_ulp(backend, name):
     for lo, hi in RANGES:
         x = torch.linspace(lo, hi, n, dtype=torch.float32)
         ref = ref_fn(x.double())
-        if name == "pelu":  # float64 reference of the float32 computation x / b (rounded), as the kernels do
-            ref = torch.where(x.double() >= 0, ref, 1.3 * torch.expm1((x / 0.6).double()))
+        if name == "pelu":  # float64 reference of the float32 argument u = x * (1/b) (each rounded), as the kernels do
+            inv_b = 1 / torch.tensor(0.6, dtype=torch.float32)
+            ref = torch.where(x.double() >= 0, ref, 1.3 * torch.expm1((x * inv_b).double()))
         err = _ulp_error(ours_fn(x.to(device)), ref)
         eager = _ulp_error(ref_fn(x), ref_fn(x.double()))
         assert err <= max(BOUND_ULP, 2 * eager), f"{name} on [{lo}, {hi}]: {err:.2f} ulp (eager {eager:.2f})"

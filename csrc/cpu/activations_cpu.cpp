@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 #if defined(__AVX512F__) && !defined(__CUDA_ARCH__)
 #include <immintrin.h>
@@ -252,6 +253,22 @@ struct CpuKernels {
     return pv;
   }
 
+  // The functor's per-channel constants, [F::kConsts][C] (F::prepare on each channel's raw parameters).
+  template <typename scalar_t, size_t NP, class F>
+  static std::vector<opmath_t<scalar_t>> consts_opmath(const F& f, const std::array<Tensor, NP>& params, int64_t C) {
+    using T = opmath_t<scalar_t>;
+    constexpr int NK = F::kConsts;
+    const std::vector<T> pv = params_opmath<scalar_t>(params, C);
+    std::vector<T> kv(NK * static_cast<size_t>(C));
+    for (int64_t c = 0; c < C; ++c) {
+      T p[NP], k[NK];
+      for (size_t j = 0; j < NP; ++j) p[j] = pv[j * C + c];
+      f.prepare(p, k);
+      for (int j = 0; j < NK; ++j) kv[j * C + c] = k[j];
+    }
+    return kv;
+  }
+
   template <size_t NP, class Factory>
   static void channel_forward(const Tensor& x, const std::array<Tensor, NP>& params, const Tensor& y,
                               ChannelGeometry g, Factory factory) {
@@ -262,7 +279,8 @@ struct CpuKernels {
       const scalar_t* xp = x.const_data_ptr<scalar_t>();
       scalar_t* yp = y.mutable_data_ptr<scalar_t>();
       const int64_t C = g.channels, S = g.inner;
-      const std::vector<T> pv = params_opmath<scalar_t>(params, C);
+      const std::vector<T> pv = consts_opmath<scalar_t>(f, params, C);  // [NK][C]
+      constexpr int NK = std::remove_cv_t<decltype(f)>::kConsts;
       // Rows of `len` elements: with S == 1 a row is [C] (parameters vary per element), else [S] of one channel.
       const bool channel_innermost = (S == 1 && C > 1);
       const int64_t len = channel_innermost ? C : S;
@@ -272,8 +290,8 @@ struct CpuKernels {
         alignas(64) T xbuf[kChunk];
         alignas(64) T ybuf[kChunk];
         for (int64_t r = r0; r < r1; ++r) {
-          T pc[NP];
-          for (size_t k = 0; k < NP; ++k) pc[k] = pv[k * C + (channel_innermost ? 0 : r % C)];
+          T pc[NK];
+          for (int k = 0; k < NK; ++k) pc[k] = pv[k * C + (channel_innermost ? 0 : r % C)];
           for (int64_t s0 = 0; s0 < len; s0 += kChunk) {
             const int64_t cnt = std::min(kChunk, len - s0);
             const int64_t base = r * len + s0;
@@ -281,8 +299,8 @@ struct CpuKernels {
             T* ys = cpu::out_chunk(yp + base, ybuf, xp + base);
             if (channel_innermost) {
               for (int64_t j = 0; j < cnt; ++j) {
-                T pj[NP];
-                for (size_t k = 0; k < NP; ++k) pj[k] = pv[k * C + s0 + j];
+                T pj[NK];
+                for (int k = 0; k < NK; ++k) pj[k] = pv[k * C + s0 + j];
                 ys[j] = fl.forward(xs[j], pj);
               }
             } else {
@@ -310,7 +328,8 @@ struct CpuKernels {
       const scalar_t* gp = grad.const_data_ptr<scalar_t>();
       scalar_t* dxp = dx.mutable_data_ptr<scalar_t>();
       const int64_t N = g.outer, C = g.channels, S = g.inner;
-      const std::vector<T> pv = params_opmath<scalar_t>(params, C);
+      const std::vector<T> pv = consts_opmath<scalar_t>(f, params, C);  // [NK][C]
+      constexpr int NK = std::remove_cv_t<decltype(f)>::kConsts;
       const int64_t sb = std::min(S, kTile);
       const int64_t cb = std::min(C, std::max<int64_t>(1, kRun / sb));
       const int64_t nb = std::min(N, std::max<int64_t>(1, kTile / (cb * sb)));
@@ -339,8 +358,8 @@ struct CpuKernels {
                 const T* gs = cpu::load_chunk(gp + base, gbuf, cnt);
                 T* ds = cpu::out_chunk(dxp + base, dbuf, gp + base);
                 for (int64_t j = 0; j < cnt; ++j) {
-                  T pj[NP], dpj[NP];
-                  for (size_t k = 0; k < NP; ++k) pj[k] = pv[k * C + q0 + j];
+                  T pj[NK], dpj[NP];
+                  for (int k = 0; k < NK; ++k) pj[k] = pv[k * C + q0 + j];
                   ds[j] = fl.backward(xs[j], gs[j], pj, dpj);
                   for (size_t k = 0; k < NP; ++k) terms[k][j] = dpj[k];
                 }
@@ -352,8 +371,8 @@ struct CpuKernels {
               }
             } else {  // rows of S elements of one channel: 8-lane sums per parameter
               for (int64_t c = c0; c < c1; ++c) {
-                T pc[NP];
-                for (size_t k = 0; k < NP; ++k) pc[k] = pv[k * C + c];
+                T pc[NK];
+                for (int k = 0; k < NK; ++k) pc[k] = pv[k * C + c];
                 acc_t lanes[NP][8] = {};
                 for (int64_t q0 = s0; q0 < s1; q0 += kChunk) {
                   const int64_t cnt = std::min(kChunk, s1 - q0);

@@ -59,6 +59,35 @@ struct alignas(16) Vec16 {
   scalar_t val[kSize];
 };
 
+// Stores a 16-byte vector. store_vec: a plain store of a uint4, which ptxas usually emits as one STG.E.128 but may
+// split into 32-bit pieces when the four values do not sit in an aligned register quad (seen in the unrolled loops of
+// the mask and plane kernels: bench/sass_report.py, tests/test_sass.py). store_vec_pinned: one st.global.v4.b32 that
+// ptxas cannot split, at the price of scheduling freedom (an asm volatile is not moved across other volatile ones),
+// so it is used only where the split was seen. The caller guarantees 16-byte alignment. The asm has no memory
+// clobber: no kernel here reads, after the store, memory the store may write (in place, each element is loaded
+// before it is stored, and the stored value depends on the load). Other widths (kV == 1): a plain store.
+template <typename VT>
+__device__ __forceinline__ void store_vec(void* p, const VT& v) {
+  if constexpr (sizeof(VT) == 16) {
+    uint4 u;
+    __builtin_memcpy(&u, &v, 16);
+    *reinterpret_cast<uint4*>(p) = u;
+  } else {
+    *reinterpret_cast<VT*>(p) = v;
+  }
+}
+
+template <typename VT>
+__device__ __forceinline__ void store_vec_pinned(void* p, const VT& v) {
+  if constexpr (sizeof(VT) == 16) {
+    uint4 u;
+    __builtin_memcpy(&u, &v, 16);
+    asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(u.x), "r"(u.y), "r"(u.z), "r"(u.w));
+  } else {
+    *reinterpret_cast<VT*>(p) = v;
+  }
+}
+
 __device__ __forceinline__ int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
 // a / b for a >= 0, b > 0, with the cheaper 32-bit division when both fit.
@@ -69,6 +98,29 @@ __device__ __forceinline__ int64_t idiv(int64_t a, int64_t b) {
 
 // a % b for a >= 0, b > 0.
 __device__ __forceinline__ int64_t imod(int64_t a, int64_t b) { return a - idiv(a, b) * b; }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Division by a run-time constant d >= 1 without a divide instruction (Granlund & Montgomery 1994, as PyTorch's
+// IntDivider, here for 64-bit dividends): with l = ceil(log2 d) and m = floor(2^64 (2^l - d) / d) + 1 (< 2^64),
+// n / d = (umulhi64(n, m) + n) >> l for every 0 <= n < 2^63 (t = umulhi64(n, m) <= n, so t + n does not overflow).
+// d = 2^l gives m = 1, t = 0: a shift.
+// ---------------------------------------------------------------------------------------------------------------
+struct FastDiv {
+  uint64_t d;
+  uint64_t m;
+  uint32_t l;
+
+  explicit FastDiv(int64_t divisor) : d(static_cast<uint64_t>(divisor)), m(1), l(0) {
+    TORCH_INTERNAL_ASSERT(divisor >= 1, "glo_kernels: FastDiv needs a positive divisor");
+    while (l < 63 && (uint64_t{1} << l) < d) ++l;
+    const unsigned __int128 num = (static_cast<unsigned __int128>(1) << 64) * ((uint64_t{1} << l) - d);
+    m = static_cast<uint64_t>(num / d) + 1;
+  }
+  __device__ __forceinline__ int64_t div(int64_t n) const {
+    const uint64_t un = static_cast<uint64_t>(n);
+    return static_cast<int64_t>((__umul64hi(un, m) + un) >> l);
+  }
+};
 
 // Sum over the 32 lanes of a warp in a fixed tree order; the result is valid in lane 0. All 32 lanes must call it.
 template <typename acc_t>
@@ -115,7 +167,7 @@ template <typename scalar_t, typename F>
 __global__ void __launch_bounds__(kThreads) mask_forward_kernel(
     const scalar_t* x,   // [n]
     scalar_t* y,         // [n], may alias x
-    int32_t* mask,       // [ceil(n / 32)], or nullptr when the mask is not saved
+    int32_t* mask,       // [ceil(n / 32) + kMaskPad], or nullptr when the mask is not saved
     int64_t n,
     int64_t nchunks,     // chunks of 32 * VEC elements done by the vector part (0 if unaligned)
     F f) {
@@ -126,6 +178,8 @@ __global__ void __launch_bounds__(kThreads) mask_forward_kernel(
   const int lane = threadIdx.x & 31;
   const int64_t warp = (static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x) >> 5;
   const int64_t nwarps = (static_cast<int64_t>(gridDim.x) * kThreads) >> 5;
+  // The mask's kMaskPad padding words (op_impls.h new_mask) are zeroed here, not by a separate memset.
+  if (mask != nullptr && blockIdx.x == 0 && threadIdx.x < kMaskPad) mask[mask_words(n) + threadIdx.x] = 0;
 
   for (int64_t chunk = warp; chunk < nchunks; chunk += nwarps) {
     const int64_t base = chunk * (32 * VEC) + lane * VEC;
@@ -138,7 +192,7 @@ __global__ void __launch_bounds__(kThreads) mask_forward_kernel(
       bits |= static_cast<uint32_t>(f.keep(v)) << j;
       yv.val[j] = static_cast<scalar_t>(f.forward(v));
     }
-    *reinterpret_cast<V*>(y + base) = yv;
+    store_vec_pinned(y + base, yv);
     if (mask != nullptr) {  // uniform across the grid
       bits <<= (lane % kLanesPerWord) * VEC;
 #pragma unroll
@@ -193,7 +247,7 @@ __global__ void __launch_bounds__(kThreads) mask_backward_kernel(
     for (int j = 0; j < VEC; ++j) {
       out.val[j] = static_cast<scalar_t>(f.backward(static_cast<T>(gv.val[j]), ((bits >> j) & 1u) != 0));
     }
-    *reinterpret_cast<V*>(dx + i) = out;
+    store_vec(dx + i, out);
   }
   for (int64_t i = nvec * VEC + tid; i < n; i += stride) {
     dx[i] = static_cast<scalar_t>(f.backward(static_cast<T>(grad[i]), mask_bit(mask, i)));
@@ -226,7 +280,7 @@ __global__ void __launch_bounds__(kThreads) unary_forward_kernel(
     V out;
 #pragma unroll
     for (int j = 0; j < VEC; ++j) out.val[j] = static_cast<scalar_t>(f.forward(static_cast<T>(xv.val[j])));
-    *reinterpret_cast<V*>(y + v * VEC) = out;
+    store_vec(y + v * VEC, out);
   }
   for (int64_t i = nvec * VEC + tid; i < n; i += stride) {
     y[i] = static_cast<scalar_t>(f.forward(static_cast<T>(x[i])));
@@ -254,7 +308,7 @@ __global__ void __launch_bounds__(kThreads) unary_backward_kernel(
     for (int j = 0; j < VEC; ++j) {
       out.val[j] = static_cast<scalar_t>(f.backward(static_cast<T>(gv.val[j]), static_cast<T>(sv.val[j])));
     }
-    *reinterpret_cast<V*>(dx + v * VEC) = out;
+    store_vec(dx + v * VEC, out);
   }
   for (int64_t i = nvec * VEC + tid; i < n; i += stride) {
     dx[i] = static_cast<scalar_t>(f.backward(static_cast<T>(grad[i]), static_cast<T>(saved[i])));
@@ -263,18 +317,39 @@ __global__ void __launch_bounds__(kThreads) unary_backward_kernel(
 
 // ---------------------------------------------------------------------------------------------------------------
 // Ops with learned per-channel parameters (PReLU: 1, PELU: 2). The functor's kParams parameter tensors ([C] each,
-// C = 1 when shared) travel to the kernels by value as an array of pointers; an element of channel c gets the values
-// p[k] = param_k[c] as opmath.
+// C = 1 when shared) travel to channel_consts_kernel by value as an array of pointers; it turns each channel's raw
+// values into the functor's kConsts constants (F::prepare: PELU's a/b, 1/b and a, in opmath, each correctly rounded)
+// once per call, into consts [kConsts, C]. The element kernels then only load constants (no division anywhere in
+// them): an element of channel c gets k[j] = consts[j * C + c].
 // ---------------------------------------------------------------------------------------------------------------
 template <typename scalar_t, int NP>
 struct ChannelParams {
   const scalar_t* p[NP];  // NP pointers to [C]
 };
 
-template <typename scalar_t, int NP, typename T>
-__device__ __forceinline__ void load_params(const ChannelParams<scalar_t, NP>& params, int64_t c, T (&pc)[NP]) {
+template <typename scalar_t, typename F>
+__global__ void __launch_bounds__(kThreads) channel_consts_kernel(
+    ChannelParams<scalar_t, F::kParams> params,       // kParams x [C]
+    at::opmath_type<scalar_t>* __restrict__ consts,   // [kConsts, C]
+    int64_t C,
+    F f) {
+  using T = at::opmath_type<scalar_t>;
+  for (int64_t c = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; c < C;
+       c += static_cast<int64_t>(gridDim.x) * kThreads) {
+    T p[F::kParams], k[F::kConsts];
 #pragma unroll
-  for (int k = 0; k < NP; ++k) pc[k] = static_cast<T>(params.p[k][c]);
+    for (int j = 0; j < F::kParams; ++j) p[j] = static_cast<T>(params.p[j][c]);
+    f.prepare(p, k);
+#pragma unroll
+    for (int j = 0; j < F::kConsts; ++j) consts[j * C + c] = k[j];
+  }
+}
+
+// The constants of channel c.
+template <int NK, typename T>
+__device__ __forceinline__ void load_consts(const T* __restrict__ consts, int64_t C, int64_t c, T (&kc)[NK]) {
+#pragma unroll
+  for (int j = 0; j < NK; ++j) kc[j] = consts[j * C + c];
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -282,22 +357,24 @@ __device__ __forceinline__ void load_params(const ChannelParams<scalar_t, NP>& p
 //
 // Mapping. Thread-level grid-stride loops.
 //  1. Vector part (nvec = n / VEC when x and y are 16-byte aligned, else 0): thread handles elements v*VEC + [0, VEC);
-//     the channel of the first element is found by division, the next ones by stepping (s, c) along the row (the
-//     parameters are reloaded when the channel changes).
+//     the channel of the first element is found by FastDiv (multiply-shift). kRowAligned (C == 1 or S % VEC == 0):
+//     the vector lies in one channel's row, its constants are loaded once. Else the next elements' channels are found
+//     by stepping (s, c) along the row (the constants are reloaded when the channel changes).
 //  2. Scalar tail, elements [nvec * VEC, n): one element per thread and step.
 // ---------------------------------------------------------------------------------------------------------------
-template <typename scalar_t, typename F>
+template <typename scalar_t, typename F, bool kRowAligned>
 __global__ void __launch_bounds__(kThreads) channel_forward_kernel(
     const scalar_t* __restrict__ x,                 // [N, C, S] = [n]
-    ChannelParams<scalar_t, F::kParams> params,     // kParams x [C]
+    const at::opmath_type<scalar_t>* __restrict__ consts,  // [kConsts, C] (channel_consts_kernel)
     scalar_t* __restrict__ y,                       // [n]
     int64_t n, int64_t C, int64_t S,
     int64_t nvec,                                   // vectors of VEC elements done by the vector part (0 if unaligned)
+    FastDiv div_s, FastDiv div_c,                   // by S and by C
     F f) {
   using T = at::opmath_type<scalar_t>;
   using V = Vec16<scalar_t>;
   constexpr int VEC = V::kSize;
-  constexpr int NP = F::kParams;
+  constexpr int NK = F::kConsts;
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
 
@@ -305,29 +382,45 @@ __global__ void __launch_bounds__(kThreads) channel_forward_kernel(
     const int64_t i = v * VEC;
     int64_t c = 0, s = 0;
     if (C > 1) {
-      const int64_t row = idiv(i, S);  // n * C + c
+      const int64_t row = div_s.div(i);  // n * C + c
       s = i - row * S;
-      c = imod(row, C);
+      c = row - div_c.div(row) * C;
     }
-    T pc[NP];
-    load_params(params, c, pc);
     const V xv = *reinterpret_cast<const V*>(x + i);
     V yv;
+    if constexpr (kRowAligned) {
+      T pc[NK];
+      load_consts(consts, C, c, pc);
 #pragma unroll
-    for (int j = 0; j < VEC; ++j) {
-      yv.val[j] = static_cast<scalar_t>(f.forward(static_cast<T>(xv.val[j]), pc));
-      if (C > 1 && ++s == S) {  // the next element starts the next channel's row
-        s = 0;
-        if (++c == C) c = 0;
-        load_params(params, c, pc);
+      for (int j = 0; j < VEC; ++j) yv.val[j] = static_cast<scalar_t>(f.forward(static_cast<T>(xv.val[j]), pc));
+    } else {
+      // Each element's channel by stepping (s, c) along the row, then the element math without branches.
+      int64_t cj[VEC];
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) {
+        cj[j] = c;
+        if (C > 1 && ++s == S) {  // the next element starts the next channel's row
+          s = 0;
+          c = c + 1 == C ? 0 : c + 1;
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) {
+        T pc[NK];
+        load_consts(consts, C, cj[j], pc);
+        yv.val[j] = static_cast<scalar_t>(f.forward(static_cast<T>(xv.val[j]), pc));
       }
     }
-    *reinterpret_cast<V*>(y + i) = yv;
+    store_vec(y + i, yv);
   }
   for (int64_t i = nvec * VEC + tid; i < n; i += stride) {
-    const int64_t c = C > 1 ? imod(idiv(i, S), C) : 0;
-    T pc[NP];
-    load_params(params, c, pc);
+    int64_t c = 0;
+    if (C > 1) {
+      const int64_t row = div_s.div(i);
+      c = row - div_c.div(row) * C;
+    }
+    T pc[NK];
+    load_consts(consts, C, c, pc);
     y[i] = static_cast<scalar_t>(f.forward(static_cast<T>(x[i]), pc));
   }
 }
@@ -336,73 +429,162 @@ __global__ void __launch_bounds__(kThreads) channel_forward_kernel(
 // Channel backward, "plane" mode (inner S < kPlaneMaxInner). The input is seen as NR super-rows of W contiguous
 // elements (W = R * C * S: R whole outer rows; the last super-row may end early at numel). Position q in [0, W) has
 // the fixed channel (q % (C*S)) / S. Block b handles tile t = b / blocks_per_tile (super-rows [t*TN, t*TN + TN)) and
-// positions q = (b % blocks_per_tile) * kThreads + threadIdx.x; the thread loops over its tile's super-rows, touching
-// element sr*W + q (consecutive threads -> consecutive elements: coalesced), writes dx and, for each parameter k,
-// stores the sum of the element terms dp[k] over those elements, in increasing order, to partial[k, t, q].
-// Every slot of partial [NP, NT, W] is written (threads whose rows all lie past numel store 0).
+// the kV positions q = ((b % blocks_per_tile) * kThreads + threadIdx.x) * kV + [0, kV); the thread loops over its
+// tile's super-rows, touching elements sr*W + q (consecutive threads -> consecutive elements: coalesced), writes dx
+// and, for each parameter k and position q, stores the sum of the element terms dp[k] over those elements, in
+// increasing order of super-row, to partial[k, t, q]. Every slot of partial [NP, NT, W] is written (positions whose
+// rows all lie past numel store 0).
+// kV = 1: scalar accesses. kV = VEC (W % VEC == 0 and x, grad, dx 16-byte aligned): one 128-bit access per tensor
+// and super-row; a vector that straddles numel (only in the tensor's last super-row) falls back to guarded scalar
+// accesses. Each position's sum has the same terms in the same order for both kV, so partial, and the parameter
+// gradients, are bitwise the same either way.
 // ---------------------------------------------------------------------------------------------------------------
-template <typename scalar_t, typename F>
-__global__ void __launch_bounds__(kThreads) channel_backward_plane_kernel(
+template <typename scalar_t, typename F, int kV>
+// __maxnreg__(80) instead of __launch_bounds__(kThreads): under the launch bound ptxas held the kernel to 64
+// registers and spilled (float16 PELU, kV = 8); 80 x kThreads registers still fit 3 blocks per SM.
+__global__ void __maxnreg__(80) channel_backward_plane_kernel(
     const scalar_t* __restrict__ grad,                    // [numel]
     const scalar_t* __restrict__ x,                       // [numel] = [N, C, S]
-    ChannelParams<scalar_t, F::kParams> params,           // kParams x [C]
+    const at::opmath_type<scalar_t>* __restrict__ consts,  // [kConsts, C] (channel_consts_kernel)
     scalar_t* __restrict__ dx,                            // [numel]
     at::opmath_type<scalar_t>* __restrict__ partial,      // [kParams, NT, W]
     int64_t numel, int64_t C, int64_t S, int64_t W, int64_t NR, int64_t TN, int64_t blocks_per_tile,
     int64_t M,                                            // NT * W: stride of parameter k in partial
+    FastDiv div_cs, FastDiv div_s,                        // by C * S and by S
     F f) {
   using T = at::opmath_type<scalar_t>;
   using acc_t = T;
   constexpr int NP = F::kParams;
-  const int64_t tile = static_cast<int64_t>(blockIdx.x) / blocks_per_tile;
-  const int64_t q = (static_cast<int64_t>(blockIdx.x) - tile * blocks_per_tile) * kThreads + threadIdx.x;
-  if (q >= W) return;  // no block- or warp-collective operations in this kernel
-  const int64_t c = idiv(imod(q, C * S), S);
-  T pc[NP];
-  load_params(params, c, pc);
+  constexpr int NK = F::kConsts;
+  static_assert(kV == 1 || kV == Vec16<scalar_t>::kSize, "kV: scalar or one 16-byte vector");
+  struct alignas(kV * sizeof(scalar_t)) VecT {
+    scalar_t val[kV];
+  };
+  // 32-bit division (inline, no 64-bit division call): the host checks NT * blocks_per_tile <= INT_MAX.
+  const int64_t tile = blockIdx.x / static_cast<uint32_t>(blocks_per_tile);
+  const int64_t q0 = ((static_cast<int64_t>(blockIdx.x) - tile * blocks_per_tile) * kThreads + threadIdx.x) * kV;
+  if (q0 >= W) return;  // W % kV == 0: the thread's kV positions all lie in [0, W). No collectives in this kernel.
+  T pc[kV][NK];
+  {
+    int64_t s = q0 - div_cs.div(q0) * (C * S);
+    int64_t c = div_s.div(s);
+    s -= c * S;
+#pragma unroll
+    for (int j = 0; j < kV; ++j) {
+      load_consts(consts, C, c, pc[j]);
+      if (++s == S) {
+        s = 0;
+        if (++c == C) c = 0;
+      }
+    }
+  }
   const int64_t sr0 = tile * TN;
   const int64_t e_end = imin(numel, imin(NR, sr0 + TN) * W);  // element bound of this tile (and of the tensor)
-  acc_t acc[NP];
+  acc_t acc[kV][NP];
 #pragma unroll
-  for (int k = 0; k < NP; ++k) acc[k] = acc_t(0);
-  int64_t e = sr0 * W + q;
-  for (; e + 3 * W < e_end; e += 4 * W) {
-    scalar_t xs[4], gs[4];
+  for (int j = 0; j < kV; ++j) {
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      xs[u] = x[e + u * W];
-      gs[u] = grad[e + u * W];
+    for (int k = 0; k < NP; ++k) acc[j][k] = acc_t(0);
+  }
+  // Super-rows in flight per step. With vectors, PELU keeps 2 x kV accumulators and 2 x kV constants live: a second
+  // super-row in flight made ptxas spill (64 registers, sm_90), so one; PReLU takes two.
+  constexpr int kUnroll = kV == 1 ? 4 : (NP > 1 ? 1 : 2);
+  int64_t e = sr0 * W + q0;
+  for (; e + (kUnroll - 1) * W + kV <= e_end; e += kUnroll * W) {
+    VecT xs[kUnroll], gs[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      xs[u] = *reinterpret_cast<const VecT*>(x + e + u * W);
+      gs[u] = *reinterpret_cast<const VecT*>(grad + e + u * W);
     }
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
+    for (int u = 0; u < kUnroll; ++u) {
+      VecT out;
+#pragma unroll
+      for (int j = 0; j < kV; ++j) {
+        T dp[NP];
+        out.val[j] =
+            static_cast<scalar_t>(f.backward(static_cast<T>(xs[u].val[j]), static_cast<T>(gs[u].val[j]), pc[j], dp));
+#pragma unroll
+        for (int k = 0; k < NP; ++k) acc[j][k] += static_cast<acc_t>(dp[k]);
+      }
+      store_vec_pinned(dx + e + u * W, out);
+    }
+  }
+  for (; e + kV <= e_end; e += W) {
+    const VecT xv = *reinterpret_cast<const VecT*>(x + e);
+    const VecT gv = *reinterpret_cast<const VecT*>(grad + e);
+    VecT out;
+#pragma unroll
+    for (int j = 0; j < kV; ++j) {
       T dp[NP];
-      dx[e + u * W] = static_cast<scalar_t>(f.backward(static_cast<T>(xs[u]), static_cast<T>(gs[u]), pc, dp));
+      out.val[j] = static_cast<scalar_t>(f.backward(static_cast<T>(xv.val[j]), static_cast<T>(gv.val[j]), pc[j], dp));
 #pragma unroll
-      for (int k = 0; k < NP; ++k) acc[k] += static_cast<acc_t>(dp[k]);
+      for (int k = 0; k < NP; ++k) acc[j][k] += static_cast<acc_t>(dp[k]);
+    }
+    store_vec_pinned(dx + e, out);
+  }
+  if (kV > 1 && e < e_end) {  // the tensor's last super-row ends inside this vector (e + W > e_end: the last step)
+#pragma unroll
+    for (int j = 0; j < kV; ++j) {
+      if (e + j < e_end) {
+        T dp[NP];
+        dx[e + j] = static_cast<scalar_t>(f.backward(static_cast<T>(x[e + j]), static_cast<T>(grad[e + j]), pc[j], dp));
+#pragma unroll
+        for (int k = 0; k < NP; ++k) acc[j][k] += static_cast<acc_t>(dp[k]);
+      }
     }
   }
-  for (; e < e_end; e += W) {
-    T dp[NP];
-    dx[e] = static_cast<scalar_t>(f.backward(static_cast<T>(x[e]), static_cast<T>(grad[e]), pc, dp));
+  // tile and q0 again, from fresh reads of the block and thread index (volatile asm: not merged with the reads
+  // above), so that they need not stay live across the loops: at 64 registers ptxas spilled one of them (float16
+  // PELU). Same values.
+  uint32_t bx, tx;
+  asm volatile("mov.u32 %0, %%ctaid.x;" : "=r"(bx));
+  asm volatile("mov.u32 %0, %%tid.x;" : "=r"(tx));
+  const int64_t tile_end = bx / static_cast<uint32_t>(blocks_per_tile);
+  const int64_t q_end = ((static_cast<int64_t>(bx) - tile_end * blocks_per_tile) * kThreads + tx) * kV;
+  acc_t* out = partial + tile_end * W + q_end;
 #pragma unroll
-    for (int k = 0; k < NP; ++k) acc[k] += static_cast<acc_t>(dp[k]);
+  for (int k = 0; k < NP; ++k) {
+#pragma unroll
+    for (int j = 0; j < kV; ++j) out[k * M + j] = acc[j][k];
   }
-#pragma unroll
-  for (int k = 0; k < NP; ++k) partial[k * M + tile * W + q] = acc[k];
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Channel backward, "rows" mode (inner S >= kPlaneMaxInner). Each (n, c) row of S contiguous elements is cut into NCH
 // chunks of CH elements; work item b = row * NCH + k (block-level grid-stride loop, uniform across the block) is
-// chunk k of row `row` (channel row % C). Thread t handles elements start + t + j * kThreads (coalesced), writes dx,
-// sums each parameter's terms in increasing order, then one block_sum per parameter (fixed order, uniform across
-// the block) gives partial[k, b]: partial is [NP, N, C, NCH], fully written.
+// chunk k of row `row` (channel row % C). Thread t sums the terms of elements start + t + j * kThreads, j = 0, 1, ...
+// in increasing order (the summation order that defines the result), then one block_sum per parameter (fixed
+// order, uniform across the block) gives partial[k, b]: partial is [NP, N, C, NCH], fully written.
+// kV = 1: thread t also loads and stores those elements (scalar, coalesced).
+// kV = VEC (S % VEC == 0, CH % (kThreads * VEC) == 0, x, grad, dx 16-byte aligned): the chunk is walked in sub-tiles
+// of kThreads * VEC elements; thread t loads / stores the 16-byte vector at sub-tile offset t * VEC (128-bit
+// accesses), writes its elements' terms to shared memory, and after a barrier adds the terms at offsets
+// t + m * kThreads, m = 0 .. VEC-1: the same elements (start + t + j * kThreads, j = sub-tile * VEC + m) in the same
+// order as kV = 1. Past the chunk's end a thread adds +0.0, which leaves every sum unchanged (acc starts at +0.0
+// and a round-to-nearest sum is never -0.0 unless both addends are, so acc + 0.0 == acc bitwise, NaN and inf
+// included): the partials, and the parameter gradients, are bitwise the same for both kV.
 // ---------------------------------------------------------------------------------------------------------------
-template <typename scalar_t, typename F>
+// kV consecutive terms (kV * sizeof(acc_t) is a multiple of 16 bytes) to shared memory as 16-byte stores: a warp
+// writes 32 consecutive 16-byte pieces per store, without bank conflicts (scalar stores at stride kV would conflict
+// kV-way).
+template <int kV, typename acc_t>
+__device__ __forceinline__ void store_terms(acc_t* dst, const acc_t (&t)[kV]) {
+  static_assert(kV * sizeof(acc_t) % 16 == 0, "whole 16-byte pieces");
+#pragma unroll
+  for (int h = 0; h < static_cast<int>(kV * sizeof(acc_t) / 16); ++h) {
+    uint4 u;
+    __builtin_memcpy(&u, reinterpret_cast<const char*>(t) + 16 * h, 16);
+    reinterpret_cast<uint4*>(dst)[h] = u;
+  }
+}
+
+template <typename scalar_t, typename F, int kV>
 __global__ void __launch_bounds__(kThreads) channel_backward_rows_kernel(
     const scalar_t* __restrict__ grad,                    // [numel]
     const scalar_t* __restrict__ x,                       // [numel] = [N, C, S]
-    ChannelParams<scalar_t, F::kParams> params,           // kParams x [C]
+    const at::opmath_type<scalar_t>* __restrict__ consts,  // [kConsts, C] (channel_consts_kernel)
     scalar_t* __restrict__ dx,                            // [numel]
     at::opmath_type<scalar_t>* __restrict__ partial,      // [kParams, N, C, NCH]
     int64_t rows, int64_t C, int64_t S, int64_t CH, int64_t NCH,
@@ -410,40 +592,81 @@ __global__ void __launch_bounds__(kThreads) channel_backward_rows_kernel(
     F f) {
   using T = at::opmath_type<scalar_t>;
   using acc_t = T;
+  using V = Vec16<scalar_t>;
   constexpr int NP = F::kParams;
+  constexpr int NK = F::kConsts;
+  static_assert(kV == 1 || kV == V::kSize, "kV: scalar or one 16-byte vector");
   __shared__ acc_t smem[kWarpsPerBlock];
+  __shared__ alignas(16) acc_t terms[kV == 1 ? 1 : NP][kV == 1 ? 1 : kThreads * kV];
   const int64_t items = rows * NCH;
   for (int64_t b = blockIdx.x; b < items; b += gridDim.x) {
     const int64_t row = idiv(b, NCH);
     const int64_t chunk = b - row * NCH;
-    T pc[NP];
-    load_params(params, imod(row, C), pc);
+    T pc[NK];
+    load_consts(consts, C, imod(row, C), pc);
+    const int64_t begin = row * S + chunk * CH;
     const int64_t end = row * S + imin(S, (chunk + 1) * CH);
     acc_t acc[NP];
 #pragma unroll
     for (int k = 0; k < NP; ++k) acc[k] = acc_t(0);
-    int64_t i = row * S + chunk * CH + threadIdx.x;
-    for (; i + 3 * kThreads < end; i += 4 * kThreads) {
-      scalar_t xs[4], gs[4];
+    if constexpr (kV == 1) {
+      int64_t i = begin + threadIdx.x;
+      for (; i + 3 * kThreads < end; i += 4 * kThreads) {
+        scalar_t xs[4], gs[4];
 #pragma unroll
-      for (int u = 0; u < 4; ++u) {
-        xs[u] = x[i + u * kThreads];
-        gs[u] = grad[i + u * kThreads];
+        for (int u = 0; u < 4; ++u) {
+          xs[u] = x[i + u * kThreads];
+          gs[u] = grad[i + u * kThreads];
+        }
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          T dp[NP];
+          dx[i + u * kThreads] =
+              static_cast<scalar_t>(f.backward(static_cast<T>(xs[u]), static_cast<T>(gs[u]), pc, dp));
+#pragma unroll
+          for (int k = 0; k < NP; ++k) acc[k] += static_cast<acc_t>(dp[k]);
+        }
       }
-#pragma unroll
-      for (int u = 0; u < 4; ++u) {
+      for (; i < end; i += kThreads) {
         T dp[NP];
-        dx[i + u * kThreads] =
-            static_cast<scalar_t>(f.backward(static_cast<T>(xs[u]), static_cast<T>(gs[u]), pc, dp));
+        dx[i] = static_cast<scalar_t>(f.backward(static_cast<T>(x[i]), static_cast<T>(grad[i]), pc, dp));
 #pragma unroll
         for (int k = 0; k < NP; ++k) acc[k] += static_cast<acc_t>(dp[k]);
       }
-    }
-    for (; i < end; i += kThreads) {
-      T dp[NP];
-      dx[i] = static_cast<scalar_t>(f.backward(static_cast<T>(x[i]), static_cast<T>(grad[i]), pc, dp));
+    } else {
+      // Uniform across the block: every thread runs every sub-tile (the barriers see the whole block).
+      for (int64_t sub = begin; sub < end; sub += kThreads * kV) {
+        const int64_t i = sub + threadIdx.x * kV;
+        if (i < end) {  // end - sub is a multiple of kV: the whole vector is in the chunk
+          const V xv = *reinterpret_cast<const V*>(x + i);
+          const V gv = *reinterpret_cast<const V*>(grad + i);
+          V out;
+          acc_t tk[NP][kV];
 #pragma unroll
-      for (int k = 0; k < NP; ++k) acc[k] += static_cast<acc_t>(dp[k]);
+          for (int j = 0; j < kV; ++j) {
+            T dp[NP];
+            out.val[j] = static_cast<scalar_t>(f.backward(static_cast<T>(xv.val[j]), static_cast<T>(gv.val[j]), pc, dp));
+#pragma unroll
+            for (int k = 0; k < NP; ++k) tk[k][j] = static_cast<acc_t>(dp[k]);
+          }
+          store_vec(dx + i, out);
+#pragma unroll
+          for (int k = 0; k < NP; ++k) store_terms(&terms[k][threadIdx.x * kV], tk[k]);
+        } else {
+          acc_t tk[kV];
+#pragma unroll
+          for (int j = 0; j < kV; ++j) tk[j] = acc_t(0);
+#pragma unroll
+          for (int k = 0; k < NP; ++k) store_terms(&terms[k][threadIdx.x * kV], tk);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int m = 0; m < kV; ++m) {
+#pragma unroll
+          for (int k = 0; k < NP; ++k) acc[k] += terms[k][threadIdx.x + m * kThreads];
+        }
+        __syncthreads();  // the next sub-tile overwrites terms
+      }
     }
 #pragma unroll
     for (int k = 0; k < NP; ++k) {
@@ -497,15 +720,30 @@ __global__ void __launch_bounds__(kThreads) param_reduce_kernel(
         // (o, j) of term t, stepped without division: t += kTeam is o += kTeam / K, j += kTeam % K (+ carry).
         const int64_t step_o = idiv(kTeam, K), step_j = kTeam - step_o * K;
         int64_t o = idiv(rank, K), j = rank - o * K;
-#pragma unroll 4
-        for (int64_t t = rank; t < terms; t += kTeam) {
-          sum += p[o * C * K + j];
+        const auto step = [&] {
           o += step_o;
           j += step_j;
           if (j >= K) {
             j -= K;
             ++o;
           }
+        };
+        // kBatch loads issued before their additions (kept loads in flight); the additions stay in order of t.
+        constexpr int kBatch = 8;
+        int64_t t = rank;
+        for (; t + (kBatch - 1) * kTeam < terms; t += kBatch * kTeam) {
+          acc_t v[kBatch];
+#pragma unroll
+          for (int u = 0; u < kBatch; ++u) {
+            v[u] = p[o * C * K + j];
+            step();
+          }
+#pragma unroll
+          for (int u = 0; u < kBatch; ++u) sum += v[u];
+        }
+        for (; t < terms; t += kTeam) {
+          sum += p[o * C * K + j];
+          step();
         }
       }
     }
@@ -531,25 +769,75 @@ void launch_param_reduce(const acc_t* partial, ParamGrads<scalar_t> out, int64_t
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// VEC (= 16 / sizeof(scalar_t): 2, 4 or 8) uint8 maxout indices as one aligned access of VEC bytes.
+template <int VEC> struct IdxVec;
+template <> struct alignas(2) IdxVec<2> { uint8_t val[2]; };
+template <> struct alignas(4) IdxVec<4> { uint8_t val[4]; };
+template <> struct alignas(8) IdxVec<8> { uint8_t val[8]; };
+
 // ---------------------------------------------------------------------------------------------------------------
 // Maxout forward: x seen as [outer, G * P, S] (G groups of P pieces), y and indices as [outer, G, S].
 //
-// Mapping. Thread-level grid-stride loop over the output elements e = (o*G + j)*S + s (consecutive threads ->
+// Mapping. Thread-level grid-stride loops over the output elements e = r*S + s, r = o*G + j (consecutive threads ->
 // consecutive s: coalesced loads of each piece and coalesced stores). The thread reads the P pieces
-// x[((o*G + j)*P + p)*S + s], p = 0 .. P-1, keeps the first maximal one (maxout_better, compared in opmath), and stores
-// that element unchanged to y[e] and p to indices[e].
+// x[(r*P + p)*S + s], p = 0 .. P-1, keeps the first maximal one (maxout_better, compared in opmath), and stores that
+// element unchanged to y[e] and p to indices[e].
+//  1. Vector part (nvec = n / VEC when S % VEC == 0 and x, y, indices are 16-byte aligned, else 0): thread handles
+//     output vector v, elements e = v*VEC + [0, VEC), all of the same r = v / (S / VEC) (S % VEC == 0): 128-bit
+//     loads of each piece, a 128-bit store of y and one VEC-byte store of the indices.
+//  2. Scalar tail, elements [nvec * VEC, n): r = e / S.
+// Divisions by S / VEC and S are FastDiv (multiply-shift).
 // ---------------------------------------------------------------------------------------------------------------
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads) maxout_forward_kernel(
     const scalar_t* __restrict__ x,  // [outer, G * P, S]
     scalar_t* __restrict__ y,        // [outer, G, S] = [n]
     uint8_t* __restrict__ indices,   // [outer, G, S], or nullptr when the indices are not saved
-    int64_t n, int64_t P, int64_t S) {
+    int64_t n, int64_t P, int64_t S,
+    int64_t nvec,                    // vectors of VEC output elements done by the vector part (0 if not eligible)
+    FastDiv div_sv,                  // by S / VEC (vector part; unused when nvec == 0)
+    FastDiv div_s) {                 // by S
   using T = at::opmath_type<scalar_t>;
+  using V = Vec16<scalar_t>;
+  constexpr int VEC = V::kSize;
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
-  for (int64_t e = tid; e < n; e += stride) {
-    const int64_t r = idiv(e, S);  // o * G + j
+  for (int64_t v = tid; v < nvec; v += stride) {
+    const int64_t e = v * VEC;
+    const int64_t r = div_sv.div(v);
+    const int64_t s = e - r * S;
+    const scalar_t* xr = x + r * P * S + s;
+    V best_raw = *reinterpret_cast<const V*>(xr);
+    T best[VEC];
+    uint32_t arg[VEC];
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) {
+      best[j] = static_cast<T>(best_raw.val[j]);
+      arg[j] = 0;
+    }
+    for (int64_t p = 1; p < P; ++p) {
+      const V raw = *reinterpret_cast<const V*>(xr + p * S);
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) {
+        const T val = static_cast<T>(raw.val[j]);
+        const bool better = maxout_better(val, best[j]);
+        best[j] = better ? val : best[j];
+        best_raw.val[j] = better ? raw.val[j] : best_raw.val[j];
+        arg[j] = better ? static_cast<uint32_t>(p) : arg[j];
+      }
+    }
+    store_vec(y + e, best_raw);
+    if (indices != nullptr) {  // the VEC index bytes packed into one VEC-byte store (p < 256)
+      uint64_t packed = 0;
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) packed |= static_cast<uint64_t>(arg[j]) << (8 * j);
+      IdxVec<VEC> out;
+      __builtin_memcpy(&out, &packed, VEC);  // little-endian: byte j is arg[j]
+      *reinterpret_cast<IdxVec<VEC>*>(indices + e) = out;
+    }
+  }
+  for (int64_t e = nvec * VEC + tid; e < n; e += stride) {
+    const int64_t r = div_s.div(e);  // o * G + j
     const int64_t s = e - r * S;
     const scalar_t* xr = x + r * P * S + s;
     scalar_t best_raw = xr[0];
@@ -558,9 +846,9 @@ __global__ void __launch_bounds__(kThreads) maxout_forward_kernel(
 #pragma unroll 4
     for (int64_t p = 1; p < P; ++p) {
       const scalar_t raw = xr[p * S];
-      const T v = static_cast<T>(raw);
-      if (maxout_better(v, best)) {
-        best = v;
+      const T val = static_cast<T>(raw);
+      if (maxout_better(val, best)) {
+        best = val;
         best_raw = raw;
         arg = static_cast<int>(p);
       }
@@ -573,25 +861,50 @@ __global__ void __launch_bounds__(kThreads) maxout_forward_kernel(
 // ---------------------------------------------------------------------------------------------------------------
 // Maxout backward: dx [outer, G * P, S] = grad [outer, G, S] at the saved winner piece, 0 elsewhere.
 //
-// Mapping. Thread-level grid-stride loop over the dx elements i = ((o*G + j)*P + p)*S + s (consecutive threads ->
-// consecutive s: coalesced writes); the thread reads indices and grad at e = (o*G + j)*S + s.
+// Mapping. One pass over grad: thread-level grid-stride loops over the grad elements e = r*S + s (r = o*G + j); the
+// thread reads grad[e] and indices[e] once and writes all P elements dx[(r*P + p)*S + s], p = 0 .. P-1
+// (consecutive threads -> consecutive s: coalesced).
+//  1. Vector part (nvec = ngrad / VEC when S % VEC == 0 and grad, dx, indices are 16-byte aligned, else 0): thread
+//     handles grad vector v, elements v*VEC + [0, VEC), all of the same r = v / (S / VEC): a 128-bit load of grad, a
+//     VEC-byte load of indices, P 128-bit stores of dx.
+//  2. Scalar tail, elements [nvec * VEC, ngrad): r = e / S.
+// Divisions by S / VEC and S are FastDiv (multiply-shift).
 // ---------------------------------------------------------------------------------------------------------------
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads) maxout_backward_kernel(
-    const scalar_t* __restrict__ grad,    // [outer, G, S]
+    const scalar_t* __restrict__ grad,    // [outer, G, S] = [ngrad]
     const uint8_t* __restrict__ indices,  // [outer, G, S]
-    scalar_t* __restrict__ dx,            // [outer, G * P, S] = [n]
-    int64_t n, int64_t P, int64_t S) {
+    scalar_t* __restrict__ dx,            // [outer, G * P, S]
+    int64_t ngrad, int64_t P, int64_t S,
+    int64_t nvec,                         // vectors of VEC grad elements done by the vector part (0 if not eligible)
+    FastDiv div_sv,                       // by S / VEC (vector part; unused when nvec == 0)
+    FastDiv div_s) {                      // by S
+  using V = Vec16<scalar_t>;
+  constexpr int VEC = V::kSize;
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
   const scalar_t zero(0);
-  for (int64_t i = tid; i < n; i += stride) {
-    const int64_t rp = idiv(i, S);  // (o*G + j) * P + p
-    const int64_t s = i - rp * S;
-    const int64_t r = idiv(rp, P);  // o*G + j
-    const int64_t p = rp - r * P;
-    const int64_t e = r * S + s;
-    dx[i] = static_cast<int64_t>(indices[e]) == p ? grad[e] : zero;
+  for (int64_t v = tid; v < nvec; v += stride) {
+    const int64_t e = v * VEC;
+    const int64_t r = div_sv.div(v);
+    const int64_t s = e - r * S;
+    const V g = *reinterpret_cast<const V*>(grad + e);
+    const IdxVec<VEC> idx = *reinterpret_cast<const IdxVec<VEC>*>(indices + e);
+    scalar_t* out = dx + r * P * S + s;
+    for (int64_t p = 0; p < P; ++p) {
+      V o;
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) o.val[j] = static_cast<int64_t>(idx.val[j]) == p ? g.val[j] : zero;
+      store_vec(out + p * S, o);
+    }
+  }
+  for (int64_t e = nvec * VEC + tid; e < ngrad; e += stride) {
+    const int64_t r = div_s.div(e);
+    const int64_t s = e - r * S;
+    const scalar_t g = grad[e];
+    const int64_t win = indices[e];
+    scalar_t* out = dx + r * P * S + s;
+    for (int64_t p = 0; p < P; ++p) out[p * S] = win == p ? g : zero;
   }
 }
 
@@ -611,10 +924,7 @@ struct CudaKernels {
       const int64_t tail_words = mask_words(n) - nchunks * VEC;
       const unsigned grid = grid_for(std::max(nchunks, tail_words), kWarpsPerBlock);
       mask_forward_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(xp, yp, mp, n, nchunks, f);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      if (mp != nullptr) {  // the padding words (op_impls.h new_mask)
-        C10_CUDA_CHECK(cudaMemsetAsync(mp + mask_words(n), 0, kMaskPad * sizeof(int32_t), stream));
-      }
+      C10_CUDA_KERNEL_LAUNCH_CHECK();  // the kernel also zeroes the mask's padding words
     });
   }
 
@@ -679,6 +989,18 @@ struct CudaKernels {
     return out;
   }
 
+  // F's per-channel constants [F::kConsts, C] in opmath, made on the device by channel_consts_kernel.
+  template <typename scalar_t, class F, size_t NP>
+  static Tensor channel_consts(const std::array<Tensor, NP>& params, int64_t C, const F& f, const Tensor& like,
+                               cudaStream_t stream) {
+    using T = at::opmath_type<scalar_t>;
+    Tensor consts = at::empty({F::kConsts * C}, like.options().dtype(c10::CppTypeToScalarType<T>::value));
+    channel_consts_kernel<scalar_t, F><<<grid_for(C, kThreads), kThreads, 0, stream>>>(
+        channel_params<scalar_t>(params), consts.mutable_data_ptr<T>(), C, f);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return consts;
+  }
+
   template <size_t NP, class Factory>
   static void channel_forward(const Tensor& x, const std::array<Tensor, NP>& params, const Tensor& y,
                               ChannelGeometry g, Factory factory) {
@@ -695,8 +1017,16 @@ struct CudaKernels {
       const int64_t nvec = aligned16(xp) && aligned16(yp) ? n / VEC : 0;
       const int64_t tail = n - nvec * VEC;
       const unsigned grid = grid_for(std::max(nvec, tail), kThreads);
-      channel_forward_kernel<scalar_t, F><<<grid, kThreads, 0, stream>>>(
-          xp, channel_params<scalar_t>(params), yp, n, g.channels, g.inner, nvec, f);
+      const Tensor consts = channel_consts<scalar_t>(params, g.channels, f, x, stream);
+      const auto* kp = consts.const_data_ptr<at::opmath_type<scalar_t>>();
+      const FastDiv div_s(g.inner), div_c(g.channels);
+      if (g.channels == 1 || g.inner % VEC == 0) {
+        channel_forward_kernel<scalar_t, F, true>
+            <<<grid, kThreads, 0, stream>>>(xp, kp, yp, n, g.channels, g.inner, nvec, div_s, div_c, f);
+      } else {
+        channel_forward_kernel<scalar_t, F, false>
+            <<<grid, kThreads, 0, stream>>>(xp, kp, yp, n, g.channels, g.inner, nvec, div_s, div_c, f);
+      }
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }
@@ -733,7 +1063,8 @@ struct CudaKernels {
       }
       const scalar_t* gp = grad.const_data_ptr<scalar_t>();
       const scalar_t* xp = x.const_data_ptr<scalar_t>();
-      const auto pp = channel_params<scalar_t>(params);
+      const Tensor consts = channel_consts<scalar_t>(params, C, f, x, stream);
+      const acc_t* pp = consts.const_data_ptr<acc_t>();
       scalar_t* dxp = dx.mutable_data_ptr<scalar_t>();
       const auto acc_options = x.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
       const int64_t np = static_cast<int64_t>(NP);
@@ -746,24 +1077,42 @@ struct CudaKernels {
         const int64_t NR = ceil_div(N, R);
         const int64_t TN = std::max(kPlaneMinRows, ceil_div(NR * W, kPlaneTargetThreads));
         const int64_t NT = ceil_div(NR, TN);
-        const int64_t blocks_per_tile = ceil_div(W, kThreads);
+        constexpr int64_t VEC = Vec16<scalar_t>::kSize;
+        const bool vec = W % VEC == 0 && aligned16(gp) && aligned16(xp) && aligned16(dxp);
+        const int64_t per_block = vec ? kThreads * VEC : kThreads;
+        const int64_t blocks_per_tile = ceil_div(W, per_block);
         TORCH_CHECK(NT * blocks_per_tile <= INT_MAX, "glo_kernels.channel_backward: input too large (", numel,
                     " elements)");
         M = NT * W;
         partial = at::empty({np * M}, acc_options);
-        channel_backward_plane_kernel<scalar_t, F>
-            <<<static_cast<unsigned>(NT * blocks_per_tile), kThreads, 0, stream>>>(
-                gp, xp, pp, dxp, partial.mutable_data_ptr<acc_t>(), numel, C, S, W, NR, TN, blocks_per_tile, M, f);
+        const unsigned grid = static_cast<unsigned>(NT * blocks_per_tile);
+        if (vec) {
+          channel_backward_plane_kernel<scalar_t, F, VEC><<<grid, kThreads, 0, stream>>>(
+              gp, xp, pp, dxp, partial.mutable_data_ptr<acc_t>(), numel, C, S, W, NR, TN, blocks_per_tile, M,
+              FastDiv(C * S), FastDiv(S), f);
+        } else {
+          channel_backward_plane_kernel<scalar_t, F, 1><<<grid, kThreads, 0, stream>>>(
+              gp, xp, pp, dxp, partial.mutable_data_ptr<acc_t>(), numel, C, S, W, NR, TN, blocks_per_tile, M,
+              FastDiv(C * S), FastDiv(S), f);
+        }
         C10_CUDA_KERNEL_LAUNCH_CHECK();
         O = NT * R;
         K = S;
       } else {
+        constexpr int64_t VEC = Vec16<scalar_t>::kSize;
+        static_assert(kRowChunk % (kThreads * 8) == 0, "row chunks are whole vector sub-tiles");
+        const bool vec = S % VEC == 0 && aligned16(gp) && aligned16(xp) && aligned16(dxp);
         const int64_t rows = N * C;
         const int64_t NCH = ceil_div(S, kRowChunk);
         M = rows * NCH;
         partial = at::empty({np * M}, acc_options);
-        channel_backward_rows_kernel<scalar_t, F><<<grid_for(M, 1), kThreads, 0, stream>>>(
-            gp, xp, pp, dxp, partial.mutable_data_ptr<acc_t>(), rows, C, S, kRowChunk, NCH, M, f);
+        if (vec) {
+          channel_backward_rows_kernel<scalar_t, F, VEC><<<grid_for(M, 1), kThreads, 0, stream>>>(
+              gp, xp, pp, dxp, partial.mutable_data_ptr<acc_t>(), rows, C, S, kRowChunk, NCH, M, f);
+        } else {
+          channel_backward_rows_kernel<scalar_t, F, 1><<<grid_for(M, 1), kThreads, 0, stream>>>(
+              gp, xp, pp, dxp, partial.mutable_data_ptr<acc_t>(), rows, C, S, kRowChunk, NCH, M, f);
+        }
         C10_CUDA_KERNEL_LAUNCH_CHECK();
         O = N;
         K = NCH;
@@ -786,13 +1135,19 @@ struct CudaKernels {
     const c10::cuda::CUDAGuard guard(x.device());
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "glo_maxout_forward_cuda", [&] {
+      constexpr int64_t VEC = Vec16<scalar_t>::kSize;
       const int64_t n = y.numel();
       TORCH_INTERNAL_ASSERT(n == g.outer * g.groups * g.inner && x.numel() == n * g.pieces,
                             "glo_kernels.maxout: geometry does not match numel");
       TORCH_INTERNAL_ASSERT(indices.numel() == 0 || indices.numel() == n, "glo_kernels.maxout: bad indices size");
+      const scalar_t* xp = x.const_data_ptr<scalar_t>();
+      scalar_t* yp = y.mutable_data_ptr<scalar_t>();
       uint8_t* ip = indices.numel() > 0 ? indices.mutable_data_ptr<uint8_t>() : nullptr;
-      maxout_forward_kernel<scalar_t><<<grid_for(n, kThreads), kThreads, 0, stream>>>(
-          x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), ip, n, g.pieces, g.inner);
+      const bool vec = g.inner % VEC == 0 && aligned16(xp) && aligned16(yp) && (ip == nullptr || aligned16(ip));
+      const int64_t nvec = vec ? n / VEC : 0;
+      const FastDiv div_sv(vec ? g.inner / VEC : 1), div_s(g.inner);
+      maxout_forward_kernel<scalar_t><<<grid_for(std::max(nvec, n - nvec * VEC), kThreads), kThreads, 0, stream>>>(
+          xp, yp, ip, n, g.pieces, g.inner, nvec, div_sv, div_s);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }
@@ -801,13 +1156,21 @@ struct CudaKernels {
     const c10::cuda::CUDAGuard guard(grad.device());
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "glo_maxout_backward_cuda", [&] {
+      constexpr int64_t VEC = Vec16<scalar_t>::kSize;
       const int64_t n = dx.numel();
-      TORCH_INTERNAL_ASSERT(n == g.outer * g.groups * g.pieces * g.inner && grad.numel() * g.pieces == n &&
-                                indices.numel() == grad.numel(),
+      const int64_t ngrad = grad.numel();
+      TORCH_INTERNAL_ASSERT(n == g.outer * g.groups * g.pieces * g.inner && ngrad * g.pieces == n &&
+                                indices.numel() == ngrad,
                             "glo_kernels.maxout_backward: geometry does not match numel");
-      maxout_backward_kernel<scalar_t><<<grid_for(n, kThreads), kThreads, 0, stream>>>(
-          grad.const_data_ptr<scalar_t>(), indices.const_data_ptr<uint8_t>(), dx.mutable_data_ptr<scalar_t>(), n,
-          g.pieces, g.inner);
+      const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+      const uint8_t* ip = indices.const_data_ptr<uint8_t>();
+      scalar_t* dp = dx.mutable_data_ptr<scalar_t>();
+      const bool vec = g.inner % VEC == 0 && aligned16(gp) && aligned16(dp) && aligned16(ip);
+      const int64_t nvec = vec ? ngrad / VEC : 0;
+      const FastDiv div_sv(vec ? g.inner / VEC : 1), div_s(g.inner);
+      maxout_backward_kernel<scalar_t>
+          <<<grid_for(std::max(nvec, ngrad - nvec * VEC), kThreads), kThreads, 0, stream>>>(
+              gp, ip, dp, ngrad, g.pieces, g.inner, nvec, div_sv, div_s);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }

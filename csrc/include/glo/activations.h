@@ -205,10 +205,12 @@ struct Tanh {
 };
 
 // ---------------------------------------------------------------------------------------------------------------
-// Activations with learned per-channel parameters (kParams of them, 1 or C elements each). The functor gets the
-// element's channel parameters p[0 .. kParams):
-//   forward(x, p) -> y
-//   backward(x, dy, p, dp) -> dx, and writes dp[k] = this element's term of parameter k's gradient (summed per
+// Activations with learned per-channel parameters (kParams of them, 1 or C elements each). Per channel, the kernels
+// turn the channel's raw parameter values p[0 .. kParams) into kConsts constants once (`prepare`: e.g. PELU's a/b and
+// 1/b, so that no element pays a division), and hand those constants k to the element functions:
+//   prepare(p, k)  k[0 .. kConsts) from p[0 .. kParams)
+//   forward(x, k) -> y
+//   backward(x, dy, k, dp) -> dx, and writes dp[j] = this element's term of parameter j's gradient (summed per
 //   channel by the kernels, deterministically).
 // ---------------------------------------------------------------------------------------------------------------
 
@@ -217,13 +219,15 @@ struct Tanh {
 template <typename T>
 struct PReLU {
   static constexpr int kParams = 1;
-  GLO_HD T forward(T x, const T* p) const {
-    const T neg = p[0] * x;
+  static constexpr int kConsts = 1;  // w
+  GLO_HD void prepare(const T* p, T* k) const { k[0] = p[0]; }
+  GLO_HD T forward(T x, const T* k) const {
+    const T neg = k[0] * x;
     return x > T(0) ? x : neg;
   }
-  GLO_HD T backward(T x, T dy, const T* p, T* dp) const {
+  GLO_HD T backward(T x, T dy, const T* k, T* dp) const {
     const T neg_dw = x * dy;
-    const T neg_dx = p[0] * dy;
+    const T neg_dx = k[0] * dy;
     dp[0] = x > T(0) ? T(0) : neg_dw;
     return x > T(0) ? dy : neg_dx;
   }
@@ -232,23 +236,32 @@ struct PReLU {
 // PELU (Trottier et al. 2017), parameters a, b > 0: y = (a/b) x for x >= 0, a (exp(x/b) - 1) otherwise.
 // With u = x/b and E = exp(u) on the negative side (1 on the positive side):
 //   dx = (a/b) E dy;   da term = (u for x >= 0, expm1(u) otherwise) dy;   db term = -(a/b) u E dy.
+// Per channel: k = (a/b, 1/b, a), each correctly rounded; per element u = x * (1/b) (within 1.5 ulp of x/b: one
+// rounding of the reciprocal, one of the product) and no division.
 // Only the selected side is used, so a huge positive x gives finite gradients (the torch.where composite gives NaN
 // there: its unselected exp side overflows and 0 * inf leaks into the gradient).
 template <typename T>
 struct PELU {
   static constexpr int kParams = 2;
-  GLO_HD T forward(T x, const T* p) const {
-    const T pos = (p[0] / p[1]) * x;
-    const T neg = p[0] * gexpm1(x / p[1]);
+  static constexpr int kConsts = 3;  // a/b, 1/b, a
+  GLO_HD void prepare(const T* p, T* k) const {
+    k[0] = p[0] / p[1];
+    k[1] = T(1) / p[1];
+    k[2] = p[0];
+  }
+  GLO_HD T forward(T x, const T* k) const {
+    const T pos = k[0] * x;
+    const T neg = k[2] * gexpm1(x * k[1]);
     return x >= T(0) ? pos : neg;
   }
-  GLO_HD T backward(T x, T dy, const T* p, T* dp) const {
-    const T r = p[0] / p[1];
-    const T u = x / p[1];
+  GLO_HD T backward(T x, T dy, const T* k, T* dp) const {
+    const T r = k[0];
+    const T u = x * k[1];
     const bool pos = x >= T(0);
-    const T e_dy = dy * gexp(u);
+    const T em1 = gexpm1(u);       // one transcendental per element: E = exp(u) = 1 + expm1(u), one more rounding
+    const T e_dy = dy * (em1 + T(1));
     const T ge = pos ? dy : e_dy;  // E dy
-    const T neg_da = gexpm1(u) * dy;
+    const T neg_da = em1 * dy;
     const T pos_da = u * dy;
     dp[0] = pos ? pos_da : neg_da;
     dp[1] = -(r * u) * ge;

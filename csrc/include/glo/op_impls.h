@@ -10,7 +10,7 @@
 //   K::channel_backward(grad, x, params, dx, dparams, geom, factory)
 //                                                 dx and the per-channel sums of every parameter's gradient terms in
 //                                                 one pass + a deterministic reduction (params, dparams: std::array
-//                                                 of f's kParams tensors of 1 or `channels` elements; dparams zeroed)
+//                                                 of f's kParams tensors of 1 or `channels` elements; every dparam slot written)
 //   K::maxout_forward(x, y, indices, geom)        y = max over each group; uint8 index of the winner (indices may
 //                                                 be empty: not saved)
 //   K::maxout_backward(grad, indices, dx, geom)   dx = grad at the winner, 0 elsewhere
@@ -308,7 +308,11 @@ struct Ops {
     std::array<Tensor, NP + 1> out;
     out[0] = empty_in(xc, fmt);
     std::array<Tensor, NP> dparams;
-    for (size_t k = 0; k < NP; ++k) dparams[k] = out[k + 1] = at::zeros(params[k].sizes(), params[k].options());
+    // K::channel_backward writes every slot of every dparam; an empty x launches nothing: its gradients are zeros.
+    for (size_t k = 0; k < NP; ++k) {
+      dparams[k] = out[k + 1] = xc.numel() > 0 ? at::empty(params[k].sizes(), params[k].options())
+                                               : at::zeros(params[k].sizes(), params[k].options());
+    }
     if (xc.numel() > 0) {
       K::channel_backward(grad.contiguous(fmt), xc, contiguous(params), out[0], dparams, g, factory);
     }

@@ -267,7 +267,9 @@ struct SoftmaxOps {
     const Tensor s = student.contiguous(), tc = teacher.contiguous();
     const int64_t cols = s.size(-1);
     const int64_t rows = leading_rows(s);
-    Tensor stats = at::zeros({rows, kDistillStats}, s.options().dtype(opmath_type(s)));
+    // K::distill_forward writes every row's statistics; rows of no columns (no launch) keep zeros.
+    Tensor stats = s.numel() > 0 ? at::empty({rows, kDistillStats}, s.options().dtype(opmath_type(s)))
+                                 : at::zeros({rows, kDistillStats}, s.options().dtype(opmath_type(s)));
     Tensor loss_none = r == Reduction::kNone ? at::empty(s.sizes(), s.options()) : Tensor();
     if (s.numel() > 0) K::distill_forward(s, tc, stats, loss_none, rows, cols, t);
     if (r == Reduction::kNone) return {loss_none, stats};

@@ -1,0 +1,257 @@
+"""Static performance check of the CUDA kernels (bench/sass_report.py): what ptxas made of them for sm_90.
+
+No GPU needed: the sm_90 SASS inside the built extension is read with cuobjdump / nvdisasm (seconds, no compile). The
+build tests skip, with the reason, when the extension holds no CUDA code or the tools are missing. The parser tests run
+everywhere, on a hand-written SASS snippet.
+"""
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from bench import sass_report as sr  # noqa: E402
+
+# ---------------------------------------------------------------------------------------------------------------
+# The parser, on a snippet shaped like nvdisasm's output (independent of the build)
+# ---------------------------------------------------------------------------------------------------------------
+SNIPPET = """
+\t.text.kern:
+kern:
+        /*0000*/                   LDC R1, c[0x0][0x28] ;
+        /*0010*/                   I2F.U32.RP R0, UR6 ;
+        /*0020*/                   MUFU.RCP R0, R0 ;
+.L_x_1:
+        /*0030*/                   LDG.E.128 R4, desc[UR4][R2.64] ;
+        /*0040*/                   FMUL R4, R4, 2 ;
+        /*0050*/              @!P0 BRA `(.L_x_2) ;
+        /*0060*/                   CALL.REL.NOINC `($__internal_0_$__cuda_sm20_div_s64) ;
+.L_x_2:
+        /*0070*/                   STG.E.128 desc[UR4][R8.64], R4 ;
+        /*0080*/                   MEMBAR.ALL.GPU ;
+        /*0090*/                   STG.E desc[UR4][R10.64], R4 ;
+        /*00a0*/                   STG.E desc[UR4][R10.64+0x4], R5 ;
+        /*00b0*/                   ISETP.GE.AND P1, PT, R2, R3, PT ;
+        /*00c0*/              @!P1 BRA `(.L_x_1) ;
+        /*00d0*/                   FCHK P0, R4, R5 ;
+        /*00e0*/                   EXIT ;
+.L_x_3:
+        /*00f0*/                   BRA `(.L_x_3) ;
+        .weak           $__internal_0_$__cuda_sm20_div_s64
+$__internal_0_$__cuda_sm20_div_s64:
+        /*0100*/                   STL [R1], R4 ;
+        /*0110*/                   RET.REL.NODEC R0 `(kern) ;
+"""
+
+
+def test_parser_finds_the_loop_and_its_contents():
+    funcs = sr.parse_nvdisasm(SNIPPET)
+    assert set(funcs) == {"kern", "$__internal_0_$__cuda_sm20_div_s64"}
+    fn = funcs["kern"]
+    assert fn.labels == {".L_x_1": 0x30, ".L_x_2": 0x70, ".L_x_3": 0xF0}
+    loops = sr.find_loops(fn)
+    # The backward branch at 0xc0 closes the loop 0x30..0xc0 (10 instructions); 0xf0 branches to itself.
+    main = [lp for lp in loops if lp.start == 0x30]
+    assert len(main) == 1 and main[0].end == 0xC0 and main[0].count == 10
+    body = main[0].body
+    # float32: one 128-bit store = 4 elements, plus the two 4-byte stores = 1 each.
+    assert sr.elements_per_iteration(body, 4, "st") == 6
+    # bfloat16: only the 128-bit store counts (4-byte stores are not of the element size): 8 elements.
+    assert sr.elements_per_iteration(body, 2, "st") == 8
+    assert sr.elements_per_iteration(body, 2, "ld") == 8
+    # The two 4-byte stores share R10 at offsets 0 and 4: a split vector for float32, not for bfloat16.
+    assert sr.split_accesses(body, 4) == 2
+    assert sr.split_accesses(body, 2) == 0
+    calls = [c for c in sr._calls(fn)]
+    assert calls == ["$__internal_0_$__cuda_sm20_div_s64"]
+    assert sr.int_divisions(body, calls) == 1  # the call; the inline I2F.U32.RP lies before the loop
+    assert sr.int_divisions(fn.instrs, calls) == 2
+    assert sr.float_divides(body, []) == 0 and sr.float_divides(fn.instrs, []) == 1
+    assert sum(1 for x in body if sr._is_barrier(x.op)) == 1
+
+
+def test_parser_widths_and_res_usage():
+    assert sr.mem_width("LDG.E.128.CONSTANT") == 16
+    assert sr.mem_width("STG.E.U16") == 2
+    assert sr.mem_width("LDG.E.64") == 8
+    assert sr.mem_width("LDG.E") == 4
+    res = sr.parse_res_usage(
+        " Function _Z1kPf:\n  REG:40 STACK:8 SHARED:1056 LOCAL:8 CONSTANT[0]:625 TEXTURE:0 SURFACE:0 SAMPLER:0\n")
+    assert list(res) == ["_Z1kPf"]
+    assert {k: res["_Z1kPf"][k] for k in ("REG", "STACK", "SHARED", "LOCAL")} == {
+        "REG": 40, "STACK": 8, "SHARED": 1056, "LOCAL": 8}
+
+
+def test_budget_formula():
+    # 132 SMs x 4 schedulers x 32 lanes x 1.755 GHz over 3.0e12 B/s: 9.88 instructions per byte moved.
+    assert sr.ISSUE_RATE == pytest.approx(2.965e13, rel=1e-3)
+    assert sr.budget(4) == pytest.approx(39.5, abs=0.1)  # bfloat16 forward: read 2 B, write 2 B
+    assert sr.budget(8) == pytest.approx(79.1, abs=0.1)  # float32 forward
+    assert sr.budget(12) == pytest.approx(118.6, abs=0.1)  # float32 backward
+
+
+def test_template_split():
+    fam, tmpl = sr._split_template(
+        "void glo::(anonymous namespace)::channel_forward_kernel<c10::BFloat16, glo::PELU<float> >"
+        "(c10::BFloat16 const*, long)")
+    assert fam == "channel_forward_kernel" and tmpl == "c10::BFloat16, glo::PELU<float>"
+    assert sr._kernel_dtype(fam, tmpl) == "bfloat16"
+    assert sr._kernel_dtype("softmax_rows_backward_kernel", "float, c10::Half, 2") == "float16"
+    assert sr._kernel_dtype("x", "double, double") == "float64"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The built extension
+# ---------------------------------------------------------------------------------------------------------------
+def _extension_status():
+    so = os.environ.get("GLO_SASS_SO") or sr.find_extension()  # GLO_SASS_SO: check another build (a .so or .o)
+    if so is None:
+        return None, "glo_kernels/_C*.so not built"
+    cuobjdump, nvdisasm = sr.find_tool("cuobjdump"), sr.find_tool("nvdisasm")
+    if cuobjdump is None or nvdisasm is None:
+        return None, "cuobjdump / nvdisasm not found (PATH, the Triton wheel, CUDA_HOME)"
+    listing = subprocess.run([cuobjdump, "-lelf", so], capture_output=True, text=True).stdout
+    if ".sm_90.cubin" not in listing:
+        return None, f"{os.path.basename(so)} holds no sm_90 code (built without CUDA, or without 9.0 in the arch list)"
+    return so, ""
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    so, why = _extension_status()
+    if so is None:
+        pytest.skip(f"static SASS check: {why}")
+    return sr.analyse(so)
+
+
+def _main(ks):
+    """The main instantiations: not float64, not the fallbacks for rows that are not whole vectors (sr.scalar_fallback)."""
+    return [k for k in ks if k.dtype != "float64" and not sr.scalar_fallback(k.family, k.template)]
+
+
+def _name(k):
+    return f"{k.family}<{k.template}>"
+
+
+# Kernels predicted over the 50% margin, each with its reason. The strict xfail below turns into a failure when one
+# of them gets within the margin, so that it leaves this list.
+OVER_MARGIN = {
+    ("unary_forward_kernel", "ELU", "bfloat16"): "expm1f, about 30 instructions per element",
+    ("unary_forward_kernel", "ELU", "float16"): "expm1f, about 30 instructions per element",
+    ("unary_forward_kernel", "Sigmoid", "bfloat16"): "an IEEE divide and an expf per element",
+    ("unary_forward_kernel", "Sigmoid", "float16"): "an IEEE divide and an expf per element",
+    ("channel_forward_kernel", "PELU", "bfloat16"): "expm1f per element (its divides are per channel now)",
+    ("channel_forward_kernel", "PELU", "float16"): "expm1f per element (its divides are per channel now)",
+    ("channel_backward_plane_kernel", "PELU", "bfloat16"): "expm1f per element",
+    ("channel_backward_plane_kernel", "PELU", "float16"): "expm1f per element",
+    ("channel_backward_rows_kernel", "PELU", "bfloat16"): "expm1f per element, and the terms' pass through shared memory",
+    ("channel_backward_rows_kernel", "PELU", "float16"): "expm1f per element, and the terms' pass through shared memory",
+}
+
+
+def _known(k):
+    for (fam, op, dt), why in OVER_MARGIN.items():
+        if k.family == fam and f"glo::{op}<" in k.template and k.dtype == dt:
+            return why
+    return None
+
+
+def test_every_kernel_family_found(kernels):
+    fams = {k.family for k in kernels}
+    for fam in sr.FAMILIES:
+        assert fam in fams, f"no {fam} in the sm_90 SASS"
+    assert any(k.family.startswith("softmax") for k in kernels)
+
+
+def _spills(k):
+    # Spilled registers go to local memory: LOCAL bytes, or STL / LDL to the stack frame (STACK > 0, LOCAL 0).
+    return k.local > 0 or k.stl_ldl > 0
+
+
+# Spills owned by issue 13 part 3 (softmax.cu, another branch): the float32 rows kernel, capped at 64 registers by
+# __launch_bounds__(1024, 1).
+KNOWN_SPILLS = {("softmax_rows_forward_kernel", "float32")}
+
+
+def test_no_spills(kernels):
+    bad = [f"{_name(k)}: LOCAL {k.local} B, STACK {k.stack} B, {k.stl_ldl} STL/LDL" for k in kernels
+           if k.dtype != "float64" and _spills(k) and (k.family, k.dtype) not in KNOWN_SPILLS]
+    assert bad == []
+
+
+@pytest.mark.xfail(strict=True, reason="softmax_rows_forward_kernel<float, float, 4> spills (STL/LDL to an 8-byte "
+                   "stack frame) under __launch_bounds__(1024, 1): issue 13 part 3 (softmax.cu, another branch)")
+def test_no_spills_softmax_rows_float32(kernels):
+    ks = [k for k in kernels if (k.family, k.dtype) in KNOWN_SPILLS]
+    assert [f"{_name(k)}: {k.stl_ldl} STL/LDL" for k in ks if _spills(k)] == []
+
+
+def test_vector_paths_are_128_bit(kernels):
+    bad = []
+    for k in _main(kernels):
+        if k.family not in sr.VECTOR_FAMILIES:
+            continue
+        if k.ldg128 == 0 or k.stg128 == 0:
+            bad.append(f"{_name(k)}: {k.ldg128} LDG.128, {k.stg128} STG.128")
+        if k.split_in_vec:
+            bad.append(f"{_name(k)}: {k.split_in_vec} scalar accesses split from a vector")
+    assert bad == []
+
+
+def test_channel_backward_has_vector_instantiations(kernels):
+    # Each (dtype, op) of the channel backward kernels has its 128-bit instantiation beside the scalar fallback.
+    for fam in ("channel_backward_plane_kernel", "channel_backward_rows_kernel"):
+        ks = [k for k in kernels if k.family == fam]
+        scalar = {k.template.rsplit(",", 1)[0] for k in ks if k.template.endswith(", 1")}
+        vector = {k.template.rsplit(",", 1)[0] for k in ks if not k.template.endswith(", 1")}
+        assert scalar and scalar == vector, (fam, scalar ^ vector)
+
+
+def test_no_division_in_main_loops(kernels):
+    bad = [f"{_name(k)}: {k.int_div_loop} integer divisions in the main loop" for k in _main(kernels)
+           if k.family in sr.FAMILIES and k.int_div_loop]
+    bad += [f"{_name(k)}: {k.fdiv_loop} IEEE divides in the main loop" for k in _main(kernels)
+            if "PELU" in k.template and k.fdiv_loop]
+    assert bad == []
+
+
+def test_main_loops_within_budget(kernels):
+    ks = [k for k in _main(kernels) if k.family in sr.FAMILIES and k.dtype in ("float32", "bfloat16", "float16")]
+    missing = [_name(k) for k in ks if k.ipe is None]
+    assert missing == [], "no main loop found"
+    bad = [f"{_name(k)} {k.dtype}: {k.ipe:.1f} instr/el, {k.pct_budget:.0f}% of {k.budget:.1f}" for k in ks
+           if k.pct_budget > 100 * sr.MARGIN and _known(k) is None]
+    assert bad == []
+    # The known exceptions still fit the whole budget (no margin): predicted bound by memory only when the
+    # schedulers issue nearly every clock.
+    over = [f"{_name(k)}: {k.pct_budget:.0f}%" for k in ks if _known(k) is not None and k.pct_budget > 100]
+    assert over == []
+
+
+@pytest.mark.xfail(strict=True, reason="predicted over the 50% margin (see OVER_MARGIN): " +
+                   "; ".join(f"{f} {o} {d}: {w}" for (f, o, d), w in OVER_MARGIN.items()))
+def test_known_over_margin(kernels):
+    ks = [k for k in _main(kernels) if k.family in sr.FAMILIES and _known(k) is not None]
+    assert ks, "none of OVER_MARGIN's kernels found"
+    assert all(k.pct_budget <= 100 * sr.MARGIN for k in ks)
+
+
+def _softmax(kernels, clusters):
+    return [k for k in kernels if (k.family.startswith("softmax") or k.family.startswith("distill"))
+            and (k.cluster_barriers > 0) == clusters]
+
+
+def test_no_full_barrier_in_softmax_row_loops(kernels):
+    bad = [f"{_name(k)}: {k.barriers_in_loop}" for k in _softmax(kernels, clusters=False) if k.barriers_in_loop]
+    assert bad == []
+
+
+@pytest.mark.xfail(strict=True, reason="cluster.sync compiles to MEMBAR.ALL.GPU + CCTL.IVALL inside the row loops of "
+                   "the softmax kernels that synchronize a cluster (softmax_rows_forward / _backward); issue 13 part 3 "
+                   "(the softmax launch plan, another branch) replaces them with mbarriers")
+def test_no_full_barrier_in_softmax_cluster_row_loops(kernels):
+    bad = [f"{_name(k)}: {k.barriers_in_loop}" for k in _softmax(kernels, clusters=True) if k.barriers_in_loop]
+    assert bad == []
