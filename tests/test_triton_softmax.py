@@ -187,11 +187,14 @@ def test_long_row_online():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_rows_in_registers_up_to_32k(dtype):
     """Rows of 32768 elements forward and 16384 backward are read once (SINGLE: one tile of 32 warps); one more
-    element takes the long-row path."""
+    element takes the long-row path. Shorter rows in registers use fewer warps (up to 32 values per thread)."""
     for n, backward in ((32768, False), (16384, True)):
         plan = SK.softmax_plan((1, n, 1), dtype, backward=backward)
         assert plan["SINGLE"] and plan["S"] == n and plan["R"] == 1 and plan["num_warps"] == 32, plan
         assert not SK.softmax_plan((1, n + 1, 1), dtype, backward=backward)["SINGLE"]
+    assert SK.softmax_plan((64, 4096, 1), dtype)["num_warps"] == 4
+    assert SK.softmax_plan((64, 4096, 1), dtype, backward=True)["num_warps"] == 8
+    assert SK.softmax_plan((64, 70000, 1), dtype)["num_warps"] == 16  # (the loop over a long row)
     x = _rand((1, 32768), dtype, scale=4.0, seed=21)
     x[0, 7] = 25.0
     for log in (False, True):
@@ -216,9 +219,9 @@ def test_paths_exercised():
     """The cases above reach every tiling: in registers with several rows, looped rows, inner tiles."""
     assert SK.softmax_plan((6, 33, 1), torch.float32)["R"] > 1
     assert SK.softmax_plan((2, 5000, 1), torch.float32)["SINGLE"]
-    assert SK.softmax_plan((2, 16384, 1), torch.float64)["SINGLE"]
-    assert SK.softmax_plan((2, 16385, 1), torch.float64)["SINGLE"] is False
-    assert SK.softmax_plan((2, 8193, 1), torch.float64, backward=True)["SINGLE"] is False
+    assert SK.softmax_plan((2, 8192, 1), torch.float64)["SINGLE"]
+    assert SK.softmax_plan((2, 8193, 1), torch.float64)["SINGLE"] is False
+    assert SK.softmax_plan((2, 4097, 1), torch.float64, backward=True)["SINGLE"] is False
     assert SK.softmax_plan((2, 33, 40), torch.float32)["SINGLE"]
     assert not SK.softmax_plan((1, 2000, 20), torch.float32)["SINGLE"]
     assert SK.softmax_plan((1, 2000, 20), torch.float32)["INNER1"] is False
