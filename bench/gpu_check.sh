@@ -20,10 +20,10 @@ mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 status=0
-T_ENV=${GLO_GPU_T_ENV:-10}
-T_BUILD=${GLO_GPU_T_BUILD:-240}
-T_TABLE=${GLO_GPU_T_TABLE:-170}
-T_SANITIZER=${GLO_GPU_T_SANITIZER:-60}
+T_ENV=${GLO_GPU_T_ENV:-15}
+T_BUILD=${GLO_GPU_T_BUILD:-210}
+T_TABLE=${GLO_GPU_T_TABLE:-200}
+T_SANITIZER=${GLO_GPU_T_SANITIZER:-55}
 T_TESTS_CUDA=${GLO_GPU_T_TESTS_CUDA:-90}
 step() { echo "=== $1 ($(date -u +%H:%M:%S))"; }
 run_step() {  # name, limit (s), log, command...: the log's last lines printed after the step

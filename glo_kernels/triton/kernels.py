@@ -538,7 +538,10 @@ def _autotuned(kernel, configs, key, restore):
     each trial would apply the op again), saved before the trials and put back after each."""
     if INTERPRETED:
         return None
-    return triton.autotune(configs=configs, key=key, restore_value=restore, do_bench=_quick_bench)(kernel)
+    try:
+        return triton.autotune(configs=configs, key=key, restore_value=restore, do_bench=_quick_bench)(kernel)
+    except TypeError:  # a Triton without autotune's do_bench argument: its default benchmark (longer trials)
+        return triton.autotune(configs=configs, key=key, restore_value=restore)(kernel)
 
 
 _mask_forward_tuned = _autotuned(_mask_forward_kernel, MASK_CONFIGS, ["size_bucket", "OP", "SAVE_MASK"], ["y_ptr"])
