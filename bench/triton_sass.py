@@ -94,7 +94,7 @@ def analyse(v: Variant) -> dict:
         info = subprocess.run([_bin("ptxas"), "-v", f"-arch={arch}", ptx, "-o", os.path.join(d, "k.o")],
                               capture_output=True, text=True, check=True).stderr
         sass = subprocess.run([_bin("cuobjdump"), "-sass", cubin], capture_output=True, text=True, check=True).stdout
-    ops = re.findall(r"^\s+/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]+)", sass, re.M)
+    ops = re.findall(r"^\s+/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]+)", sass, re.MULTILINE)
     mem = {}
     for o in ops:
         if o.startswith(("LDG", "STG")):
@@ -229,7 +229,15 @@ def main(argv=None) -> int:
 
         print(json.dumps(rows))
         return 0
-    md = report(rows)
+    import datetime
+
+    import triton
+
+    md = [f"# Triton {triton.__version__} kernels compiled for sm_90 without a GPU (ptxas -v, cuobjdump -sass of its "
+          f"wheel), {datetime.date.today().isoformat()}", "",
+          "SASS per element: all the kernel's instructions over the elements of one thread (prologue included). "
+          "Budget: instructions the H100 can issue per element while its memory moves the element's bytes "
+          f"(`python -m bench.triton_sass`; margin {MARGIN:.0%}, in parentheses).", ""] + report(rows)
     print("\n".join(md))
     if args.out:
         os.makedirs(args.out, exist_ok=True)

@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from bench import gpu_table  # noqa: E402
+from bench import gpu_table
 
 
 def test_plan_covers_every_op_dtype_and_row_length_at_2_26():
@@ -68,7 +68,8 @@ def test_gpu_check_script_parses_and_fits_the_lease():
         pytest.skip("bash is not installed")
     r = subprocess.run(["bash", "-n", script], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    text = open(script).read()
+    with open(script) as f:
+        text = f.read()
     # Every default step limit, build included, sums to at most 9.5 minutes; the table runs first after the build.
     limits = [int(v) for v in re.findall(r"\$\{GLO_GPU_T_\w+:-(\d+)\}", text)]
     assert limits and sum(limits) <= 570, limits

@@ -13,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from bench import triton_sass  # noqa: E402
+from bench import triton_sass
 
 if not triton_sass.available():
     pytest.skip("triton's NVIDIA backend (ptxas, cuobjdump) is not installed", allow_module_level=True)
