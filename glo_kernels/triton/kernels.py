@@ -13,8 +13,8 @@ Conventions, as in the CUDA/CPU kernels:
   * transcendentals: on a GPU exp, expm1 and tanh are libdevice's (expf, expm1f, tanhf and their double forms, as
     the C++ functors); the interpreter has no libdevice, so there (LIBDEVICE: tl.constexpr, set at trace time from
     whether the interpreter runs) exp is tl.exp (numpy) and expm1 and tanh are built from it with formulas accurate
-    to ~2 ulp (see _expm1 and _tanh); tl.exp in float32 is approximate on a GPU (ex2.approx, error growing with |x|). Divisions in float32 are IEEE (tl.math.div_rn), as
-    in C++;
+    to ~2 ulp (see _expm1 and _tanh); tl.exp in float32 is approximate on a GPU (ex2.approx, error growing with
+    |x|). Divisions in float32 are IEEE (tl.math.div_rn), as in C++;
   * 64-bit element offsets everywhere, so tensors of 2^31 elements or more are right;
   * packed masks: bit j of int32 word w is element 32*w + j in row-major order; bits past numel are 0;
   * the parameter gradients of the per-channel-parameter ops (PReLU's weight, PELU's a and b) are reduced
@@ -287,8 +287,9 @@ def _unary_forward_kernel(x_ptr, y_ptr, numel, alpha: tl.float64, size_bucket, O
 
 
 @triton.jit(do_not_specialize=["size_bucket"])
-def _unary_backward_kernel(g_ptr, s_ptr, dx_ptr, numel, alpha: tl.float64, size_bucket, OP: tl.constexpr, OPMATH: tl.constexpr,
-                           LIBDEVICE: tl.constexpr, BLOCK: tl.constexpr, NEG_ZERO: tl.constexpr = False):
+def _unary_backward_kernel(g_ptr, s_ptr, dx_ptr, numel, alpha: tl.float64, size_bucket, OP: tl.constexpr,
+                           OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, BLOCK: tl.constexpr,
+                           NEG_ZERO: tl.constexpr = False):
     """dx = f.backward(dy, saved); saved is the input x (ELU, OP 2) or the output y (ELUFromResult, Sigmoid, Tanh)."""
     pid = tl.program_id(0).to(tl.int64)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
@@ -529,7 +530,9 @@ def _size_bucket(n: int) -> int:
 
 
 def _quick_bench(fn, quantiles):
+    """Autotuning trials: 5 ms of warm-up and 20 of timing per configuration (Triton's default: 25 and 100)."""
     import triton.testing
+
     return triton.testing.do_bench(fn, warmup=5, rep=20, quantiles=quantiles)
 
 
