@@ -4,7 +4,7 @@ against float64 math written in plain torch (docs/softmax_contract.md).
 
 Without a GPU the kernels run on CPU tensors in the Triton interpreter (TRITON_INTERPRET=1, set here before triton is
 imported); with one they run on CUDA tensors. The interpreter is slow: sizes stay small (one long row of 70000
-elements exercises the online path).
+elements exercises the online path at the real limits; a fixture lowers them for more).
 """
 
 import glob
@@ -153,40 +153,88 @@ def test_backward(dtype, log):
         _close(dx, gx, dtype, scale=scale, what=f"{shape} dim {dim} T {t}")
 
 
+@pytest.fixture
+def long_rows(monkeypatch):
+    """Lowers the in-register limit (softmax_kernels.SOFTMAX_SINGLE_MAX, read at each launch) so that short rows take
+    the long-row path (online pass, then the write; two reads) that real rows take beyond 32768 elements."""
+    monkeypatch.setattr(SK, "SOFTMAX_SINGLE_MAX", 512)
+    assert SK.softmax_single_max(torch.float32) == 512 and SK.softmax_single_max(torch.float32, backward=True) == 256
+
+
+def _check_fwd_bwd(x, dim, t, dtype, what):
+    for log in (False, True):
+        y = (T.log_softmax if log else T.softmax)(x, dim, t, None)
+        _close(y, _ref_softmax(x, dim, t, log), dtype, what=f"{what} log {log}")
+        g = _rand(tuple(x.shape), dtype, scale=1.0, seed=8)
+        dx = (T.log_softmax_backward if log else T.softmax_backward)(g, y, dim, t, None)
+        xd = x.double().cpu().requires_grad_()
+        (gx,) = torch.autograd.grad((torch.log_softmax if log else torch.softmax)(xd / t, dim), xd, g.double().cpu())
+        scale = g.double().abs().max().item() / t
+        if log:
+            scale = max(scale, g.double().sum(dim).abs().max().item() / t)
+        _close(dx, gx, dtype, scale=scale, what=f"{what} backward log {log}")
+
+
 def test_long_row_online():
     """A row of 70000 float32 elements (beyond the in-register size): online (max, sum) pass, then the write."""
     plan = SK.softmax_plan((2, 70000, 1), torch.float32)
-    assert not plan["SINGLE"]
+    assert not plan["SINGLE"] and not SK.softmax_plan((2, 70000, 1), torch.float32, backward=True)["SINGLE"]
     x = _rand((2, 70000), torch.float32, scale=4.0, seed=7)
     x[1, 3] = 30.0  # a large value early, rescaling later chunks
+    _check_fwd_bwd(x, -1, 1.3, torch.float32, "70000")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_rows_in_registers_up_to_32k(dtype):
+    """Rows of 32768 elements forward and 16384 backward are read once (SINGLE: one tile of 32 warps); one more
+    element takes the long-row path. Shorter rows in registers use fewer warps (up to 32 values per thread)."""
+    for n, backward in ((32768, False), (16384, True)):
+        plan = SK.softmax_plan((1, n, 1), dtype, backward=backward)
+        assert plan["SINGLE"] and plan["S"] == n and plan["R"] == 1 and plan["num_warps"] == 32, plan
+        assert not SK.softmax_plan((1, n + 1, 1), dtype, backward=backward)["SINGLE"]
+    assert SK.softmax_plan((64, 4096, 1), dtype)["num_warps"] == 4
+    assert SK.softmax_plan((64, 4096, 1), dtype, backward=True)["num_warps"] == 8
+    assert SK.softmax_plan((64, 70000, 1), dtype)["num_warps"] == 16  # (the loop over a long row)
+    x = _rand((1, 32768), dtype, scale=4.0, seed=21)
+    x[0, 7] = 25.0
     for log in (False, True):
-        y = (T.log_softmax if log else T.softmax)(x, -1, 1.3, None)
-        _close(y, _ref_softmax(x, -1, 1.3, log), torch.float32, what=f"log {log}")
-        g = _rand((2, 70000), torch.float32, scale=1.0, seed=8)
-        dx = (T.log_softmax_backward if log else T.softmax_backward)(g, y, -1, 1.3, None)
-        xd = x.double().cpu().requires_grad_()
-        (gx,) = torch.autograd.grad((torch.log_softmax if log else torch.softmax)(xd / 1.3, -1), xd, g.double().cpu())
-        scale = g.double().abs().max().item() / 1.3
-        if log:
-            scale = max(scale, g.double().sum(-1).abs().max().item() / 1.3)
-        _close(dx, gx, torch.float32, scale=scale, what=f"backward log {log}")
+        y = (T.log_softmax if log else T.softmax)(x, -1, 0.9, None)
+        _close(y, _ref_softmax(x, -1, 0.9, log), dtype, what=f"32768 log {log}")
+    _check_fwd_bwd(x[:, :16384].contiguous(), -1, 0.9, dtype, "16384")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_long_row_path_on_small_rows(long_rows, dtype):
+    """The long-row path (chunks of SOFTMAX_CHUNK along a contiguous row; chunks of SOFTMAX_TILE // R along a strided
+    one) on rows a lowered limit sends there, several chunks each."""
+    assert not SK.softmax_plan((3, 5000, 1), dtype)["SINGLE"]
+    assert not SK.softmax_plan((1, 700, 30), dtype, backward=True)["SINGLE"]
+    x = _rand((3, 5000), dtype, scale=4.0, seed=22)
+    x[2, 4999] = 20.0  # the maximum in the last chunk: earlier chunks rescaled
+    _check_fwd_bwd(x, -1, 1.1, dtype, "(3, 5000)")
+    _check_fwd_bwd(_rand((1, 700, 30), dtype, seed=23), 1, 0.8, dtype, "(1, 700, 30) dim 1")
 
 
 def test_paths_exercised():
     """The cases above reach every tiling: in registers with several rows, looped rows, inner tiles."""
     assert SK.softmax_plan((6, 33, 1), torch.float32)["R"] > 1
     assert SK.softmax_plan((2, 5000, 1), torch.float32)["SINGLE"]
-    assert SK.softmax_plan((2, 9000, 1), torch.float64)["SINGLE"] is False
+    assert SK.softmax_plan((2, 8192, 1), torch.float64)["SINGLE"]
+    assert SK.softmax_plan((2, 8193, 1), torch.float64)["SINGLE"] is False
+    assert SK.softmax_plan((2, 4097, 1), torch.float64, backward=True)["SINGLE"] is False
     assert SK.softmax_plan((2, 33, 40), torch.float32)["SINGLE"]
     assert not SK.softmax_plan((1, 2000, 20), torch.float32)["SINGLE"]
     assert SK.softmax_plan((1, 2000, 20), torch.float32)["INNER1"] is False
+    assert SK.softmax_plan((1, 8192, 1), torch.float32, segment=8192, grouped=True)["SINGLE"]
+    assert not SK.softmax_plan((1, 8193, 1), torch.float32, segment=8193, grouped=True)["SINGLE"]
     assert not SK.distill_plan(2, 9000, torch.float32)["SINGLE"]
     assert SK.distill_plan(5, 7, torch.float32)["R"] > 1
 
 
-def test_float64_online():
-    """The looped path in float64 (rows beyond 8192 elements) and the inner > 1 loop."""
-    for shape, dim in [((2, 9000), -1), ((1, 700, 30), 1)]:
+def test_float64_online(long_rows):
+    """The looped path in float64 and the inner > 1 loop."""
+    for shape, dim in [((2, 3000), -1), ((1, 700, 30), 1)]:
+        assert not SK.softmax_plan(SMOPS._geometry(torch.empty(shape), dim % len(shape)), torch.float64)["SINGLE"]
         x = _rand(shape, torch.float64, seed=3)
         for log in (False, True):
             y = (T.log_softmax if log else T.softmax)(x, dim, 0.9, None)
@@ -247,7 +295,7 @@ def test_special_values(dtype):
             _close(yc.t(), _ref_softmax(x, -1, t, log), dtype, what=f"dim 0 T {t} log {log}")
 
 
-def test_special_values_online():
+def test_special_values_online(long_rows):
     """The looped path keeps the special-value rules: a leading all -inf chunk adds 0, a late NaN or +inf still
     poisons the row, an all -inf row is NaN."""
     n = 20000

@@ -10,11 +10,11 @@ Conventions, as in the CUDA/CPU kernels:
   * bfloat16 <-> float32 conversions are written with integer ops (_upcast/_downcast): exactly c10's conversions
     (round to nearest even, NaN -> 0x7FC0), both on a GPU and in the Triton interpreter, whose own bfloat16 casts
     truncate;
-  * transcendentals: the interpreter has no libdevice, so expm1 and tanh are built from exp with formulas accurate to
-    ~2 ulp (see _expm1 and _tanh), and exp itself is the backend's accurate one on a GPU (libdevice: expf and
-    exp, as the C++ functors) but tl.exp (numpy) in the interpreter (LIBDEVICE: tl.constexpr); tl.exp in float32 is
-    approximate on a GPU (ex2.approx, error growing with |x|). Divisions in float32 are IEEE (tl.math.div_rn), as
-    in C++;
+  * transcendentals: on a GPU exp, expm1 and tanh are libdevice's (expf, expm1f, tanhf and their double forms, as
+    the C++ functors); the interpreter has no libdevice, so there (LIBDEVICE: tl.constexpr, set at trace time from
+    whether the interpreter runs) exp is tl.exp (numpy) and expm1 and tanh are built from it with formulas accurate
+    to ~2 ulp (see _expm1 and _tanh); tl.exp in float32 is approximate on a GPU (ex2.approx, error growing with
+    |x|). Divisions in float32 are IEEE (tl.math.div_rn), as in C++;
   * 64-bit element offsets everywhere, so tensors of 2^31 elements or more are right;
   * packed masks: bit j of int32 word w is element 32*w + j in row-major order; bits past numel are 0;
   * the parameter gradients of the per-channel-parameter ops (PReLU's weight, PELU's a and b) are reduced
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 
 import torch
 import triton
@@ -57,6 +58,21 @@ MASK_NUM_WARPS = 8
 # Element-wise kernels (ELU, sigmoid, tanh): BLOCK elements per program.
 UNARY_BLOCK = 4096
 UNARY_NUM_WARPS = 8
+
+# Autotuning of the element-wise kernels (mask and unary, forward and backward) on a GPU: a few tile sizes, tuned once
+# per process for each size bucket (_size_bucket), operator and dtype. Every element is computed alone (the mask's
+# words are exact ORs of 32 bits), so the bits of the result do not depend on which configuration wins. The first
+# configuration is the default: the one used in the Triton interpreter (no tuning there), during CUDA-graph capture
+# (no benchmarking inside a capture) and when GLO_TRITON_AUTOTUNE=0. The softmax family and the per-channel
+# kernels are not tuned: their reductions' order follows the tile, which is a function of the shape only
+# (softmax_plan, channel_tiles), so their bits never depend on a timing.
+AUTOTUNE = os.environ.get("GLO_TRITON_AUTOTUNE", "1") not in ("", "0")
+UNARY_CONFIGS = [triton.Config({"BLOCK": UNARY_BLOCK}, num_warps=UNARY_NUM_WARPS),
+                 triton.Config({"BLOCK": 2048}, num_warps=4),
+                 triton.Config({"BLOCK": 8192}, num_warps=16)]
+MASK_CONFIGS = [triton.Config({"WORDS": MASK_WORDS}, num_warps=MASK_NUM_WARPS),
+                triton.Config({"WORDS": 64}, num_warps=4),
+                triton.Config({"WORDS": 256}, num_warps=16)]
 
 # Per-channel-parameter kernels (PReLU, PELU): each program handles NB outer rows x CB channels x SB inner positions
 # of the [outer, channels, inner] view, as a 2-D [NB, CB*SB] tile (see _channel_tile and channel_tiles).
@@ -114,8 +130,8 @@ def _slope(slope, OPMATH: tl.constexpr, NEG_ZERO: tl.constexpr):
     return s
 
 
-@triton.jit
-def _mask_forward_kernel(x_ptr, y_ptr, mask_ptr, numel, mask_len, slope: tl.float64, OP: tl.constexpr,
+@triton.jit(do_not_specialize=["size_bucket"])
+def _mask_forward_kernel(x_ptr, y_ptr, mask_ptr, numel, mask_len, slope: tl.float64, size_bucket, OP: tl.constexpr,
                          SAVE_MASK: tl.constexpr, OPMATH: tl.constexpr, WORDS: tl.constexpr,
                          NEG_ZERO: tl.constexpr = False):
     """y = f.forward(x) and, if SAVE_MASK, the packed bits f.keep(x); f = ReLU (OP 0) or LeakyReLU (OP 1).
@@ -144,8 +160,8 @@ def _mask_forward_kernel(x_ptr, y_ptr, mask_ptr, numel, mask_len, slope: tl.floa
         tl.store(mask_ptr + words, word.to(tl.int32, bitcast=True), mask=words < mask_len)  # (0 past the bits)
 
 
-@triton.jit
-def _mask_backward_kernel(g_ptr, mask_ptr, dx_ptr, numel, slope: tl.float64, OP: tl.constexpr,
+@triton.jit(do_not_specialize=["size_bucket"])
+def _mask_backward_kernel(g_ptr, mask_ptr, dx_ptr, numel, slope: tl.float64, size_bucket, OP: tl.constexpr,
                           OPMATH: tl.constexpr, WORDS: tl.constexpr, NEG_ZERO: tl.constexpr = False):
     """dx = f.backward(dy, bit); f = ReLU (OP 0) or LeakyReLU (OP 1)."""
     pid = tl.program_id(0).to(tl.int64)
@@ -205,31 +221,41 @@ def _expm1_series(x, N: tl.constexpr, OPMATH: tl.constexpr):
 def _expm1(x, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
     """expm1(x) for every x (+-0.0, +-inf and NaN included), within ~2 ulp of the exact value.
 
+    On a GPU (LIBDEVICE): libdevice's expm1, as C++'s expm1f / expm1. In the interpreter (no libdevice):
     exp(x) - 1 cancels for small |x| (it is 0 for |x| below 2^-25 resp. 2^-54), so for |x| < 0.7,
     expm1(x) = x * (1 + x/2 * (1 + x/3 * (1 + ... (1 + x/N)))), its Taylor series cut where the rest is below half an
     ulp (N = 10 for float32, 16 for float64; 0.7^(N+1) / (N+1)! < 2^-31 resp. 2^-56). For x <= -0.7, exp(x) <= 0.4966
     and exp(x) - 1 is accurate (the error of exp(x) shrinks by exp(x) / (1 - exp(x)) < 1 relative to the result); for
     x >= 0.7, exp(x) >= 2.01 and it grows by exp(x) / (exp(x) - 1) < 2 at most. +-0.0 gives itself, NaN NaN.
     """
-    if OPMATH == tl.float32:
-        small = _expm1_series(x, 10, OPMATH)
+    if LIBDEVICE:
+        r = libdevice.expm1(x)  # on a GPU: libdevice's expm1f / expm1 (1 ulp), as the C++ functors' expm1f
     else:
-        small = _expm1_series(x, 16, OPMATH)
-    big = _exp(x, LIBDEVICE) - 1.0
-    return tl.where(tl.abs(x) < 0.7, small, big)
+        if OPMATH == tl.float32:
+            small = _expm1_series(x, 10, OPMATH)
+        else:
+            small = _expm1_series(x, 16, OPMATH)
+        big = _exp(x, LIBDEVICE) - 1.0
+        r = tl.where(tl.abs(x) < 0.7, small, big)
+    return r
 
 
 @triton.jit
 def _tanh(x, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
-    """tanh(x) = sign(x) * -t / (t + 2) with t = expm1(-2|x|), within ~2 ulp for all x: tanh(x) ~ x for tiny |x|
+    """tanh(x): libdevice's on a GPU (LIBDEVICE); in the interpreter
+    sign(x) * -t / (t + 2) with t = expm1(-2|x|), within ~2 ulp for all x: tanh(x) ~ x for tiny |x|
     (t = -2|x| exactly), +-1 for large |x| (t = -1); +-0.0 and NaN give x."""
-    t = _expm1(-2.0 * tl.abs(x), OPMATH, LIBDEVICE)
-    r = _div(-t, t + 2.0, OPMATH)
-    return tl.where(x < 0.0, -r, tl.where(x > 0.0, r, x))
+    if LIBDEVICE:
+        out = libdevice.tanh(x)  # on a GPU: libdevice's tanhf / tanh (2 ulp), as the C++ functors' tanhf
+    else:
+        t = _expm1(-2.0 * tl.abs(x), OPMATH, LIBDEVICE)
+        r = _div(-t, t + 2.0, OPMATH)
+        out = tl.where(x < 0.0, -r, tl.where(x > 0.0, r, x))
+    return out
 
 
-@triton.jit
-def _unary_forward_kernel(x_ptr, y_ptr, numel, alpha: tl.float64, OP: tl.constexpr, OPMATH: tl.constexpr,
+@triton.jit(do_not_specialize=["size_bucket"])
+def _unary_forward_kernel(x_ptr, y_ptr, numel, alpha: tl.float64, size_bucket, OP: tl.constexpr, OPMATH: tl.constexpr,
                           LIBDEVICE: tl.constexpr, BLOCK: tl.constexpr, NEG_ZERO: tl.constexpr = False):
     """y = f.forward(x); f = ELU / ELUFromResult (OP 2 / 3, same forward), Sigmoid (OP 4) or Tanh (OP 5).
 
@@ -255,9 +281,10 @@ def _unary_forward_kernel(x_ptr, y_ptr, numel, alpha: tl.float64, OP: tl.constex
     tl.store(y_ptr + offs, _downcast(y, y_ptr.dtype.element_ty), mask=inb)
 
 
-@triton.jit
-def _unary_backward_kernel(g_ptr, s_ptr, dx_ptr, numel, alpha: tl.float64, OP: tl.constexpr, OPMATH: tl.constexpr,
-                           LIBDEVICE: tl.constexpr, BLOCK: tl.constexpr, NEG_ZERO: tl.constexpr = False):
+@triton.jit(do_not_specialize=["size_bucket"])
+def _unary_backward_kernel(g_ptr, s_ptr, dx_ptr, numel, alpha: tl.float64, size_bucket, OP: tl.constexpr,
+                           OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, BLOCK: tl.constexpr,
+                           NEG_ZERO: tl.constexpr = False):
     """dx = f.backward(dy, saved); saved is the input x (ELU, OP 2) or the output y (ELUFromResult, Sigmoid, Tanh)."""
     pid = tl.program_id(0).to(tl.int64)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
@@ -295,11 +322,21 @@ def _channel_tile(pid, N, C, S, CT, ST, NB: tl.constexpr, CB: tl.constexpr, SB: 
     ic = (pid // ST) % CT
     i_s = pid % ST
     n = it * NB + tl.arange(0, NB)  # [NB] int64, as pid
-    k = tl.arange(0, CB * SB)
-    c = ic * CB + k // SB  # [CB*SB] channel of each column
-    s = i_s * SB + k % SB  # [CB*SB] inner position of each column
-    offs = n[:, None] * C * S + (c * S + s)[None, :]
-    inb = (n < N)[:, None] & ((c < C) & (s < S))[None, :]
+    if SB == 1:
+        # inner == 1 (channels_last, [N, C] inputs): the columns are CB consecutive channels of a row, contiguous;
+        # written without the // SB and % SB of the general case so that the compiler sees the contiguity and
+        # vectorizes the loads and stores: 128-bit when C is a multiple of 16 (Triton's divisibility specialization
+        # of C; sm_90 SASS: PReLU float32 forward with C = 64, 13 instructions per element instead of 28). Other C
+        # stay scalar (the mask c < C is not constant over a vector; a hint that C is a multiple of 8 did not help)
+        c = ic * CB + tl.arange(0, CB)
+        offs = n[:, None] * C + c[None, :]
+        inb = (n < N)[:, None] & (c < C)[None, :]
+    else:
+        k = tl.arange(0, CB * SB)
+        c = ic * CB + k // SB  # [CB*SB] channel of each column
+        s = i_s * SB + k % SB  # [CB*SB] inner position of each column
+        offs = n[:, None] * C * S + (c * S + s)[None, :]
+        inb = (n < N)[:, None] & ((c < C) & (s < S))[None, :]
     return it, ic, i_s, c, offs, inb
 
 
@@ -482,25 +519,66 @@ def _is_neg_zero(v: float) -> bool:
     return v == 0.0 and math.copysign(1.0, v) < 0
 
 
+def _size_bucket(n: int) -> int:
+    """The autotuning key's size: 0 below 2^20 elements, 1 below 2^24, 2 from there."""
+    return 0 if n < (1 << 20) else (1 if n < (1 << 24) else 2)
+
+
+def _quick_bench(fn, quantiles):
+    """Autotuning trials: 5 ms of warm-up and 20 of timing per configuration (Triton's default: 25 and 100)."""
+    import triton.testing
+
+    return triton.testing.do_bench(fn, warmup=5, rep=20, quantiles=quantiles)
+
+
+def _autotuned(kernel, configs, key, restore):
+    """kernel under triton.autotune (None in the interpreter); restore: the outputs that may alias an input (in place:
+    each trial would apply the op again), saved before the trials and put back after each."""
+    if INTERPRETED:
+        return None
+    try:
+        return triton.autotune(configs=configs, key=key, restore_value=restore, do_bench=_quick_bench)(kernel)
+    except TypeError:  # a Triton without autotune's do_bench argument: its default benchmark (longer trials)
+        return triton.autotune(configs=configs, key=key, restore_value=restore)(kernel)
+
+
+_mask_forward_tuned = _autotuned(_mask_forward_kernel, MASK_CONFIGS, ["size_bucket", "OP", "SAVE_MASK"], ["y_ptr"])
+_mask_backward_tuned = _autotuned(_mask_backward_kernel, MASK_CONFIGS, ["size_bucket", "OP"], None)
+_unary_forward_tuned = _autotuned(_unary_forward_kernel, UNARY_CONFIGS, ["size_bucket", "OP"], ["y_ptr"])
+_unary_backward_tuned = _autotuned(_unary_backward_kernel, UNARY_CONFIGS, ["size_bucket", "OP"], None)
+
+
+def _launch_tuned(tuned, kernel, configs, grid, t: torch.Tensor, *args, **kwargs) -> None:
+    """Runs the autotuned kernel, or `kernel` with the first (default) configuration in the interpreter, under
+    GLO_TRITON_AUTOTUNE=0 and while a CUDA graph is being captured; grid(meta) -> the launch grid."""
+    if tuned is None or not AUTOTUNE or (t.device.type == "cuda" and torch.cuda.is_current_stream_capturing()):
+        cfg = configs[0]
+        kernel[grid(cfg.kwargs)](*args, **kwargs, **cfg.kwargs, num_warps=cfg.num_warps)
+    else:
+        tuned[grid](*args, **kwargs)
+
+
 def mask_forward(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, op: int, slope: float = 0.0) -> None:
     """y = f(x) (y may be x) and, if mask is not empty, its bits f.keep(x); f is RELU or LEAKY_RELU."""
     n = x.numel()
     save = mask.numel() > 0
-    # (with a mask: programs for all of its words, the zero padding after the bits included)
-    grid = (triton.cdiv(mask.numel(), MASK_WORDS) if save else triton.cdiv(n, 32 * MASK_WORDS),)
+
+    def grid(meta):  # (with a mask: programs for all of its words, the zero padding after the bits included)
+        return (triton.cdiv(mask.numel(), meta["WORDS"]) if save else triton.cdiv(n, 32 * meta["WORDS"]),)
+
     with _on_device(x):
-        _mask_forward_kernel[grid](x, y, mask if save else None, n, mask.numel(), float(slope), OP=op, SAVE_MASK=save,
-                                   OPMATH=_opmath(x.dtype), WORDS=MASK_WORDS, NEG_ZERO=_is_neg_zero(slope),
-                                   num_warps=MASK_NUM_WARPS)
+        _launch_tuned(_mask_forward_tuned, _mask_forward_kernel, MASK_CONFIGS, grid, x, x, y, mask if save else None,
+                      n, mask.numel(), float(slope), _size_bucket(n), OP=op, SAVE_MASK=save, OPMATH=_opmath(x.dtype),
+                      NEG_ZERO=_is_neg_zero(slope))
 
 
 def mask_backward(grad: torch.Tensor, mask: torch.Tensor, dx: torch.Tensor, op: int, slope: float = 0.0) -> None:
     """dx = f.backward(grad, bit)."""
     n = grad.numel()
-    grid = (triton.cdiv(n, 32 * MASK_WORDS),)
     with _on_device(grad):
-        _mask_backward_kernel[grid](grad, mask, dx, n, float(slope), OP=op, OPMATH=_opmath(grad.dtype),
-                                    WORDS=MASK_WORDS, NEG_ZERO=_is_neg_zero(slope), num_warps=MASK_NUM_WARPS)
+        _launch_tuned(_mask_backward_tuned, _mask_backward_kernel, MASK_CONFIGS,
+                      lambda meta: (triton.cdiv(n, 32 * meta["WORDS"]),), grad, grad, mask, dx, n, float(slope),
+                      _size_bucket(n), OP=op, OPMATH=_opmath(grad.dtype), NEG_ZERO=_is_neg_zero(slope))
 
 
 def _libdevice_options(t: torch.Tensor) -> dict:
@@ -515,21 +593,20 @@ def unary_forward(x: torch.Tensor, y: torch.Tensor, op: int, alpha: float = 0.0)
     """y = f(x) (y may be x); f is ELU (or ELU_FROM_RESULT), SIGMOID or TANH."""
     n = x.numel()
     with _on_device(x):
-        _unary_forward_kernel[(triton.cdiv(n, UNARY_BLOCK),)](x, y, n, float(alpha), OP=op, OPMATH=_opmath(x.dtype),
-                                                             LIBDEVICE=not INTERPRETED, BLOCK=UNARY_BLOCK,
-                                                             NEG_ZERO=_is_neg_zero(alpha),
-                                                             num_warps=UNARY_NUM_WARPS, **_libdevice_options(x))
+        _launch_tuned(_unary_forward_tuned, _unary_forward_kernel, UNARY_CONFIGS,
+                      lambda meta: (triton.cdiv(n, meta["BLOCK"]),), x, x, y, n, float(alpha), _size_bucket(n),
+                      OP=op, OPMATH=_opmath(x.dtype), LIBDEVICE=not INTERPRETED, NEG_ZERO=_is_neg_zero(alpha),
+                      **_libdevice_options(x))
 
 
 def unary_backward(grad: torch.Tensor, saved: torch.Tensor, dx: torch.Tensor, op: int, alpha: float = 0.0) -> None:
     """dx = f.backward(grad, saved); saved is the input (ELU) or the output (ELU_FROM_RESULT, SIGMOID, TANH)."""
     n = grad.numel()
     with _on_device(grad):
-        _unary_backward_kernel[(triton.cdiv(n, UNARY_BLOCK),)](grad, saved, dx, n, float(alpha), OP=op,
-                                                              OPMATH=_opmath(grad.dtype), LIBDEVICE=not INTERPRETED,
-                                                              BLOCK=UNARY_BLOCK, NEG_ZERO=_is_neg_zero(alpha),
-                                                              num_warps=UNARY_NUM_WARPS,
-                                                              **_libdevice_options(grad))
+        _launch_tuned(_unary_backward_tuned, _unary_backward_kernel, UNARY_CONFIGS,
+                      lambda meta: (triton.cdiv(n, meta["BLOCK"]),), grad, grad, saved, dx, n, float(alpha),
+                      _size_bucket(n), OP=op, OPMATH=_opmath(grad.dtype), LIBDEVICE=not INTERPRETED,
+                      NEG_ZERO=_is_neg_zero(alpha), **_libdevice_options(grad))
 
 
 def channel_tiles(outer: int, channels: int, inner: int) -> tuple[int, int, int]:

@@ -51,13 +51,17 @@ from .kernels import (
 __all__ = ["softmax_forward", "softmax_backward", "grouped_softmax_forward", "grouped_softmax_backward",
            "distill_forward", "distill_backward", "softmax_plan", "distill_plan"]
 
-# Sizes below were chosen so that no variant spills registers on sm_90 (ptxas -v, 16 warps = 128 registers per
-# thread at most): an 8192-element float32 row in one program of 16 warps uses ~80 registers, a 16384-element one
-# spills.
+# Sizes below were chosen so that no variant spills registers on sm_90 (ptxas -v of the kernels compiled for sm_90a
+# here, without a GPU; 32 warps = 64 registers per thread at most, 16 warps = 128): a 32768-element float32 or
+# bfloat16 row of the forward in one program of 32 warps uses 64 registers and spills nothing; the backward holds two
+# values per element (dy and y) and does the same up to 16384 elements (50 registers; 32768 spills 56 bytes), float64
+# a quarter of those (a value takes two registers). A row of 65536 bfloat16 elements spills 396 bytes in the forward.
 # Softmax kernels (elements of the [R, S] tile, see softmax_plan).
 SOFTMAX_TILE = 4096  # elements of a tile of several short rows (inner == 1) or of a loop chunk (inner > 1)
-SOFTMAX_SINGLE_MAX = 8192  # longest segment (times R when inner > 1) kept in registers, opmath float32
-SOFTMAX_SINGLE_MAX_F64 = 4096  # the same for float64
+# Longest segment (times R when inner > 1) kept in registers, read once: SOFTMAX_SINGLE_MAX opmath-float32 values
+# per program in the forward, half in the backward (two live values per element), a quarter in float64. Module
+# level, read at each launch: the tests lower it to cover the long-row path with small rows.
+SOFTMAX_SINGLE_MAX = 32768
 SOFTMAX_CHUNK = 4096  # chunk of the online loop over a long row (inner == 1)
 SOFTMAX_INNER_TILE = 64  # inner positions per program (inner > 1): at most, and preferred
 SOFTMAX_INNER_MIN = 16  # inner positions per program at the least when shrinking the tile to stay SINGLE
@@ -70,13 +74,45 @@ DISTILL_CHUNK = 2048
 
 def _num_warps(elements: int, dtype: torch.dtype, live: int = 1) -> int:
     """Warps of a program holding `live` tiles of `elements` opmath values: 4 up to 1024 float32 values (8 per
-    thread), 8 up to 2048, else 16; a float64 value counts twice (two registers)."""
+    thread), 8 up to 2048, 16 up to 16384, else 32 (at most 32 values per thread in 64 registers, see
+    SOFTMAX_SINGLE_MAX); a float64 value counts twice (two registers)."""
     weight = elements * live * (2 if dtype == torch.float64 else 1)
     if weight <= 1024:
         return 4
     if weight <= 2048:
         return 8
-    return 16
+    if weight <= 16384:
+        return 16
+    return 32
+
+
+def _single_warps(elements: int, dtype: torch.dtype, live: int = 1) -> int:
+    """Warps of a program holding a whole segment (SINGLE) of `elements` opmath values `live` times: up to 32 values
+    per thread, so that the block reductions' fixed cost is spread over enough elements (sm_90 SASS of a bfloat16
+    forward tile of 4096 elements: 29 instructions per element in 4 warps, 49 in 16): 4 warps up to 4096 float32
+    values, 8 up to 8192, 16 up to 16384, else 32; a float64 value counts twice."""
+    weight = elements * live * (2 if dtype == torch.float64 else 1)
+    if weight <= 4096:
+        return 4
+    if weight <= 8192:
+        return 8
+    if weight <= 16384:
+        return 16
+    return 32
+
+
+def softmax_single_max(dtype: torch.dtype, backward: bool = False, inner1: bool = True, grouped: bool = False) -> int:
+    """Elements of the longest segment (times R when inner > 1) the softmax kernels keep in registers, read once:
+    SOFTMAX_SINGLE_MAX, halved in the backward (dy and y live) and along a strided dim (inner > 1: 32768 float32
+    values spill 40 bytes, 16384 none, in 16 warps of 96 registers), quartered in float64 (two registers a value;
+    a log-softmax row of 16384 spills 124 bytes in 32 warps) and for grouped rows of inner == 1 (a group starts
+    anywhere: scalar loads, one address each; 16384 spill 76 bytes). Sizes from ptxas -v for sm_90a."""
+    n = SOFTMAX_SINGLE_MAX // (4 if dtype == torch.float64 else 1) // (2 if backward else 1)
+    if not inner1:
+        n //= 2
+    elif grouped:
+        n //= 4
+    return max(n, 1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -461,21 +497,26 @@ def _distill_backward_kernel(g_ptr, s_ptr, t_ptr, stats_ptr, ds_ptr, dt_ptr, row
 # ---------------------------------------------------------------------------------------------------------------
 # Launchers: contiguous, non-empty tensors of one floating dtype on one device (glo_kernels/triton/softmax_ops.py).
 # ---------------------------------------------------------------------------------------------------------------
-def softmax_plan(geom: tuple[int, int, int], dtype: torch.dtype, segment: int | None = None) -> dict:
-    """Tiling of the softmax kernels for geom = (outer, size, inner) and the longest segment (None: the whole row;
-    the longest group; -1: unknown, at most size), from the shape only:
+def softmax_plan(geom: tuple[int, int, int], dtype: torch.dtype, segment: int | None = None,
+                 backward: bool = False, grouped: bool = False) -> dict:
+    """Tiling of the softmax kernels (forward, or backward) for geom = (outer, size, inner) and the longest segment
+    (None: the whole row; the longest group; -1: unknown, at most size), from the shape only (so the bits of every
+    reduction depend on the shape only, never on a run or a timing):
 
-      inner == 1: a segment of at most SOFTMAX_SINGLE_MAX elements (4096 in float64) is one tile row in registers
-        (S = its next power of 2), with R = SOFTMAX_TILE // S rows per program (several short rows, at most the
-        rows there are); a longer one, or an unknown one, is looped over in chunks of S = SOFTMAX_CHUNK, R = 1.
+      inner == 1: a segment of at most softmax_single_max(...) elements (SOFTMAX_SINGLE_MAX = 32768 float32 /
+        bfloat16 / float16 values forward, 16384 backward, a quarter in float64 and for groups) is one tile row in
+        registers, read once (S = its next power of 2), with R = SOFTMAX_TILE // S rows per program (several short
+        rows, at most the rows there are); a longer one, or an unknown one, is looped over in chunks of
+        S = SOFTMAX_CHUNK, R = 1 (two reads).
       inner > 1: R = SOFTMAX_INNER_TILE inner positions (fewer if inner is smaller); SINGLE when R * next_pow2(segment)
-        fits SOFTMAX_SINGLE_MAX, R shrinking to SOFTMAX_INNER_MIN if that makes it fit; otherwise chunks of
-        S = SOFTMAX_TILE // R along the row.
+        fits softmax_single_max (16384 forward), R shrinking to SOFTMAX_INNER_MIN if that makes it fit; otherwise
+        chunks of S = SOFTMAX_TILE // R along the row.
 
-    Returns R, S, SINGLE, INNER1, IT (inner tiles per outer index), tiles (row tiles in all) and num_warps.
+    Returns R, S, SINGLE, INNER1, IT (inner tiles per outer index), tiles (row tiles in all) and num_warps
+    (_single_warps: up to 32 values per thread in registers, 32 warps for the longest rows; 16 for the loop).
     """
     outer, size, inner = geom
-    single_max = SOFTMAX_SINGLE_MAX_F64 if dtype == torch.float64 else SOFTMAX_SINGLE_MAX
+    single_max = softmax_single_max(dtype, backward, inner == 1, grouped)
     if segment is None:
         segment = size
     known = segment >= 0
@@ -497,13 +538,15 @@ def softmax_plan(geom: tuple[int, int, int], dtype: torch.dtype, segment: int | 
         s = sp if single else max(1, min(sp, SOFTMAX_TILE // r))
         it = triton.cdiv(inner, r)
         tiles = outer * it
-    return dict(R=r, S=s, SINGLE=single, INNER1=inner == 1, IT=it, tiles=tiles, num_warps=_num_warps(r * s, dtype))
+    # (the looped path keeps 16 warps for its 4096-element chunks: one program per long row, and few rows)
+    warps = (_single_warps if single else _num_warps)(r * s, dtype, 2 if backward else 1)
+    return dict(R=r, S=s, SINGLE=single, INNER1=inner == 1, IT=it, tiles=tiles, num_warps=warps)
 
 
 def _softmax_launch(kernel, tensors, geom, temperature, t_tensor, log, offsets, n_groups, segment):
     outer, size, inner = geom
-    plan = softmax_plan(geom, tensors[0].dtype, segment)
     grouped = offsets is not None
+    plan = softmax_plan(geom, tensors[0].dtype, segment, backward=kernel is _softmax_backward_kernel, grouped=grouped)
     grid = (plan["tiles"] * (n_groups if grouped else 1),)
     with _on_device(tensors[0]):
         kernel[grid](*tensors, t_tensor, offsets, outer, size, inner, plan["IT"], n_groups if grouped else 1,
