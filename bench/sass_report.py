@@ -41,7 +41,7 @@ scheduler issues every clock; a memory-bound kernel does not: warps stall on loa
 scalar tail leave slots idle, and dual-issue does not exist on sm_90. Half the issue rate leaves room for that, so a
 kernel within the margin is bound by memory, not by issue.
 
-Writes DIR/sass.md and DIR/sass.csv (DIR defaults to bench/results/sass-sm90/) and the summary table into the README
+Writes DIR/sass.md and DIR/sass.csv (DIR defaults to bench/results/static-sm90/) and the summary table into the README
 between the markers <!-- sass-report:begin --> and <!-- sass-report:end -->.
 """
 from __future__ import annotations
@@ -59,7 +59,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_OUT = os.path.join(ROOT, "bench", "results", "sass-sm90")
+DEFAULT_OUT = os.path.join(ROOT, "bench", "results", "static-sm90")
 README = os.path.join(ROOT, "README.md")
 BEGIN, END = "<!-- sass-report:begin -->", "<!-- sass-report:end -->"
 
