@@ -189,3 +189,26 @@ def test_distillation_matches_cpu(backend, cols):
             ds, dt = ns.distillation_loss_backward(g_cpu.cuda(), s, t, stats_ref.cuda(), 2.0, reduction, True)
             _close_rows(ds, ds_ref, dtype, f"{backend} distillation d student {reduction}")
             _close_rows(dt, dt_ref, dtype, f"{backend} distillation d teacher {reduction}")
+
+
+def test_softmax_plan_of_this_device():
+    """The plan inputs softmax.cu queried for this GPU (once per device) give the plans tests/test_softmax_plan.py
+    checks: on sm_90+ (clusters) every row up to 262144, float32 and bfloat16, forward and backward, is read once."""
+    if not _status["cuda"].available:
+        pytest.skip(f"backend cuda: {_status['cuda'].reason}")
+    dev = torch.cuda.current_device()
+    sm, smem, cluster, portable, nonportable, active, allow, max_cluster = \
+        torch.ops.glo_kernels_debug.softmax_device_props(dev)
+    assert sm == torch.cuda.get_device_properties(dev).multi_processor_count
+    assert torch.ops.glo_kernels_debug.softmax_device_props(dev) == [sm, smem, cluster, portable, nonportable, active,
+                                                                     allow, max_cluster]  # queried once, unchanged
+    if torch.cuda.get_device_capability(dev) < (9, 0) or not allow:
+        pytest.skip("one read up to 262144 needs clusters (sm_90+, GLO_SOFTMAX_CLUSTERS unset)")
+    assert cluster and active >= 8, (cluster, active)
+    for size in (1024, 40961, 131072, 200001, 262144):
+        for elem_bytes in (4, 2):
+            for backward in (False, True):
+                p = torch.ops.glo_kernels_debug.softmax_plan(64, size, elem_bytes, backward, sm, smem, cluster,
+                                                             portable, nonportable, active, allow, max_cluster)
+                assert p[8] == 1, (size, elem_bytes, backward, p)
+

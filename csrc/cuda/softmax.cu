@@ -15,15 +15,17 @@
 // per-thread trip counts hold no collective.
 //
 // Paths of a softmax along a contiguous dim (inner == 1), with VEC = 16 / sizeof(scalar_t) elements per 16-byte
-// vector and nvec = ceil(size / VEC) vectors per row (plan_cached):
+// vector; the plan is plan_softmax of glo/softmax_plan.h (a pure host function, tested on the CPU with the properties
+// of an H100, H200 and A100), its device inputs queried once per device (device_state):
 //  * rows kernels, the row cached on chip so that x is read from memory once: each thread of a row group holds
-//    kFwdVPT chunks of 16 bytes in registers (backward: kBwdVPT of dy and of y) and, for longer rows, VS more chunks in
-//    dynamic shared memory (at most 96 KiB per block). Row groups: G = 1..32 lanes of a warp (256-thread blocks of
-//    256 / G rows) up to 32 threads, then one block of G <= 512 threads per row (registers only up to fp32 8192
-//    elements, then with shared memory up to fp32 32768: two blocks per SM), then G <= 1024 (fp32 40960; backward:
-//    fp32 4096 / 16384 / 20480). On sm_90+ longer rows use a thread-block cluster of C <= 8 such blocks per row, the
-//    partial maxima and sums exchanged through distributed shared memory (forward fp32 327680 elements, 16-bit
-//    655360; backward fp32 163840).
+//    fwd_vpt chunks of 16 bytes in registers (4 for 16-bit types, 3 float32, 2 float64; backward: kBwdVPT = 2 of dy
+//    and of y) and, for longer rows, VS more chunks in dynamic shared memory. Row groups: G = 1..32 lanes of a warp
+//    (256-thread blocks of 256 / G rows) up to 32 threads, then one block of G <= 512 threads per row (registers only
+//    up to fp32 6144 elements, then with <= 96 KiB of shared memory up to fp32 30720: two blocks per SM), then
+//    G <= 1024 with <= 200 KiB (on an H100: fp32 61440; backward fp32 4096 / 16384 / 32768). On sm_90+ longer rows
+//    use a thread-block cluster of C = 2, 4, 8 or 16 such blocks per row (16: the non-portable size), the fewest that
+//    hold the row, the partial maxima and sums exchanged through distributed shared memory (on an H100 every row up
+//    to 262144 elements, float32 or 16-bit, forward and backward).
 //  * online kernels (longer rows, or no clusters): one block of 1024 threads per row; pass 1 keeps a running
 //    (max, sum) per thread with rescaling, pass 2 (in reverse order, so that the row's tail is still in L2) writes y.
 // Along a strided dim (inner > 1): one thread per (outer, inner) column, online pass + write pass; consecutive threads
@@ -53,44 +55,30 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
 
 #include "glo/softmax_impls.h"
+#include "glo/softmax_plan.h"
 
 namespace glo {
 namespace {
 
 namespace cg = cooperative_groups;
 
-constexpr int kThreads = 256;                    // block of the sub-warp / warp row groups and element-wise kernels
-constexpr int kMaxBlock = 1024;                  // largest block (one row group)
-constexpr int kMaxCluster = 8;                   // portable cluster size (sm_90)
-constexpr int64_t kMaxGrid = int64_t{1} << 20;   // grid cap of grid-stride loops (any value is correct)
+// Launch-plan constants and helpers (kThreads, kMaxBlock, fwd_vpt, kBwdVPT, ceil_div, grid_cap, RowPlan, plan_rows,
+// plan_softmax): pure host code in glo/softmax_plan.h, unit-tested on the CPU.
+using namespace ::glo::softmax_plan;
+
 constexpr unsigned kFullMask = 0xffffffffu;
-
-// Cached rows (see the rows kernels and plan_cached): 16-byte chunks per thread held in registers, per cached tensor.
-constexpr int kFwdVPT = 4;       // x: 64 bytes of registers per thread
-constexpr int kBwdVPT = 2;       // dy and y: 2 x 32 bytes
 constexpr int kDistillUnitsPerThread = 8;  // distillation row loops: a row group has about units / 8 threads
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-inline unsigned grid_cap(int64_t blocks) {
-  return static_cast<unsigned>(std::max<int64_t>(1, std::min(blocks, kMaxGrid)));
-}
 
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-inline int next_pow2(int64_t v) {
-  int p = 1;
-  while (p < v) p <<= 1;
-  return p;
-}
-
-inline int round_up32(int64_t v) { return static_cast<int>(ceil_div(v, 32) * 32); }
 
 // 16 bytes of consecutive elements, loaded / stored as one vector access.
 template <typename scalar_t>
@@ -153,7 +141,7 @@ __device__ __forceinline__ void cluster_sync() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   cg::this_cluster().sync();
 #else
-  __trap();  // never launched with clusters below sm_90 (see clusters_usable)
+  __trap();  // never launched with clusters below sm_90 (see query_device)
 #endif
 }
 
@@ -1007,130 +995,106 @@ __global__ void __launch_bounds__(kMaxBlock, 1) distill_backward_none_kernel(
 // ---------------------------------------------------------------------------------------------------------------
 // Host side: launch plans.
 // ---------------------------------------------------------------------------------------------------------------
-__global__ void cluster_probe_kernel() {}
+// Probe for the device's cluster properties: whether this file's code for the device was compiled for sm_90+
+// (ptxVersion >= 90: the cluster code is compiled in) and the largest cluster of 1024-thread blocks with the full
+// shared-memory budget that can be co-scheduled (the rows kernels' worst case: one block per SM).
+__global__ void __launch_bounds__(kMaxBlock, 1) cluster_probe_kernel() {}
 
-// Whether rows kernels may be launched with clusters on `device`: the device supports cluster launch, this file's
-// code for it was compiled for sm_90+ (ptxVersion >= 90: the cluster code is compiled in), and GLO_SOFTMAX_CLUSTERS
-// is not "0" (a switch to test the cluster-free paths). Cached per device; a failed cluster launch clears it.
+// Plan inputs of a device, queried once per device (std::call_once), never changed afterwards: a launch never feeds
+// back into a plan, so a failed launch throws and the next call plans (and sums) exactly as before.
+//   GLO_SOFTMAX_CLUSTERS=0        no clusters (tests of the cluster-free paths)
+//   GLO_SOFTMAX_MAX_CLUSTER=N     clusters of at most N blocks (rounded down to a power of two)
+// Both are read when the device is first used.
 constexpr int kMaxDevices = 64;
-std::atomic<int> g_cluster_state[kMaxDevices];  // 0 unknown, 1 usable, 2 not usable
 
-bool clusters_usable(int device) {
-  if (device < 0 || device >= kMaxDevices) return false;
-  int state = g_cluster_state[device].load(std::memory_order_relaxed);
-  if (state == 0) {
-    bool ok = false;
-    const char* env = std::getenv("GLO_SOFTMAX_CLUSTERS");
-    if (env == nullptr || std::strcmp(env, "0") != 0) {
-      int attr = 0;
-      cudaFuncAttributes fa{};
-      if (cudaDeviceGetAttribute(&attr, cudaDevAttrClusterLaunch, device) != cudaSuccess) {
-        (void)cudaGetLastError();
-      } else if (attr != 0) {
-        if (cudaFuncGetAttributes(&fa, cluster_probe_kernel) != cudaSuccess) {
-          (void)cudaGetLastError();
-        } else {
-          ok = fa.ptxVersion >= 90;
-        }
-      }
-    }
-    state = ok ? 1 : 2;
-    g_cluster_state[device].store(state, std::memory_order_relaxed);
+struct DeviceState {
+  std::once_flag once;
+  SoftmaxDeviceProps props;
+  SoftmaxPlanOptions opts;
+};
+DeviceState g_devices[kMaxDevices];
+
+void query_device(int device, DeviceState& st) {
+  SoftmaxDeviceProps d;
+  SoftmaxPlanOptions o;
+  int v = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device));
+  d.sm_count = v;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  d.smem_optin = v;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrClusterLaunch, device));
+  cudaFuncAttributes fa{};
+  C10_CUDA_CHECK(cudaFuncGetAttributes(&fa, cluster_probe_kernel));
+  d.cluster_launch = v != 0 && fa.ptxVersion >= 90;
+  const char* env = std::getenv("GLO_SOFTMAX_CLUSTERS");
+  o.allow_clusters = env == nullptr || std::strcmp(env, "0") != 0;
+  if (const char* mc = std::getenv("GLO_SOFTMAX_MAX_CLUSTER")) {
+    const int n = std::atoi(mc);
+    TORCH_CHECK(n >= 1, "glo_kernels: softmax: GLO_SOFTMAX_MAX_CLUSTER must be a positive integer, got '", mc, "'");
+    o.max_cluster = n;
   }
-  return state == 1;
+  if (d.cluster_launch) {
+    d.max_cluster_portable = 8;
+    d.max_cluster_nonportable = kMaxClusterLimit;
+    const int smem = static_cast<int>(smem_budget_one_block(d));
+    C10_CUDA_CHECK(cudaFuncSetAttribute(cluster_probe_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    C10_CUDA_CHECK(cudaFuncSetAttribute(cluster_probe_kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(kMaxClusterLimit, 1, 1);
+    cfg.blockDim = dim3(kMaxBlock, 1, 1);
+    cfg.dynamicSmemBytes = static_cast<size_t>(smem);
+    int c = 0;
+    C10_CUDA_CHECK(cudaOccupancyMaxPotentialClusterSize(&c, cluster_probe_kernel, &cfg));
+    d.max_cluster_active = std::max(1, c);
+  }
+  st.props = d;
+  st.opts = o;
 }
 
-// Launch plan of a row-group kernel: G threads per row (group), C blocks per row (cluster), block and grid sizes.
-struct RowPlan {
-  int G = 32;
-  int C = 1;
-  unsigned block = kThreads;
-  unsigned grid = 1;
-};
-
-// Row groups for a row needing `threads` threads (at most kMaxBlock): a power of two <= 32 (256 / G rows per
-// 256-thread block), else one block of a multiple of 32 threads per row.
-void plan_rows(int64_t rows, int64_t threads, RowPlan& p) {
-  threads = std::min<int64_t>(std::max<int64_t>(threads, 1), kMaxBlock);
-  p.C = 1;
-  if (threads <= 32) {
-    p.G = next_pow2(threads);
-    p.block = kThreads;
-    p.grid = grid_cap(ceil_div(rows, kThreads / p.G));
-  } else {
-    p.G = round_up32(threads);
-    p.block = static_cast<unsigned>(p.G);
-    p.grid = grid_cap(rows);
-  }
+const DeviceState& device_state(int device) {
+  TORCH_CHECK(device >= 0 && device < kMaxDevices, "glo_kernels: softmax: device index ", device, " out of range");
+  DeviceState& st = g_devices[device];
+  std::call_once(st.once, [&] { query_device(device, st); });  // an exception leaves the flag unset: retried
+  return st;
 }
 
-// Plan of a cached-rows kernel for rows of nvec vectors, `tensors` tensors cached (forward 1, backward 2), vpt register
-// chunks per thread and tensor:
-//  * registers alone while <= 512 threads hold the row (G <= 32: several rows per block);
-//  * else one block per row of <= 512 threads (two blocks per SM: one's loads overlap the other's reductions), or
-//    else of <= 1024 threads, adding vs shared-memory chunks per thread and tensor, at most kMaxCacheSmem bytes;
-//  * else the same for a cluster of the fewest C <= max_cluster blocks per row, each holding a contiguous span.
-// Returns false when no plan holds the row.
-struct CachedPlan : RowPlan {
-  int vs = 0;        // shared-memory chunks per thread and tensor
-  size_t smem = 0;   // dynamic shared memory per block
-};
+SoftmaxPlan plan_for(int device, int64_t rows, int64_t size, int elem_bytes, bool backward) {
+  const DeviceState& st = device_state(device);
+  return plan_softmax(rows, size, elem_bytes, backward, st.props, st.opts);
+}
 
-constexpr int64_t kMaxCacheSmem = 96 * 1024;  // two blocks per SM fit on sm_90 (228 KiB), one on sm_80 / sm_86
-
-bool plan_cached(int64_t rows, int64_t nvec, int vpt, int tensors, int max_cluster, CachedPlan& p) {
-  const int64_t threads = ceil_div(nvec, vpt);
-  if (threads <= kMaxBlock / 2) {
-    plan_rows(rows, threads, p);
-    p.vs = 0;
-    p.smem = 0;
-    return true;
-  }
-  for (int c = 1; c <= max_cluster; ++c) {
-    const int64_t per_block = ceil_div(nvec, c);  // vectors held by one block
-    for (const int64_t g : {int64_t{kMaxBlock / 2}, int64_t{kMaxBlock}}) {
-      const int64_t vs = std::max<int64_t>(0, ceil_div(per_block, g) - vpt);
-      if (tensors * vs * g * 16 > kMaxCacheSmem) continue;
-      p.vs = static_cast<int>(vs);
-      p.C = c;
-      p.G = round_up32(ceil_div(per_block, vpt + vs));  // <= g; C * G * (vpt + vs) >= nvec
-      p.block = static_cast<unsigned>(p.G);
-      p.grid = grid_cap(rows) * static_cast<unsigned>(c);
-      p.smem = static_cast<size_t>(tensors) * p.vs * p.G * 16;
-      return true;
+// The kernel attributes a cached-rows kernel needs on a device, set once per (kernel, device) (`once` is the calling
+// instantiation's own flags): the shared-memory limit raised to the plans' budget, and clusters above the portable size
+// allowed when the device's plans use them.
+template <typename... KArgs>
+void prepare_kernel(void (*kernel)(KArgs...), std::once_flag (&once)[kMaxDevices], int device) {
+  const DeviceState& st = device_state(device);
+  std::call_once(once[device], [&] {
+    const int smem = static_cast<int>(smem_budget_one_block(st.props));
+    if (smem > 48 * 1024) {
+      C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     }
-  }
-  return false;
+    if (max_cluster_for(st.props, st.opts) > st.props.max_cluster_portable) {
+      C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+    }
+  });
 }
 
 // Launches a cached-rows kernel with plan p (args: the kernel's arguments before (G, C, VS)): plainly, or with a
-// cluster of C blocks along x. Returns false, with the error cleared, when the launch cannot be made (more shared
-// memory than the device allows, or a cluster that cannot be scheduled: cudaOccupancyMaxActiveClusters < 1 or a failed
-// launch): the caller then runs the online kernel, and after a cluster failure clusters are not tried again on this
-// device. Errors of a plain launch without extra shared memory throw.
+// cluster of C blocks along x. Any error throws; nothing is remembered (the next call makes the same plan).
 template <typename... KArgs, typename... Args>
-bool launch_cached(void (*kernel)(KArgs...), const CachedPlan& p, int device, cudaStream_t stream, Args... args) {
-  if (p.smem > 48 * 1024 &&
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(p.smem)) !=
-          cudaSuccess) {
-    (void)cudaGetLastError();
-    return false;
-  }
+void launch_cached(void (*kernel)(KArgs...), std::once_flag (&once)[kMaxDevices], const SoftmaxPlan& p, int device,
+                   cudaStream_t stream, Args... args) {
+  prepare_kernel(kernel, once, device);
   if (p.C == 1) {
-    kernel<<<p.grid, p.block, p.smem, stream>>>(args..., p.G, p.C, p.vs);
-    if (p.smem > 48 * 1024) {
-      const cudaError_t err = cudaGetLastError();
-      if (err == cudaErrorInvalidConfiguration || err == cudaErrorInvalidValue) return false;
-      C10_CUDA_CHECK(err);
-    } else {
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
-    return true;
+    kernel<<<p.grid, p.block, static_cast<size_t>(p.smem), stream>>>(args..., p.G, p.C, p.vs);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return;
   }
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(p.grid, 1, 1);
   cfg.blockDim = dim3(p.block, 1, 1);
-  cfg.dynamicSmemBytes = p.smem;
+  cfg.dynamicSmemBytes = static_cast<size_t>(p.smem);
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeClusterDimension;
@@ -1139,14 +1103,7 @@ bool launch_cached(void (*kernel)(KArgs...), const CachedPlan& p, int device, cu
   attr[0].val.clusterDim.z = 1;
   cfg.attrs = attr;
   cfg.numAttrs = 1;
-  int active_clusters = 0;
-  if (cudaOccupancyMaxActiveClusters(&active_clusters, kernel, &cfg) != cudaSuccess || active_clusters < 1 ||
-      cudaLaunchKernelEx(&cfg, kernel, args..., p.G, p.C, p.vs) != cudaSuccess) {
-    (void)cudaGetLastError();
-    g_cluster_state[device].store(2, std::memory_order_relaxed);
-    return false;
-  }
-  return true;
+  C10_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, args..., p.G, p.C, p.vs));
 }
 
 unsigned strided_grid(int64_t n) { return grid_cap(ceil_div(n, kThreads)); }
@@ -1163,15 +1120,14 @@ void softmax_forward_typed(const at::Tensor& x, at::Tensor& y, SoftmaxGeometry g
   if (g.inner == 1) {
     const int64_t rows = g.outer, size = g.size;
     const bool vec = aligned16(xp) && aligned16(yp) && size % VEC == 0;
-    const int64_t nvec = ceil_div(size, VEC);
-    CachedPlan cplan;
-    if (plan_cached(rows, nvec, kFwdVPT, 1, clusters_usable(device) ? kMaxCluster : 1, cplan) &&
-        launch_cached(softmax_rows_forward_kernel<scalar_t, out_t, kFwdVPT>, cplan, device, stream, xp, yp, rows, size,
-                      vec, log, it)) {
+    const SoftmaxPlan p = plan_for(device, rows, size, static_cast<int>(sizeof(scalar_t)), false);
+    if (p.path == SoftmaxPath::kCachedRows) {
+      static std::once_flag once[kMaxDevices];
+      launch_cached(softmax_rows_forward_kernel<scalar_t, out_t, fwd_vpt(sizeof(scalar_t))>, once, p, device, stream,
+                    xp, yp, rows, size, vec, log, it);
       return;
     }
-    RowPlan p;  // rows longer than any cached plan (or no launch possible): one 1024-thread block per row
-    plan_rows(rows, kMaxBlock, p);
+    // rows longer than any cached plan: one 1024-thread block per row, two reads
     softmax_online_forward_kernel<scalar_t, out_t><<<p.grid, p.block, 0, stream>>>(
         xp, yp, rows, size, nullptr, 1, p.G, vec, log, it);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -1196,15 +1152,14 @@ void softmax_backward_typed(const at::Tensor& grad, const at::Tensor& y, at::Ten
   if (g.inner == 1) {
     const int64_t rows = g.outer, size = g.size;
     const bool vec = aligned16(gp) && aligned16(yp) && aligned16(dp) && size % VEC == 0;
-    const int64_t nvec = ceil_div(size, VEC);
-    CachedPlan cplan;
-    if (plan_cached(rows, nvec, kBwdVPT, 2, clusters_usable(device) ? kMaxCluster : 1, cplan) &&
-        launch_cached(softmax_rows_backward_kernel<scalar_t, dx_t, kBwdVPT>, cplan, device, stream, gp, yp, dp, rows,
-                      size, vec, log, it)) {
+    const SoftmaxPlan p = plan_for(device, rows, size, static_cast<int>(sizeof(scalar_t)), true);
+    if (p.path == SoftmaxPath::kCachedRows) {
+      static std::once_flag once[kMaxDevices];
+      launch_cached(softmax_rows_backward_kernel<scalar_t, dx_t, kBwdVPT>, once, p, device, stream, gp, yp, dp, rows,
+                    size, vec, log, it);
       return;
     }
-    RowPlan p;  // rows longer than any cached plan (or no launch possible): one 1024-thread block per row
-    plan_rows(rows, kMaxBlock, p);
+    // rows longer than any cached plan: one 1024-thread block per row, two reads
     softmax_online_backward_kernel<scalar_t, dx_t><<<p.grid, p.block, 0, stream>>>(
         gp, yp, dp, rows, size, nullptr, 1, p.G, vec, log, it);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -1368,3 +1323,23 @@ struct CudaSoftmaxKernels {
 }  // namespace glo
 
 TORCH_LIBRARY_IMPL(glo_kernels, CUDA, m) { GLO_REGISTER_SOFTMAX_OPS(m, ::glo::CudaSoftmaxKernels); }
+
+namespace {
+// Debugging hook: the plan inputs of a CUDA device as this file queried them (tests/test_cuda.py feeds them to
+// glo_kernels_debug::softmax_plan): [sm_count, smem_optin, cluster_launch, max_cluster_portable,
+// max_cluster_nonportable, max_cluster_active, allow_clusters, max_cluster].
+std::vector<int64_t> softmax_device_props_hook(int64_t device) {
+  const int count = static_cast<int>(c10::cuda::device_count());
+  TORCH_CHECK(device >= 0 && device < count, "glo_kernels_debug.softmax_device_props: argument 'device' must be a CUDA "
+              "device index below ", count, ", got ", device);
+  const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
+  const ::glo::DeviceState& st = ::glo::device_state(static_cast<int>(device));
+  const auto& d = st.props;
+  return {d.sm_count, d.smem_optin, d.cluster_launch, d.max_cluster_portable, d.max_cluster_nonportable,
+          d.max_cluster_active, st.opts.allow_clusters, st.opts.max_cluster};
+}
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(glo_kernels_debug, m) {
+  m.def("softmax_device_props(int device) -> int[]", &softmax_device_props_hook);
+}
