@@ -212,3 +212,32 @@ def test_softmax_plan_of_this_device():
                                                              portable, nonportable, active, allow, max_cluster)
                 assert p[8] == 1, (size, elem_bytes, backward, p)
 
+
+def test_grouped_softmax_offsets_cached_and_graph_capturable():
+    """Grouped softmax keeps its group offsets on the device after the first call: later calls make no host copy, so
+    they can be captured in a CUDA graph; the replay gives the eager bits. A new group list during capture is a clear
+    error, not a broken graph."""
+    if not _status["cuda"].available:
+        pytest.skip(f"backend cuda: {_status['cuda'].reason}")
+    ops = torch.ops.glo_kernels
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(64, 1000, generator=gen).cuda()
+    dy = torch.randn(64, 1000, generator=gen).cuda()
+    groups = [1, 7, 992]
+    y_eager = ops.grouped_softmax(x, groups, 1, 1.5, None)  # first call: copies (and caches) the offsets
+    dx_eager = ops.grouped_softmax_backward(dy, y_eager, groups, 1, 1.5, None)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y = ops.grouped_softmax(x, groups, 1, 1.5, None)
+        dx = ops.grouped_softmax_backward(dy, y, groups, 1, 1.5, None)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(y, y_eager) and torch.equal(dx, dx_eager)
+    x.copy_(torch.randn(64, 1000, generator=gen).cuda())
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(y, ops.grouped_softmax(x, groups, 1, 1.5, None))
+    with pytest.raises(RuntimeError, match=r"glo_kernels\.grouped_softmax: the first call with a new 'group_sizes'"):
+        with torch.cuda.graph(torch.cuda.CUDAGraph()):
+            ops.grouped_softmax(x, [500, 500], 1, 1.5, None)

@@ -49,6 +49,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cooperative_groups.h>
@@ -58,6 +59,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -1188,6 +1190,33 @@ void dispatch_dtype_pair(at::ScalarType in, at::ScalarType out, const F& f) {
   }
 }
 
+// Grouped softmax offsets (0, g0, g0 + g1, ..., size) on the device, cached per (device, offsets) for the life of the
+// process: the first call with a group list copies it to the device (one synchronous copy), every later call finds it,
+// so there is no host synchronization per call and calls can be captured in a CUDA graph (after one call outside the
+// capture). At most kMaxCachedGroupLists lists are kept; beyond that a list is copied on each call (as before the
+// cache), on the current stream.
+constexpr size_t kMaxCachedGroupLists = 1024;
+
+at::Tensor device_offsets(const at::Tensor& host_offsets, const c10::Device& device, const char* op) {
+  static std::mutex mu;
+  // Never destroyed (device memory must not be freed during static destruction, after the CUDA runtime is gone).
+  static auto& cache = *new std::map<std::pair<int, std::vector<int64_t>>, at::Tensor>();
+  const int64_t* h = host_offsets.const_data_ptr<int64_t>();
+  std::pair<int, std::vector<int64_t>> key(device.index(), std::vector<int64_t>(h, h + host_offsets.numel()));
+  {
+    const std::lock_guard<std::mutex> lock(mu);
+    const auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+  }
+  TORCH_CHECK(c10::cuda::currentStreamCaptureStatusMayInitCtx() == c10::cuda::CaptureStatus::None, "glo_kernels.", op,
+              ": the first call with a new 'group_sizes' copies the group offsets to the device, which cannot be done "
+              "while a CUDA graph is captured: call it once with these group sizes before the capture");
+  at::Tensor d = host_offsets.to(device);  // synchronous: complete before any stream reads it
+  const std::lock_guard<std::mutex> lock(mu);
+  if (cache.size() < kMaxCachedGroupLists) cache.emplace(std::move(key), d);  // (a concurrent twin is kept instead)
+  return d;
+}
+
 struct CudaSoftmaxKernels {
   static void softmax_forward(const at::Tensor& x, at::Tensor& y, SoftmaxGeometry g, const Temperature& temp,
                               bool log) {
@@ -1214,7 +1243,8 @@ struct CudaSoftmaxKernels {
     const c10::cuda::CUDAGuard guard(x.device());
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     const int64_t ngroups = offsets.numel() - 1;
-    const int64_t* op = offsets.const_data_ptr<int64_t>();
+    const at::Tensor dev_offsets = device_offsets(offsets, x.device(), "grouped_softmax");
+    const int64_t* op = dev_offsets.const_data_ptr<int64_t>();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "glo_grouped_softmax_cuda", [&] {
       using T = at::opmath_type<scalar_t>;
       const InvTemp<T> it = make_inv_temp<T>(temp);
@@ -1239,7 +1269,8 @@ struct CudaSoftmaxKernels {
     const c10::cuda::CUDAGuard guard(grad.device());
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     const int64_t ngroups = offsets.numel() - 1;
-    const int64_t* op = offsets.const_data_ptr<int64_t>();
+    const at::Tensor dev_offsets = device_offsets(offsets, grad.device(), "grouped_softmax_backward");
+    const int64_t* op = dev_offsets.const_data_ptr<int64_t>();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "glo_grouped_softmax_backward_cuda",
                                     [&] {
       using T = at::opmath_type<scalar_t>;
