@@ -81,11 +81,11 @@ TORCH_LIBRARY(glo_kernels, m) {
 namespace {
 
 // The CUDA softmax launch plan (glo/softmax_plan.h) for a shape and a device described by its properties:
-// [path (0 cached rows, 1 online), G, C, block, grid, vpt, vs, smem bytes, reads, nonportable].
+// [path (0 cached rows, 1 online), G, C, block, grid, vpt, vs, smem bytes, reads, nonportable, exchange].
 std::vector<int64_t> softmax_plan_hook(int64_t rows, int64_t size, int64_t elem_bytes, bool backward, int64_t sm_count,
                                        int64_t smem_optin, bool cluster_launch, int64_t max_cluster_portable,
                                        int64_t max_cluster_nonportable, int64_t max_cluster_active,
-                                       bool allow_clusters, int64_t max_cluster) {
+                                       bool allow_clusters, int64_t max_cluster, int64_t exchange) {
   namespace sp = ::glo::softmax_plan;
   TORCH_CHECK(rows >= 0 && size >= 0, "glo_kernels_debug.softmax_plan: arguments 'rows' and 'size' must be >= 0, got ",
               rows, " and ", size);
@@ -101,8 +101,12 @@ std::vector<int64_t> softmax_plan_hook(int64_t rows, int64_t size, int64_t elem_
   sp::SoftmaxPlanOptions o;
   o.allow_clusters = allow_clusters;
   o.max_cluster = static_cast<int>(max_cluster);
+  TORCH_CHECK(exchange == 0 || exchange == 1,
+              "glo_kernels_debug.softmax_plan: argument 'exchange' must be 0 (sync) or 1 (mbarrier), got ", exchange);
+  o.exchange = static_cast<sp::SoftmaxExchange>(exchange);
   const sp::SoftmaxPlan p = sp::plan_softmax(rows, size, static_cast<int>(elem_bytes), backward, d, o);
-  return {static_cast<int64_t>(p.path), p.G, p.C, p.block, p.grid, p.vpt, p.vs, p.smem, p.reads, p.nonportable};
+  return {static_cast<int64_t>(p.path), p.G, p.C, p.block, p.grid, p.vpt, p.vs, p.smem, p.reads, p.nonportable,
+          static_cast<int64_t>(p.exchange)};
 }
 
 }  // namespace
@@ -110,7 +114,7 @@ std::vector<int64_t> softmax_plan_hook(int64_t rows, int64_t size, int64_t elem_
 TORCH_LIBRARY(glo_kernels_debug, m) {
   m.def("softmax_plan(int rows, int size, int elem_bytes, bool backward, int sm_count, int smem_optin, "
         "bool cluster_launch, int max_cluster_portable, int max_cluster_nonportable, int max_cluster_active, "
-        "bool allow_clusters, int max_cluster) -> int[]",
+        "bool allow_clusters, int max_cluster, int exchange=0) -> int[]",
         &softmax_plan_hook);
 }
 

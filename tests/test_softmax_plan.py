@@ -18,7 +18,7 @@ KIB = 1024
 MAX_SMEM_ONE_BLOCK = 200 * KIB    # the plan's cap per block (one block per SM)
 MAX_SMEM_TWO_BLOCKS = 96 * KIB    # per block when two 512-thread blocks share an SM
 SMEM_RESERVE = 2 * KIB            # kept free for static shared memory and the hardware's 1 KiB per block
-FWD_VPT = {"float32": 3, "bfloat16": 4}  # 16-byte register chunks per thread and cached tensor
+FWD_VPT = {"float32": 3, "bfloat16": 3}  # 16-byte register chunks per thread and cached tensor
 BWD_VPT = 2
 
 # (sm_count, smem_optin, cluster_launch, max_cluster_portable, max_cluster_nonportable, max_cluster_active)
@@ -27,7 +27,7 @@ DEVICES = {
     "H200": dict(sm_count=132, smem_optin=227 * KIB, cluster_launch=True, portable=8, nonportable=16, active=16),
     "A100": dict(sm_count=108, smem_optin=163 * KIB, cluster_launch=False, portable=1, nonportable=1, active=0),
 }
-FIELDS = ("path", "G", "C", "block", "grid", "vpt", "vs", "smem", "reads", "nonportable")
+FIELDS = ("path", "G", "C", "block", "grid", "vpt", "vs", "smem", "reads", "nonportable", "exchange")
 CACHED, ONLINE = 0, 1
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2}
 
@@ -38,11 +38,11 @@ ROW_LENGTHS = sorted(set(
 ))
 
 
-def plan(device, size, dtype, backward, rows=4096, allow_clusters=True, max_cluster=16, **overrides):
+def plan(device, size, dtype, backward, rows=4096, allow_clusters=True, max_cluster=16, exchange=0, **overrides):
     d = dict(DEVICES[device], **overrides)
     out = torch.ops.glo_kernels_debug.softmax_plan(
         rows, size, DTYPE_BYTES[dtype], backward, d["sm_count"], d["smem_optin"], d["cluster_launch"], d["portable"],
-        d["nonportable"], d["active"], allow_clusters, max_cluster)
+        d["nonportable"], d["active"], allow_clusters, max_cluster, exchange)
     return dict(zip(FIELDS, out))
 
 
@@ -65,6 +65,8 @@ def _check_valid(p, size, dtype, backward, device, rows=4096):
     assert p["nonportable"] == (c > d["portable"]), what
     if not d["cluster_launch"]:
         assert c == 1, what
+    if c > 1:  # the mbarrier exchange reuses its buffers safely only behind the block barrier of G > 32 (softmax.cu)
+        assert p["G"] > 32 and p["block"] == p["G"], what
     if p["G"] <= 32:  # several rows per 256-thread block, registers only
         assert p["G"] & (p["G"] - 1) == 0 and p["block"] == 256 and p["vs"] == 0 and p["smem"] == 0 and c == 1, what
     else:
@@ -105,7 +107,7 @@ def test_hopper_reads_every_row_once(device, dtype, backward):
 def test_hopper_longest_rows(dtype, backward):
     """The 256k rows that used to take two passes (backward float32 > 163840) or clusters of 5 or 7."""
     p = plan("H100", 262144, dtype, backward)
-    expected_c = {("float32", False): 8, ("float32", True): 8, ("bfloat16", False): 2, ("bfloat16", True): 4}
+    expected_c = {("float32", False): 8, ("float32", True): 8, ("bfloat16", False): 4, ("bfloat16", True): 4}
     assert p["reads"] == 1 and p["C"] == expected_c[dtype, backward] and p["block"] == 1024, p
     assert p["smem"] <= MAX_SMEM_ONE_BLOCK, p
 
@@ -152,6 +154,19 @@ def test_path_choices():
     p = plan("H100", 524288, "float32", True)  # beyond 256k: the non-portable cluster of 16
     assert p["reads"] == 1 and p["C"] == 16 and p["nonportable"], p
     _check_valid(p, 524288, "float32", True, "H100")
+
+
+def test_exchange_choice_changes_nothing_else():
+    """GLO_SOFTMAX_EXCHANGE=sync|mbarrier picks how cluster blocks exchange partial results; the plan (and so the
+    summation tree) is otherwise the same."""
+    for size in (1000, 70000, 131072, 262144, 524288):
+        for backward in (False, True):
+            a = plan("H100", size, "float32", backward, exchange=0)
+            b = plan("H100", size, "float32", backward, exchange=1)
+            assert a["exchange"] == 0 and b["exchange"] == 1
+            assert {k: v for k, v in a.items() if k != "exchange"} == {k: v for k, v in b.items() if k != "exchange"}
+    with pytest.raises(RuntimeError, match=r"glo_kernels_debug\.softmax_plan: argument 'exchange'"):
+        plan("H100", 1000, "float32", False, exchange=2)
 
 
 def test_plan_is_a_function_of_its_arguments():

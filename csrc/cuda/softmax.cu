@@ -181,6 +181,128 @@ __device__ __forceinline__ T group_reduce(T v, int G, int C, T* warp_smem, T* sl
   return v;
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Cluster exchange through DSMEM with mbarriers (plan exchange kMbarrier; GLO_SOFTMAX_EXCHANGE=mbarrier), in place of
+// the cluster barriers of group_reduce (cluster.sync: MEMBAR.ALL.GPU, a cluster barrier and an L1 invalidate, three
+// per row). The pattern of CUTLASS's ClusterTransactionBarrier and quack's cluster reductions:
+//  * each block holds, per reduction r of a row (forward: max, sum; backward: one sum) and per buffer b (rows
+//    alternate: b = it & 1, it the row-loop iteration, the same in every block of the cluster), C slots and one
+//    mbarrier initialized once, before the row loop, with an arrival count of 1;
+//  * thread 0 of each block arrives on its own barrier expecting C * sizeof(T) bytes, then stores its block's value
+//    into slot [rank] of every block of the cluster (itself included) with st.async, which completes those bytes on
+//    the receiving block's barrier;
+//  * every thread waits for the barrier's phase: the k-th use of buffer b (k = it >> 1) completes phase k, so the
+//    parity to wait for is (it >> 1) & 1; it then combines slots 0..C-1 in rank order, as group_reduce does: both
+//    exchanges give the same bits.
+// Reuse of a buffer: a block stores into buffer b of row it + 2 only after it has the values of row it + 1 of every
+// block, and a block sends its value of row it + 1 only after the __syncthreads of that reduction (G > 32: C > 1
+// always has G == blockDim.x > 32), which every thread reaches after reading the slots of row it. So no store of row
+// it + 2 lands before the slots of row it are read, and no bytes of use k + 1 reach a barrier before phase k completes.
+// Arrivals per phase and barrier: 1 (thread 0, with expect_tx C * sizeof(T)); bytes: C stores of sizeof(T).
+// ---------------------------------------------------------------------------------------------------------------
+constexpr int kXchgSync = 0;
+constexpr int kXchgMbarrier = 1;
+
+template <typename T, int R>
+struct ClusterXchg {
+  T slot[R][2][kMaxClusterLimit];
+  uint64_t bar[R][2];
+};
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+__device__ __forceinline__ unsigned smem_u32(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+#endif
+
+// Once per kernel, before the row loop, by every thread of every block of the cluster (C > 1).
+template <typename T, int R>
+__device__ __forceinline__ void cluster_xchg_init(ClusterXchg<T, R>& xs) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (threadIdx.x == 0) {
+    for (int r = 0; r < R; ++r) {
+      for (int b = 0; b < 2; ++b) {
+        asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(smem_u32(&xs.bar[r][b])) : "memory");
+      }
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  // every barrier of the cluster initialized before any block stores into it
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
+  asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory");
+#else
+  __trap();
+#endif
+}
+
+// Once per kernel, after the row loop: no block exits while a store of another block may still target it.
+__device__ __forceinline__ void cluster_xchg_end() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
+  asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory");
+#else
+  __trap();
+#endif
+}
+
+template <typename T>
+__device__ __forceinline__ void st_async_remote(unsigned local_slot, T v, unsigned local_bar, int rank) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  unsigned slot, bar;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(slot) : "r"(local_slot), "r"(rank));
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(bar) : "r"(local_bar), "r"(rank));
+  if constexpr (sizeof(T) == 4) {
+    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];\n"
+                 ::"r"(slot), "r"(__float_as_uint(v)), "r"(bar) : "memory");
+  } else {
+    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b64 [%0], %1, [%2];\n"
+                 ::"r"(slot), "l"(__double_as_longlong(v)), "r"(bar) : "memory");
+  }
+#endif
+}
+
+// The block's value v (the same in every thread) combined with the other blocks' of the cluster, in rank order.
+template <typename T, class Op>
+__device__ __forceinline__ T cluster_exchange(T v, int C, T* slots, uint64_t* bar, unsigned parity, Op op) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const unsigned b = smem_u32(bar);
+  if (threadIdx.x == 0) {
+    unsigned rank;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n"
+                 ::"r"(b), "r"(static_cast<unsigned>(C * sizeof(T))) : "memory");
+    for (int k = 0; k < C; ++k) st_async_remote(smem_u32(&slots[rank]), v, b, k);
+  }
+  unsigned done = 0;
+  do {
+    asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
+                 " selp.u32 %0, 1, 0, p;\n}\n" : "=r"(done) : "r"(b), "r"(parity) : "memory");
+  } while (done == 0);
+  T r = slots[0];
+  for (int k = 1; k < C; ++k) r = op(r, slots[k]);
+  return r;
+#else
+  __trap();
+  return v;
+#endif
+}
+
+// group_reduce of a cached-rows kernel, the cluster part by cluster barriers (kXchgSync: `slot`, reused after the
+// cluster_sync() ending the row) or by the mbarrier exchange (kXchgMbarrier: reduction r of row iteration it).
+template <int XCHG, typename T, int R, class Op>
+__device__ __forceinline__ T row_reduce(T v, int G, int C, T* warp_smem, T* slot, ClusterXchg<T, R>& xs, int r, int it,
+                                        Op op) {
+  if constexpr (XCHG == kXchgMbarrier) {
+    v = group_reduce(v, G, 1, warp_smem, slot, op);
+    if (C > 1) {
+      v = cluster_exchange(v, C, xs.slot[r][it & 1], &xs.bar[r][it & 1], static_cast<unsigned>(it >> 1) & 1u, op);
+    }
+    return v;
+  } else {
+    return group_reduce(v, G, C, warp_smem, slot, op);
+  }
+}
+
 // Position of a thread in the row groups of its block: G <= 32: blockDim.x / G groups of G lanes; G > 32: the block.
 struct RowGroup {
   int tg;    // thread index in the group
@@ -333,7 +455,7 @@ __device__ __forceinline__ void online_update(T& m, T& s, const T (&v)[N], T inv
 // of C blocks, VS * G * 16 bytes of dynamic shared memory. Grid: row blocks (times C), capped; the row-block loop is
 // uniform across the block and the cluster.
 // ---------------------------------------------------------------------------------------------------------------
-template <typename scalar_t, typename out_t, int VPT>
+template <typename scalar_t, typename out_t, int VPT, int XCHG>
 __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_forward_kernel(
     const scalar_t* __restrict__ x,  // [rows, size]
     out_t* __restrict__ y,           // [rows, size]
@@ -347,6 +469,7 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_forward_kernel(
   extern __shared__ __align__(16) unsigned char dyn_smem[];
   __shared__ T red_warp[32];
   __shared__ T red_slot[2];
+  __shared__ ClusterXchg<T, XCHG == kXchgMbarrier ? 2 : 1> xs;  // (unused by kXchgSync)
   V* sc = reinterpret_cast<V*>(dyn_smem) + threadIdx.x;
   const int bd = static_cast<int>(blockDim.x);
   const T inv_t = temp.get();
@@ -356,7 +479,9 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_forward_kernel(
   const int e0 = (grp.rank * (VPT + VS) * G + grp.tg) * VEC;
   const int es = e0 + VPT * step;  // first shared-memory chunk
   const int64_t nrb = ceil_div_dev(rows, grp.rpb);
-  for (int64_t rb = blockIdx.x / C; rb < nrb; rb += gridDim.x / C) {
+  if (XCHG == kXchgMbarrier && C > 1) cluster_xchg_init(xs);
+  int it = 0;  // row-loop iteration (the same in every block of a cluster)
+  for (int64_t rb = blockIdx.x / C; rb < nrb; rb += gridDim.x / C, ++it) {
     const int64_t row = rb * grp.rpb + grp.sub;
     const bool valid = row < rows;
     const int64_t off = valid ? row * size : 0;
@@ -377,7 +502,7 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_forward_kernel(
 #pragma unroll
       for (int j = 0; j < VEC; ++j) m = gmax(m, static_cast<T>(v.val[j]));
     }
-    m = group_reduce(m, G, C, red_warp, &red_slot[0], MaxOp()) + T(0);  // + 0: one sign for a max of +-0
+    m = row_reduce<XCHG>(m, G, C, red_warp, &red_slot[0], xs, 0, it, MaxOp()) + T(0);  // + 0: one sign for +-0
     T s = 0;
 #pragma unroll
     for (int k = 0; k < VPT; ++k) {
@@ -389,7 +514,7 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_forward_kernel(
 #pragma unroll
       for (int j = 0; j < VEC; ++j) s += gexp((static_cast<T>(v.val[j]) - m) * inv_t);
     }
-    s = group_reduce(s, G, C, red_warp, &red_slot[1], SumOp());
+    s = row_reduce<XCHG>(s, G, C, red_warp, &red_slot[1], xs, XCHG == kXchgMbarrier ? 1 : 0, it, SumOp());
     out_t* yr = y + off;
     // log: y = (x - m) inv_t - log(s); else y = exp((x - m) inv_t) * (1 / s)
     const T shift = log ? glog(s) : T(1) / s;
@@ -407,14 +532,16 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_forward_kernel(
         return static_cast<out_t>(log ? d - shift : gexp(d) * shift);
       });
     }
-    if (C > 1) cluster_sync();  // the slots are reused by the next row; no block leaves while others read its slots
+    // the slots are reused by the next row; no block leaves while others read its slots
+    if (XCHG == kXchgSync && C > 1) cluster_sync();
   }
+  if (XCHG == kXchgMbarrier && C > 1) cluster_xchg_end();
 }
 
 // Softmax backward, dy and y cached (VPT register chunks and VS shared-memory chunks of each; shared memory holds
 // [2][VS][blockDim.x] vectors, dy then y); same launch shapes as the forward. dx in dx_t (the forward's input dtype).
 //   softmax: dx = y (dy - sum dy y) inv_t;  log-softmax: dx = (dy - exp(y) sum dy) inv_t.
-template <typename scalar_t, typename dx_t, int VPT>
+template <typename scalar_t, typename dx_t, int VPT, int XCHG>
 __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_backward_kernel(
     const scalar_t* __restrict__ grad,  // [rows, size]
     const scalar_t* __restrict__ y,     // [rows, size]
@@ -429,6 +556,7 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_backward_kernel(
   extern __shared__ __align__(16) unsigned char dyn_smem[];
   __shared__ T red_warp[32];
   __shared__ T red_slot[1];
+  __shared__ ClusterXchg<T, 1> xs;  // (unused by kXchgSync)
   const int bd = static_cast<int>(blockDim.x);
   V* gs = reinterpret_cast<V*>(dyn_smem) + threadIdx.x;
   V* ys = gs + VS * bd;
@@ -439,7 +567,9 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_backward_kernel(
   const int e0 = (grp.rank * (VPT + VS) * G + grp.tg) * VEC;
   const int es = e0 + VPT * step;
   const int64_t nrb = ceil_div_dev(rows, grp.rpb);
-  for (int64_t rb = blockIdx.x / C; rb < nrb; rb += gridDim.x / C) {
+  if (XCHG == kXchgMbarrier && C > 1) cluster_xchg_init(xs);
+  int it = 0;
+  for (int64_t rb = blockIdx.x / C; rb < nrb; rb += gridDim.x / C, ++it) {
     const int64_t row = rb * grp.rpb + grp.sub;
     const bool valid = row < rows;
     const int64_t off = valid ? row * size : 0;
@@ -468,7 +598,7 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_backward_kernel(
         acc += log ? dy : dy * static_cast<T>(yv.val[j]);
       }
     }
-    acc = group_reduce(acc, G, C, red_warp, &red_slot[0], SumOp());
+    acc = row_reduce<XCHG>(acc, G, C, red_warp, &red_slot[0], xs, 0, it, SumOp());
     dx_t* dr = dx + off;
 #pragma unroll
     for (int k = 0; k < VPT; ++k) {
@@ -493,8 +623,9 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_backward_kernel(
       }
       store_chunk(dr, o, n, es + k * step, vec);
     }
-    if (C > 1) cluster_sync();
+    if (XCHG == kXchgSync && C > 1) cluster_sync();
   }
+  if (XCHG == kXchgMbarrier && C > 1) cluster_xchg_end();
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1006,6 +1137,8 @@ __global__ void __launch_bounds__(kMaxBlock, 1) cluster_probe_kernel() {}
 // back into a plan, so a failed launch throws and the next call plans (and sums) exactly as before.
 //   GLO_SOFTMAX_CLUSTERS=0        no clusters (tests of the cluster-free paths)
 //   GLO_SOFTMAX_MAX_CLUSTER=N     clusters of at most N blocks (rounded down to a power of two)
+//   GLO_SOFTMAX_EXCHANGE=sync|mbarrier   how the blocks of a cluster exchange their partial results (default sync:
+//                                 cluster barriers; mbarrier: DSMEM stores with mbarriers, see cluster_exchange)
 // Both are read when the device is first used.
 constexpr int kMaxDevices = 64;
 
@@ -1030,6 +1163,11 @@ void query_device(int device, DeviceState& st) {
   d.cluster_launch = v != 0 && fa.ptxVersion >= 90;
   const char* env = std::getenv("GLO_SOFTMAX_CLUSTERS");
   o.allow_clusters = env == nullptr || std::strcmp(env, "0") != 0;
+  if (const char* ex = std::getenv("GLO_SOFTMAX_EXCHANGE")) {
+    TORCH_CHECK(std::strcmp(ex, "sync") == 0 || std::strcmp(ex, "mbarrier") == 0,
+                "glo_kernels: softmax: GLO_SOFTMAX_EXCHANGE must be 'sync' or 'mbarrier', got '", ex, "'");
+    o.exchange = std::strcmp(ex, "mbarrier") == 0 ? SoftmaxExchange::kMbarrier : SoftmaxExchange::kSync;
+  }
   if (const char* mc = std::getenv("GLO_SOFTMAX_MAX_CLUSTER")) {
     const int n = std::atoi(mc);
     TORCH_CHECK(n >= 1, "glo_kernels: softmax: GLO_SOFTMAX_MAX_CLUSTER must be a positive integer, got '", mc, "'");
@@ -1124,9 +1262,16 @@ void softmax_forward_typed(const at::Tensor& x, at::Tensor& y, SoftmaxGeometry g
     const bool vec = aligned16(xp) && aligned16(yp) && size % VEC == 0;
     const SoftmaxPlan p = plan_for(device, rows, size, static_cast<int>(sizeof(scalar_t)), false);
     if (p.path == SoftmaxPath::kCachedRows) {
-      static std::once_flag once[kMaxDevices];
-      launch_cached(softmax_rows_forward_kernel<scalar_t, out_t, fwd_vpt(sizeof(scalar_t))>, once, p, device, stream,
-                    xp, yp, rows, size, vec, log, it);
+      constexpr int VPT = fwd_vpt(sizeof(scalar_t));
+      if (p.exchange == SoftmaxExchange::kMbarrier) {
+        static std::once_flag once[kMaxDevices];
+        launch_cached(softmax_rows_forward_kernel<scalar_t, out_t, VPT, kXchgMbarrier>, once, p, device, stream, xp,
+                      yp, rows, size, vec, log, it);
+      } else {
+        static std::once_flag once[kMaxDevices];
+        launch_cached(softmax_rows_forward_kernel<scalar_t, out_t, VPT, kXchgSync>, once, p, device, stream, xp, yp,
+                      rows, size, vec, log, it);
+      }
       return;
     }
     // rows longer than any cached plan: one 1024-thread block per row, two reads
@@ -1156,9 +1301,15 @@ void softmax_backward_typed(const at::Tensor& grad, const at::Tensor& y, at::Ten
     const bool vec = aligned16(gp) && aligned16(yp) && aligned16(dp) && size % VEC == 0;
     const SoftmaxPlan p = plan_for(device, rows, size, static_cast<int>(sizeof(scalar_t)), true);
     if (p.path == SoftmaxPath::kCachedRows) {
-      static std::once_flag once[kMaxDevices];
-      launch_cached(softmax_rows_backward_kernel<scalar_t, dx_t, kBwdVPT>, once, p, device, stream, gp, yp, dp, rows,
-                    size, vec, log, it);
+      if (p.exchange == SoftmaxExchange::kMbarrier) {
+        static std::once_flag once[kMaxDevices];
+        launch_cached(softmax_rows_backward_kernel<scalar_t, dx_t, kBwdVPT, kXchgMbarrier>, once, p, device, stream,
+                      gp, yp, dp, rows, size, vec, log, it);
+      } else {
+        static std::once_flag once[kMaxDevices];
+        launch_cached(softmax_rows_backward_kernel<scalar_t, dx_t, kBwdVPT, kXchgSync>, once, p, device, stream, gp,
+                      yp, dp, rows, size, vec, log, it);
+      }
       return;
     }
     // rows longer than any cached plan: one 1024-thread block per row, two reads
@@ -1358,7 +1509,7 @@ TORCH_LIBRARY_IMPL(glo_kernels, CUDA, m) { GLO_REGISTER_SOFTMAX_OPS(m, ::glo::Cu
 namespace {
 // Debugging hook: the plan inputs of a CUDA device as this file queried them (tests/test_cuda.py feeds them to
 // glo_kernels_debug::softmax_plan): [sm_count, smem_optin, cluster_launch, max_cluster_portable,
-// max_cluster_nonportable, max_cluster_active, allow_clusters, max_cluster].
+// max_cluster_nonportable, max_cluster_active, allow_clusters, max_cluster, exchange (0 sync, 1 mbarrier)].
 std::vector<int64_t> softmax_device_props_hook(int64_t device) {
   const int count = static_cast<int>(c10::cuda::device_count());
   TORCH_CHECK(device >= 0 && device < count, "glo_kernels_debug.softmax_device_props: argument 'device' must be a CUDA "
@@ -1367,7 +1518,7 @@ std::vector<int64_t> softmax_device_props_hook(int64_t device) {
   const ::glo::DeviceState& st = ::glo::device_state(static_cast<int>(device));
   const auto& d = st.props;
   return {d.sm_count, d.smem_optin, d.cluster_launch, d.max_cluster_portable, d.max_cluster_nonportable,
-          d.max_cluster_active, st.opts.allow_clusters, st.opts.max_cluster};
+          d.max_cluster_active, st.opts.allow_clusters, st.opts.max_cluster, static_cast<int64_t>(st.opts.exchange)};
 }
 }  // namespace
 

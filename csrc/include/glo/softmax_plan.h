@@ -18,10 +18,10 @@ constexpr int kMaxBlock = 1024;                 // largest block (one row group)
 constexpr int64_t kMaxGrid = int64_t{1} << 20;  // grid cap of grid-stride loops (any value is correct)
 
 // Cached rows: 16-byte chunks per thread held in registers, per cached tensor (template arguments of the kernels).
-// Forward: x, 64 bytes of registers per thread for 16-bit types, 48 for float32, 32 for float64 (the kernels are capped
-// at 64 registers by __launch_bounds__(1024, 1); 4 chunks of float32 or float64 spilled to local memory).
-// Backward: dy and y, 2 x 32 bytes.
-constexpr int fwd_vpt(int elem_bytes) { return elem_bytes <= 2 ? 4 : elem_bytes == 4 ? 3 : 2; }
+// Forward: x, 48 bytes of registers per thread for 16-bit types and float32, 32 for float64 (the kernels are capped at
+// 64 registers by __launch_bounds__(1024, 1); 4 chunks spilled to local memory: float32 and float64, and 16-bit types
+// with the mbarrier exchange). Backward: dy and y, 2 x 32 bytes.
+constexpr int fwd_vpt(int elem_bytes) { return elem_bytes <= 4 ? 3 : 2; }
 constexpr int kBwdVPT = 2;
 
 // Shared memory of a cached-rows block: at most kMaxSmemOneBlock bytes of row cache (one block per SM), or, for the
@@ -67,11 +67,19 @@ struct SoftmaxDeviceProps {
   int max_cluster_active = 0;
 };
 
+// How the C > 1 blocks of a cluster exchange their partial maxima and sums (softmax.cu, cluster_exchange):
+// kSync: cluster barriers (cluster.sync(), 2-3 per row); kMbarrier: stores into the other blocks' shared memory
+// (st.async) completing on their mbarriers, no cluster barrier in the row loop. Both combine the blocks' values in
+// rank order: the same bits. The default stays kSync until a GPU run has shown both paths' parity
+// (tests/test_cuda.py::test_softmax_cluster_exchanges_agree).
+enum class SoftmaxExchange : int { kSync = 0, kMbarrier = 1 };
+
 // Choices of path, for tests and for the environment switches of softmax.cu (GLO_SOFTMAX_CLUSTERS,
-// GLO_SOFTMAX_MAX_CLUSTER).
+// GLO_SOFTMAX_MAX_CLUSTER, GLO_SOFTMAX_EXCHANGE).
 struct SoftmaxPlanOptions {
   bool allow_clusters = true;
   int max_cluster = kMaxClusterLimit;  // rounded down to a power of two
+  SoftmaxExchange exchange = SoftmaxExchange::kSync;
 };
 
 // Launch plan of a row-group kernel: G threads per row (group), C blocks per row (cluster), block and grid sizes.
@@ -110,6 +118,7 @@ struct SoftmaxPlan : RowPlan {
   int64_t smem = 0;      // dynamic shared memory per block (bytes)
   int reads = 2;         // times each input element is read from global memory
   bool nonportable = false;  // C above the portable cluster size (needs NonPortableClusterSizeAllowed)
+  SoftmaxExchange exchange = SoftmaxExchange::kSync;  // the options' choice for cached rows (used when C > 1)
 };
 
 // Shared-memory budgets of a cached-rows block on a device: one block per SM (1024 threads) or two (512 threads).
@@ -152,6 +161,7 @@ inline SoftmaxPlan plan_softmax(int64_t rows, int64_t size, int elem_bytes, bool
     p.path = SoftmaxPath::kCachedRows;
     p.vpt = vpt;
     p.reads = 1;
+    p.exchange = o.exchange;
     return p;
   }
   const int cmax = max_cluster_for(d, o);
@@ -174,6 +184,7 @@ inline SoftmaxPlan plan_softmax(int64_t rows, int64_t size, int elem_bytes, bool
       p.smem = int64_t{tensors} * p.vs * p.G * 16;
       p.reads = 1;
       p.nonportable = c > d.max_cluster_portable;
+      p.exchange = o.exchange;
       return p;
     }
   }
