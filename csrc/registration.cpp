@@ -5,6 +5,11 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include <cstdint>
+#include <vector>
+
+#include "glo/softmax_plan.h"
+
 TORCH_LIBRARY(glo_kernels, m) {
   // ReLU: returns (y, mask); mask is the packed int32 bit mask of x > 0 for backward, empty unless save_mask.
   m.def("relu(Tensor x, bool save_mask) -> (Tensor, Tensor)");
@@ -70,6 +75,47 @@ TORCH_LIBRARY(glo_kernels, m) {
   // (d student, d teacher) from the logits and the statistics; d teacher is empty unless teacher_grad.
   m.def("distillation_loss_backward(Tensor grad, Tensor student, Tensor teacher, Tensor stats, float temperature, "
         "str reduction, bool teacher_grad) -> (Tensor, Tensor)");
+}
+
+// Debugging hooks, kept out of the glo_kernels namespace (whose ops are all public and opchecked).
+namespace {
+
+// The CUDA softmax launch plan (glo/softmax_plan.h) for a shape and a device described by its properties:
+// [path (0 cached rows, 1 online), G, C, block, grid, vpt, vs, smem bytes, reads, nonportable, exchange].
+std::vector<int64_t> softmax_plan_hook(int64_t rows, int64_t size, int64_t elem_bytes, bool backward, int64_t sm_count,
+                                       int64_t smem_optin, bool cluster_launch, int64_t max_cluster_portable,
+                                       int64_t max_cluster_nonportable, int64_t max_cluster_active,
+                                       bool allow_clusters, int64_t max_cluster, int64_t exchange) {
+  namespace sp = ::glo::softmax_plan;
+  TORCH_CHECK(rows >= 0 && size >= 0, "glo_kernels_debug.softmax_plan: arguments 'rows' and 'size' must be >= 0, got ",
+              rows, " and ", size);
+  TORCH_CHECK(elem_bytes == 2 || elem_bytes == 4 || elem_bytes == 8,
+              "glo_kernels_debug.softmax_plan: argument 'elem_bytes' must be 2, 4 or 8, got ", elem_bytes);
+  sp::SoftmaxDeviceProps d;
+  d.sm_count = static_cast<int>(sm_count);
+  d.smem_optin = smem_optin;
+  d.cluster_launch = cluster_launch;
+  d.max_cluster_portable = static_cast<int>(max_cluster_portable);
+  d.max_cluster_nonportable = static_cast<int>(max_cluster_nonportable);
+  d.max_cluster_active = static_cast<int>(max_cluster_active);
+  sp::SoftmaxPlanOptions o;
+  o.allow_clusters = allow_clusters;
+  o.max_cluster = static_cast<int>(max_cluster);
+  TORCH_CHECK(exchange == 0 || exchange == 1,
+              "glo_kernels_debug.softmax_plan: argument 'exchange' must be 0 (sync) or 1 (mbarrier), got ", exchange);
+  o.exchange = static_cast<sp::SoftmaxExchange>(exchange);
+  const sp::SoftmaxPlan p = sp::plan_softmax(rows, size, static_cast<int>(elem_bytes), backward, d, o);
+  return {static_cast<int64_t>(p.path), p.G, p.C, p.block, p.grid, p.vpt, p.vs, p.smem, p.reads, p.nonportable,
+          static_cast<int64_t>(p.exchange)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(glo_kernels_debug, m) {
+  m.def("softmax_plan(int rows, int size, int elem_bytes, bool backward, int sm_count, int smem_optin, "
+        "bool cluster_launch, int max_cluster_portable, int max_cluster_nonportable, int max_cluster_active, "
+        "bool allow_clusters, int max_cluster, int exchange=0) -> int[]",
+        &softmax_plan_hook);
 }
 
 // An importable, empty module: `import glo_kernels._C` loads the library and runs the registrations above.

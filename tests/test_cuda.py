@@ -189,3 +189,99 @@ def test_distillation_matches_cpu(backend, cols):
             ds, dt = ns.distillation_loss_backward(g_cpu.cuda(), s, t, stats_ref.cuda(), 2.0, reduction, True)
             _close_rows(ds, ds_ref, dtype, f"{backend} distillation d student {reduction}")
             _close_rows(dt, dt_ref, dtype, f"{backend} distillation d teacher {reduction}")
+
+
+def test_softmax_plan_of_this_device():
+    """The plan inputs softmax.cu queried for this GPU (once per device) give the plans tests/test_softmax_plan.py
+    checks: on sm_90+ (clusters) every row up to 262144, float32 and bfloat16, forward and backward, is read once."""
+    if not _status["cuda"].available:
+        pytest.skip(f"backend cuda: {_status['cuda'].reason}")
+    dev = torch.cuda.current_device()
+    sm, smem, cluster, portable, nonportable, active, allow, max_cluster, exchange = \
+        torch.ops.glo_kernels_debug.softmax_device_props(dev)
+    assert sm == torch.cuda.get_device_properties(dev).multi_processor_count
+    assert torch.ops.glo_kernels_debug.softmax_device_props(dev) == [sm, smem, cluster, portable, nonportable, active,
+                                                                     allow, max_cluster, exchange]  # queried once
+    if torch.cuda.get_device_capability(dev) < (9, 0) or not allow:
+        pytest.skip("one read up to 262144 needs clusters (sm_90+, GLO_SOFTMAX_CLUSTERS unset)")
+    assert cluster and active >= 8, (cluster, active)
+    for size in (1024, 40961, 131072, 200001, 262144):
+        for elem_bytes in (4, 2):
+            for backward in (False, True):
+                p = torch.ops.glo_kernels_debug.softmax_plan(64, size, elem_bytes, backward, sm, smem, cluster,
+                                                             portable, nonportable, active, allow, max_cluster,
+                                                             exchange)
+                assert p[8] == 1, (size, elem_bytes, backward, p)
+
+
+def test_grouped_softmax_offsets_cached_and_graph_capturable():
+    """Grouped softmax keeps its group offsets on the device after the first call: later calls make no host copy, so
+    they can be captured in a CUDA graph; the replay gives the eager bits. A new group list during capture is a clear
+    error, not a broken graph."""
+    if not _status["cuda"].available:
+        pytest.skip(f"backend cuda: {_status['cuda'].reason}")
+    ops = torch.ops.glo_kernels
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(64, 1000, generator=gen).cuda()
+    dy = torch.randn(64, 1000, generator=gen).cuda()
+    groups = [1, 7, 992]
+    y_eager = ops.grouped_softmax(x, groups, 1, 1.5, None)  # first call: copies (and caches) the offsets
+    dx_eager = ops.grouped_softmax_backward(dy, y_eager, groups, 1, 1.5, None)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y = ops.grouped_softmax(x, groups, 1, 1.5, None)
+        dx = ops.grouped_softmax_backward(dy, y, groups, 1, 1.5, None)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(y, y_eager) and torch.equal(dx, dx_eager)
+    x.copy_(torch.randn(64, 1000, generator=gen).cuda())
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(y, ops.grouped_softmax(x, groups, 1, 1.5, None))
+    with pytest.raises(RuntimeError, match=r"glo_kernels\.grouped_softmax: the first call with a new 'group_sizes'"):
+        with torch.cuda.graph(torch.cuda.CUDAGraph()):
+            ops.grouped_softmax(x, [500, 500], 1, 1.5, None)
+
+
+_EXCHANGE_CHILD = r"""
+import sys, torch, glo_kernels
+ops = torch.ops.glo_kernels
+out = {}
+for n in (40961, 131072, 200001, 262144, 524288):
+    for dtype in (torch.float32, torch.bfloat16):
+        gen = torch.Generator().manual_seed(n)
+        x = (torch.randn(6, n, generator=gen) * 4).to(dtype).cuda()
+        dy = torch.randn(6, n, generator=gen).to(dtype).cuda()
+        for name in ("softmax", "log_softmax"):
+            y = getattr(ops, name)(x, -1, 0.7, None)
+            dx = getattr(ops, name + "_backward")(dy, y, -1, 0.7, None)
+            out[f"{name}-{n}-{dtype}"] = (y.cpu(), dx.cpu())
+torch.save(out, sys.argv[1])
+"""
+
+
+def test_softmax_cluster_exchanges_agree(tmp_path):
+    """The two cluster exchanges (GLO_SOFTMAX_EXCHANGE=sync: cluster barriers; mbarrier: DSMEM stores completing on
+    mbarriers) combine the blocks' partial results in the same order: bitwise the same outputs, forward and backward,
+    for rows held by clusters of 2..16 blocks. Each runs in its own process (the switch is read once per device)."""
+    if not _status["cuda"].available:
+        pytest.skip(f"backend cuda: {_status['cuda'].reason}")
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("thread-block clusters need sm_90+")
+    import os
+    import subprocess
+    import sys
+    results = {}
+    for mode in ("sync", "mbarrier"):
+        path = tmp_path / f"{mode}.pt"
+        env = dict(os.environ, GLO_SOFTMAX_EXCHANGE=mode)
+        env.pop("GLO_SOFTMAX_CLUSTERS", None)
+        proc = subprocess.run([sys.executable, "-c", _EXCHANGE_CHILD, str(path)], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, f"GLO_SOFTMAX_EXCHANGE={mode}: {proc.stderr[-3000:]}"
+        results[mode] = torch.load(path)
+    for key, (y, dx) in results["sync"].items():
+        y2, dx2 = results["mbarrier"][key]
+        assert torch.equal(y, y2) and torch.equal(dx, dx2), f"{key}: the exchanges disagree"
+        assert torch.isfinite(y).all() and torch.isfinite(dx).all(), key

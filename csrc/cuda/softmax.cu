@@ -15,15 +15,17 @@
 // per-thread trip counts hold no collective.
 //
 // Paths of a softmax along a contiguous dim (inner == 1), with VEC = 16 / sizeof(scalar_t) elements per 16-byte
-// vector and nvec = ceil(size / VEC) vectors per row (plan_cached):
+// vector; the plan is plan_softmax of glo/softmax_plan.h (a pure host function, tested on the CPU with the properties
+// of an H100, H200 and A100), its device inputs queried once per device (device_state):
 //  * rows kernels, the row cached on chip so that x is read from memory once: each thread of a row group holds
-//    kFwdVPT chunks of 16 bytes in registers (backward: kBwdVPT of dy and of y) and, for longer rows, VS more chunks in
-//    dynamic shared memory (at most 96 KiB per block). Row groups: G = 1..32 lanes of a warp (256-thread blocks of
-//    256 / G rows) up to 32 threads, then one block of G <= 512 threads per row (registers only up to fp32 8192
-//    elements, then with shared memory up to fp32 32768: two blocks per SM), then G <= 1024 (fp32 40960; backward:
-//    fp32 4096 / 16384 / 20480). On sm_90+ longer rows use a thread-block cluster of C <= 8 such blocks per row, the
-//    partial maxima and sums exchanged through distributed shared memory (forward fp32 327680 elements, 16-bit
-//    655360; backward fp32 163840).
+//    fwd_vpt chunks of 16 bytes in registers (4 for 16-bit types, 3 float32, 2 float64; backward: kBwdVPT = 2 of dy
+//    and of y) and, for longer rows, VS more chunks in dynamic shared memory. Row groups: G = 1..32 lanes of a warp
+//    (256-thread blocks of 256 / G rows) up to 32 threads, then one block of G <= 512 threads per row (registers only
+//    up to fp32 6144 elements, then with <= 96 KiB of shared memory up to fp32 30720: two blocks per SM), then
+//    G <= 1024 with <= 200 KiB (on an H100: fp32 61440; backward fp32 4096 / 16384 / 32768). On sm_90+ longer rows
+//    use a thread-block cluster of C = 2, 4, 8 or 16 such blocks per row (16: the non-portable size), the fewest that
+//    hold the row, the partial maxima and sums exchanged through distributed shared memory (on an H100 every row up
+//    to 262144 elements, float32 or 16-bit, forward and backward).
 //  * online kernels (longer rows, or no clusters): one block of 1024 threads per row; pass 1 keeps a running
 //    (max, sum) per thread with rescaling, pass 2 (in reverse order, so that the row's tail is still in L2) writes y.
 // Along a strided dim (inner > 1): one thread per (outer, inner) column, online pass + write pass; consecutive threads
@@ -47,50 +49,38 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cooperative_groups.h>
 #include <torch/library.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
 
 #include "glo/softmax_impls.h"
+#include "glo/softmax_plan.h"
 
 namespace glo {
 namespace {
 
 namespace cg = cooperative_groups;
 
-constexpr int kThreads = 256;                    // block of the sub-warp / warp row groups and element-wise kernels
-constexpr int kMaxBlock = 1024;                  // largest block (one row group)
-constexpr int kMaxCluster = 8;                   // portable cluster size (sm_90)
-constexpr int64_t kMaxGrid = int64_t{1} << 20;   // grid cap of grid-stride loops (any value is correct)
+// Launch-plan constants and helpers (kThreads, kMaxBlock, fwd_vpt, kBwdVPT, ceil_div, grid_cap, RowPlan, plan_rows,
+// plan_softmax): pure host code in glo/softmax_plan.h, unit-tested on the CPU.
+using namespace ::glo::softmax_plan;
+
 constexpr unsigned kFullMask = 0xffffffffu;
-
-// Cached rows (see the rows kernels and plan_cached): 16-byte chunks per thread held in registers, per cached tensor.
-constexpr int kFwdVPT = 4;       // x: 64 bytes of registers per thread
-constexpr int kBwdVPT = 2;       // dy and y: 2 x 32 bytes
 constexpr int kDistillUnitsPerThread = 8;  // distillation row loops: a row group has about units / 8 threads
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-inline unsigned grid_cap(int64_t blocks) {
-  return static_cast<unsigned>(std::max<int64_t>(1, std::min(blocks, kMaxGrid)));
-}
 
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-inline int next_pow2(int64_t v) {
-  int p = 1;
-  while (p < v) p <<= 1;
-  return p;
-}
-
-inline int round_up32(int64_t v) { return static_cast<int>(ceil_div(v, 32) * 32); }
 
 // 16 bytes of consecutive elements, loaded / stored as one vector access.
 template <typename scalar_t>
@@ -153,7 +143,7 @@ __device__ __forceinline__ void cluster_sync() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   cg::this_cluster().sync();
 #else
-  __trap();  // never launched with clusters below sm_90 (see clusters_usable)
+  __trap();  // never launched with clusters below sm_90 (see query_device)
 #endif
 }
 
@@ -189,6 +179,128 @@ __device__ __forceinline__ T group_reduce(T v, int G, int C, T* warp_smem, T* sl
 #endif
   }
   return v;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Cluster exchange through DSMEM with mbarriers (plan exchange kMbarrier; GLO_SOFTMAX_EXCHANGE=mbarrier), in place of
+// the cluster barriers of group_reduce (cluster.sync: MEMBAR.ALL.GPU, a cluster barrier and an L1 invalidate, three
+// per row). The pattern of CUTLASS's ClusterTransactionBarrier and quack's cluster reductions:
+//  * each block holds, per reduction r of a row (forward: max, sum; backward: one sum) and per buffer b (rows
+//    alternate: b = it & 1, it the row-loop iteration, the same in every block of the cluster), C slots and one
+//    mbarrier initialized once, before the row loop, with an arrival count of 1;
+//  * thread 0 of each block arrives on its own barrier expecting C * sizeof(T) bytes, then stores its block's value
+//    into slot [rank] of every block of the cluster (itself included) with st.async, which completes those bytes on
+//    the receiving block's barrier;
+//  * every thread waits for the barrier's phase: the k-th use of buffer b (k = it >> 1) completes phase k, so the
+//    parity to wait for is (it >> 1) & 1; it then combines slots 0..C-1 in rank order, as group_reduce does: both
+//    exchanges give the same bits.
+// Reuse of a buffer: a block stores into buffer b of row it + 2 only after it has the values of row it + 1 of every
+// block, and a block sends its value of row it + 1 only after the __syncthreads of that reduction (G > 32: C > 1
+// always has G == blockDim.x > 32), which every thread reaches after reading the slots of row it. So no store of row
+// it + 2 lands before the slots of row it are read, and no bytes of use k + 1 reach a barrier before phase k completes.
+// Arrivals per phase and barrier: 1 (thread 0, with expect_tx C * sizeof(T)); bytes: C stores of sizeof(T).
+// ---------------------------------------------------------------------------------------------------------------
+constexpr int kXchgSync = 0;
+constexpr int kXchgMbarrier = 1;
+
+template <typename T, int R>
+struct ClusterXchg {
+  T slot[R][2][kMaxClusterLimit];
+  uint64_t bar[R][2];
+};
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+__device__ __forceinline__ unsigned smem_u32(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+#endif
+
+// Once per kernel, before the row loop, by every thread of every block of the cluster (C > 1).
+template <typename T, int R>
+__device__ __forceinline__ void cluster_xchg_init(ClusterXchg<T, R>& xs) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (threadIdx.x == 0) {
+    for (int r = 0; r < R; ++r) {
+      for (int b = 0; b < 2; ++b) {
+        asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(smem_u32(&xs.bar[r][b])) : "memory");
+      }
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  // every barrier of the cluster initialized before any block stores into it
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
+  asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory");
+#else
+  __trap();
+#endif
+}
+
+// Once per kernel, after the row loop: no block exits while a store of another block may still target it.
+__device__ __forceinline__ void cluster_xchg_end() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
+  asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory");
+#else
+  __trap();
+#endif
+}
+
+template <typename T>
+__device__ __forceinline__ void st_async_remote(unsigned local_slot, T v, unsigned local_bar, int rank) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  unsigned slot, bar;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(slot) : "r"(local_slot), "r"(rank));
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(bar) : "r"(local_bar), "r"(rank));
+  if constexpr (sizeof(T) == 4) {
+    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];\n"
+                 ::"r"(slot), "r"(__float_as_uint(v)), "r"(bar) : "memory");
+  } else {
+    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b64 [%0], %1, [%2];\n"
+                 ::"r"(slot), "l"(__double_as_longlong(v)), "r"(bar) : "memory");
+  }
+#endif
+}
+
+// The block's value v (the same in every thread) combined with the other blocks' of the cluster, in rank order.
+template <typename T, class Op>
+__device__ __forceinline__ T cluster_exchange(T v, int C, T* slots, uint64_t* bar, unsigned parity, Op op) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const unsigned b = smem_u32(bar);
+  if (threadIdx.x == 0) {
+    unsigned rank;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n"
+                 ::"r"(b), "r"(static_cast<unsigned>(C * sizeof(T))) : "memory");
+    for (int k = 0; k < C; ++k) st_async_remote(smem_u32(&slots[rank]), v, b, k);
+  }
+  unsigned done = 0;
+  do {
+    asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
+                 " selp.u32 %0, 1, 0, p;\n}\n" : "=r"(done) : "r"(b), "r"(parity) : "memory");
+  } while (done == 0);
+  T r = slots[0];
+  for (int k = 1; k < C; ++k) r = op(r, slots[k]);
+  return r;
+#else
+  __trap();
+  return v;
+#endif
+}
+
+// group_reduce of a cached-rows kernel, the cluster part by cluster barriers (kXchgSync: `slot`, reused after the
+// cluster_sync() ending the row) or by the mbarrier exchange (kXchgMbarrier: reduction r of row iteration it).
+template <int XCHG, typename T, int R, class Op>
+__device__ __forceinline__ T row_reduce(T v, int G, int C, T* warp_smem, T* slot, ClusterXchg<T, R>& xs, int r, int it,
+                                        Op op) {
+  if constexpr (XCHG == kXchgMbarrier) {
+    v = group_reduce(v, G, 1, warp_smem, slot, op);
+    if (C > 1) {
+      v = cluster_exchange(v, C, xs.slot[r][it & 1], &xs.bar[r][it & 1], static_cast<unsigned>(it >> 1) & 1u, op);
+    }
+    return v;
+  } else {
+    return group_reduce(v, G, C, warp_smem, slot, op);
+  }
 }
 
 // Position of a thread in the row groups of its block: G <= 32: blockDim.x / G groups of G lanes; G > 32: the block.
@@ -343,7 +455,7 @@ __device__ __forceinline__ void online_update(T& m, T& s, const T (&v)[N], T inv
 // of C blocks, VS * G * 16 bytes of dynamic shared memory. Grid: row blocks (times C), capped; the row-block loop is
 // uniform across the block and the cluster.
 // ---------------------------------------------------------------------------------------------------------------
-template <typename scalar_t, typename out_t, int VPT>
+template <typename scalar_t, typename out_t, int VPT, int XCHG>
 __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_forward_kernel(
     const scalar_t* __restrict__ x,  // [rows, size]
     out_t* __restrict__ y,           // [rows, size]
@@ -357,6 +469,7 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_forward_kernel(
   extern __shared__ __align__(16) unsigned char dyn_smem[];
   __shared__ T red_warp[32];
   __shared__ T red_slot[2];
+  __shared__ ClusterXchg<T, XCHG == kXchgMbarrier ? 2 : 1> xs;  // (unused by kXchgSync)
   V* sc = reinterpret_cast<V*>(dyn_smem) + threadIdx.x;
   const int bd = static_cast<int>(blockDim.x);
   const T inv_t = temp.get();
@@ -366,7 +479,9 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_forward_kernel(
   const int e0 = (grp.rank * (VPT + VS) * G + grp.tg) * VEC;
   const int es = e0 + VPT * step;  // first shared-memory chunk
   const int64_t nrb = ceil_div_dev(rows, grp.rpb);
-  for (int64_t rb = blockIdx.x / C; rb < nrb; rb += gridDim.x / C) {
+  if (XCHG == kXchgMbarrier && C > 1) cluster_xchg_init(xs);
+  int it = 0;  // row-loop iteration (the same in every block of a cluster)
+  for (int64_t rb = blockIdx.x / C; rb < nrb; rb += gridDim.x / C, ++it) {
     const int64_t row = rb * grp.rpb + grp.sub;
     const bool valid = row < rows;
     const int64_t off = valid ? row * size : 0;
@@ -387,7 +502,7 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_forward_kernel(
 #pragma unroll
       for (int j = 0; j < VEC; ++j) m = gmax(m, static_cast<T>(v.val[j]));
     }
-    m = group_reduce(m, G, C, red_warp, &red_slot[0], MaxOp()) + T(0);  // + 0: one sign for a max of +-0
+    m = row_reduce<XCHG>(m, G, C, red_warp, &red_slot[0], xs, 0, it, MaxOp()) + T(0);  // + 0: one sign for +-0
     T s = 0;
 #pragma unroll
     for (int k = 0; k < VPT; ++k) {
@@ -399,7 +514,7 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_forward_kernel(
 #pragma unroll
       for (int j = 0; j < VEC; ++j) s += gexp((static_cast<T>(v.val[j]) - m) * inv_t);
     }
-    s = group_reduce(s, G, C, red_warp, &red_slot[1], SumOp());
+    s = row_reduce<XCHG>(s, G, C, red_warp, &red_slot[1], xs, XCHG == kXchgMbarrier ? 1 : 0, it, SumOp());
     out_t* yr = y + off;
     // log: y = (x - m) inv_t - log(s); else y = exp((x - m) inv_t) * (1 / s)
     const T shift = log ? glog(s) : T(1) / s;
@@ -417,14 +532,16 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_forward_kernel(
         return static_cast<out_t>(log ? d - shift : gexp(d) * shift);
       });
     }
-    if (C > 1) cluster_sync();  // the slots are reused by the next row; no block leaves while others read its slots
+    // the slots are reused by the next row; no block leaves while others read its slots
+    if (XCHG == kXchgSync && C > 1) cluster_sync();
   }
+  if (XCHG == kXchgMbarrier && C > 1) cluster_xchg_end();
 }
 
 // Softmax backward, dy and y cached (VPT register chunks and VS shared-memory chunks of each; shared memory holds
 // [2][VS][blockDim.x] vectors, dy then y); same launch shapes as the forward. dx in dx_t (the forward's input dtype).
 //   softmax: dx = y (dy - sum dy y) inv_t;  log-softmax: dx = (dy - exp(y) sum dy) inv_t.
-template <typename scalar_t, typename dx_t, int VPT>
+template <typename scalar_t, typename dx_t, int VPT, int XCHG>
 __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_backward_kernel(
     const scalar_t* __restrict__ grad,  // [rows, size]
     const scalar_t* __restrict__ y,     // [rows, size]
@@ -439,6 +556,7 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_backward_kernel(
   extern __shared__ __align__(16) unsigned char dyn_smem[];
   __shared__ T red_warp[32];
   __shared__ T red_slot[1];
+  __shared__ ClusterXchg<T, 1> xs;  // (unused by kXchgSync)
   const int bd = static_cast<int>(blockDim.x);
   V* gs = reinterpret_cast<V*>(dyn_smem) + threadIdx.x;
   V* ys = gs + VS * bd;
@@ -449,7 +567,9 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_backward_kernel(
   const int e0 = (grp.rank * (VPT + VS) * G + grp.tg) * VEC;
   const int es = e0 + VPT * step;
   const int64_t nrb = ceil_div_dev(rows, grp.rpb);
-  for (int64_t rb = blockIdx.x / C; rb < nrb; rb += gridDim.x / C) {
+  if (XCHG == kXchgMbarrier && C > 1) cluster_xchg_init(xs);
+  int it = 0;
+  for (int64_t rb = blockIdx.x / C; rb < nrb; rb += gridDim.x / C, ++it) {
     const int64_t row = rb * grp.rpb + grp.sub;
     const bool valid = row < rows;
     const int64_t off = valid ? row * size : 0;
@@ -478,7 +598,7 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_backward_kernel(
         acc += log ? dy : dy * static_cast<T>(yv.val[j]);
       }
     }
-    acc = group_reduce(acc, G, C, red_warp, &red_slot[0], SumOp());
+    acc = row_reduce<XCHG>(acc, G, C, red_warp, &red_slot[0], xs, 0, it, SumOp());
     dx_t* dr = dx + off;
 #pragma unroll
     for (int k = 0; k < VPT; ++k) {
@@ -503,8 +623,9 @@ __global__ void __launch_bounds__(kMaxBlock, 1) softmax_rows_backward_kernel(
       }
       store_chunk(dr, o, n, es + k * step, vec);
     }
-    if (C > 1) cluster_sync();
+    if (XCHG == kXchgSync && C > 1) cluster_sync();
   }
+  if (XCHG == kXchgMbarrier && C > 1) cluster_xchg_end();
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1007,130 +1128,113 @@ __global__ void __launch_bounds__(kMaxBlock, 1) distill_backward_none_kernel(
 // ---------------------------------------------------------------------------------------------------------------
 // Host side: launch plans.
 // ---------------------------------------------------------------------------------------------------------------
-__global__ void cluster_probe_kernel() {}
+// Probe for the device's cluster properties: whether this file's code for the device was compiled for sm_90+
+// (ptxVersion >= 90: the cluster code is compiled in) and the largest cluster of 1024-thread blocks with the full
+// shared-memory budget that can be co-scheduled (the rows kernels' worst case: one block per SM).
+__global__ void __launch_bounds__(kMaxBlock, 1) cluster_probe_kernel() {}
 
-// Whether rows kernels may be launched with clusters on `device`: the device supports cluster launch, this file's
-// code for it was compiled for sm_90+ (ptxVersion >= 90: the cluster code is compiled in), and GLO_SOFTMAX_CLUSTERS
-// is not "0" (a switch to test the cluster-free paths). Cached per device; a failed cluster launch clears it.
+// Plan inputs of a device, queried once per device (std::call_once), never changed afterwards: a launch never feeds
+// back into a plan, so a failed launch throws and the next call plans (and sums) exactly as before.
+//   GLO_SOFTMAX_CLUSTERS=0        no clusters (tests of the cluster-free paths)
+//   GLO_SOFTMAX_MAX_CLUSTER=N     clusters of at most N blocks (rounded down to a power of two)
+//   GLO_SOFTMAX_EXCHANGE=sync|mbarrier   how the blocks of a cluster exchange their partial results (default sync:
+//                                 cluster barriers; mbarrier: DSMEM stores with mbarriers, see cluster_exchange)
+// Both are read when the device is first used.
 constexpr int kMaxDevices = 64;
-std::atomic<int> g_cluster_state[kMaxDevices];  // 0 unknown, 1 usable, 2 not usable
 
-bool clusters_usable(int device) {
-  if (device < 0 || device >= kMaxDevices) return false;
-  int state = g_cluster_state[device].load(std::memory_order_relaxed);
-  if (state == 0) {
-    bool ok = false;
-    const char* env = std::getenv("GLO_SOFTMAX_CLUSTERS");
-    if (env == nullptr || std::strcmp(env, "0") != 0) {
-      int attr = 0;
-      cudaFuncAttributes fa{};
-      if (cudaDeviceGetAttribute(&attr, cudaDevAttrClusterLaunch, device) != cudaSuccess) {
-        (void)cudaGetLastError();
-      } else if (attr != 0) {
-        if (cudaFuncGetAttributes(&fa, cluster_probe_kernel) != cudaSuccess) {
-          (void)cudaGetLastError();
-        } else {
-          ok = fa.ptxVersion >= 90;
-        }
-      }
-    }
-    state = ok ? 1 : 2;
-    g_cluster_state[device].store(state, std::memory_order_relaxed);
+struct DeviceState {
+  std::once_flag once;
+  SoftmaxDeviceProps props;
+  SoftmaxPlanOptions opts;
+};
+DeviceState g_devices[kMaxDevices];
+
+void query_device(int device, DeviceState& st) {
+  SoftmaxDeviceProps d;
+  SoftmaxPlanOptions o;
+  int v = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device));
+  d.sm_count = v;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  d.smem_optin = v;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrClusterLaunch, device));
+  cudaFuncAttributes fa{};
+  C10_CUDA_CHECK(cudaFuncGetAttributes(&fa, cluster_probe_kernel));
+  d.cluster_launch = v != 0 && fa.ptxVersion >= 90;
+  const char* env = std::getenv("GLO_SOFTMAX_CLUSTERS");
+  o.allow_clusters = env == nullptr || std::strcmp(env, "0") != 0;
+  if (const char* ex = std::getenv("GLO_SOFTMAX_EXCHANGE")) {
+    TORCH_CHECK(std::strcmp(ex, "sync") == 0 || std::strcmp(ex, "mbarrier") == 0,
+                "glo_kernels: softmax: GLO_SOFTMAX_EXCHANGE must be 'sync' or 'mbarrier', got '", ex, "'");
+    o.exchange = std::strcmp(ex, "mbarrier") == 0 ? SoftmaxExchange::kMbarrier : SoftmaxExchange::kSync;
   }
-  return state == 1;
+  if (const char* mc = std::getenv("GLO_SOFTMAX_MAX_CLUSTER")) {
+    const int n = std::atoi(mc);
+    TORCH_CHECK(n >= 1, "glo_kernels: softmax: GLO_SOFTMAX_MAX_CLUSTER must be a positive integer, got '", mc, "'");
+    o.max_cluster = n;
+  }
+  if (d.cluster_launch) {
+    d.max_cluster_portable = 8;
+    d.max_cluster_nonportable = kMaxClusterLimit;
+    const int smem = static_cast<int>(smem_budget_one_block(d));
+    C10_CUDA_CHECK(cudaFuncSetAttribute(cluster_probe_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    C10_CUDA_CHECK(cudaFuncSetAttribute(cluster_probe_kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(kMaxClusterLimit, 1, 1);
+    cfg.blockDim = dim3(kMaxBlock, 1, 1);
+    cfg.dynamicSmemBytes = static_cast<size_t>(smem);
+    int c = 0;
+    C10_CUDA_CHECK(cudaOccupancyMaxPotentialClusterSize(&c, cluster_probe_kernel, &cfg));
+    d.max_cluster_active = std::max(1, c);
+  }
+  st.props = d;
+  st.opts = o;
 }
 
-// Launch plan of a row-group kernel: G threads per row (group), C blocks per row (cluster), block and grid sizes.
-struct RowPlan {
-  int G = 32;
-  int C = 1;
-  unsigned block = kThreads;
-  unsigned grid = 1;
-};
-
-// Row groups for a row needing `threads` threads (at most kMaxBlock): a power of two <= 32 (256 / G rows per
-// 256-thread block), else one block of a multiple of 32 threads per row.
-void plan_rows(int64_t rows, int64_t threads, RowPlan& p) {
-  threads = std::min<int64_t>(std::max<int64_t>(threads, 1), kMaxBlock);
-  p.C = 1;
-  if (threads <= 32) {
-    p.G = next_pow2(threads);
-    p.block = kThreads;
-    p.grid = grid_cap(ceil_div(rows, kThreads / p.G));
-  } else {
-    p.G = round_up32(threads);
-    p.block = static_cast<unsigned>(p.G);
-    p.grid = grid_cap(rows);
-  }
+const DeviceState& device_state(int device) {
+  TORCH_CHECK(device >= 0 && device < kMaxDevices, "glo_kernels: softmax: device index ", device, " out of range");
+  DeviceState& st = g_devices[device];
+  std::call_once(st.once, [&] { query_device(device, st); });  // an exception leaves the flag unset: retried
+  return st;
 }
 
-// Plan of a cached-rows kernel for rows of nvec vectors, `tensors` tensors cached (forward 1, backward 2), vpt register
-// chunks per thread and tensor:
-//  * registers alone while <= 512 threads hold the row (G <= 32: several rows per block);
-//  * else one block per row of <= 512 threads (two blocks per SM: one's loads overlap the other's reductions), or
-//    else of <= 1024 threads, adding vs shared-memory chunks per thread and tensor, at most kMaxCacheSmem bytes;
-//  * else the same for a cluster of the fewest C <= max_cluster blocks per row, each holding a contiguous span.
-// Returns false when no plan holds the row.
-struct CachedPlan : RowPlan {
-  int vs = 0;        // shared-memory chunks per thread and tensor
-  size_t smem = 0;   // dynamic shared memory per block
-};
+SoftmaxPlan plan_for(int device, int64_t rows, int64_t size, int elem_bytes, bool backward) {
+  const DeviceState& st = device_state(device);
+  return plan_softmax(rows, size, elem_bytes, backward, st.props, st.opts);
+}
 
-constexpr int64_t kMaxCacheSmem = 96 * 1024;  // two blocks per SM fit on sm_90 (228 KiB), one on sm_80 / sm_86
-
-bool plan_cached(int64_t rows, int64_t nvec, int vpt, int tensors, int max_cluster, CachedPlan& p) {
-  const int64_t threads = ceil_div(nvec, vpt);
-  if (threads <= kMaxBlock / 2) {
-    plan_rows(rows, threads, p);
-    p.vs = 0;
-    p.smem = 0;
-    return true;
-  }
-  for (int c = 1; c <= max_cluster; ++c) {
-    const int64_t per_block = ceil_div(nvec, c);  // vectors held by one block
-    for (const int64_t g : {int64_t{kMaxBlock / 2}, int64_t{kMaxBlock}}) {
-      const int64_t vs = std::max<int64_t>(0, ceil_div(per_block, g) - vpt);
-      if (tensors * vs * g * 16 > kMaxCacheSmem) continue;
-      p.vs = static_cast<int>(vs);
-      p.C = c;
-      p.G = round_up32(ceil_div(per_block, vpt + vs));  // <= g; C * G * (vpt + vs) >= nvec
-      p.block = static_cast<unsigned>(p.G);
-      p.grid = grid_cap(rows) * static_cast<unsigned>(c);
-      p.smem = static_cast<size_t>(tensors) * p.vs * p.G * 16;
-      return true;
+// The kernel attributes a cached-rows kernel needs on a device, set once per (kernel, device) (`once` is the calling
+// instantiation's own flags): the shared-memory limit raised to the plans' budget, and clusters above the portable size
+// allowed when the device's plans use them.
+template <typename... KArgs>
+void prepare_kernel(void (*kernel)(KArgs...), std::once_flag (&once)[kMaxDevices], int device) {
+  const DeviceState& st = device_state(device);
+  std::call_once(once[device], [&] {
+    const int smem = static_cast<int>(smem_budget_one_block(st.props));
+    if (smem > 48 * 1024) {
+      C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     }
-  }
-  return false;
+    if (max_cluster_for(st.props, st.opts) > st.props.max_cluster_portable) {
+      C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+    }
+  });
 }
 
 // Launches a cached-rows kernel with plan p (args: the kernel's arguments before (G, C, VS)): plainly, or with a
-// cluster of C blocks along x. Returns false, with the error cleared, when the launch cannot be made (more shared
-// memory than the device allows, or a cluster that cannot be scheduled: cudaOccupancyMaxActiveClusters < 1 or a failed
-// launch): the caller then runs the online kernel, and after a cluster failure clusters are not tried again on this
-// device. Errors of a plain launch without extra shared memory throw.
+// cluster of C blocks along x. Any error throws; nothing is remembered (the next call makes the same plan).
 template <typename... KArgs, typename... Args>
-bool launch_cached(void (*kernel)(KArgs...), const CachedPlan& p, int device, cudaStream_t stream, Args... args) {
-  if (p.smem > 48 * 1024 &&
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(p.smem)) !=
-          cudaSuccess) {
-    (void)cudaGetLastError();
-    return false;
-  }
+void launch_cached(void (*kernel)(KArgs...), std::once_flag (&once)[kMaxDevices], const SoftmaxPlan& p, int device,
+                   cudaStream_t stream, Args... args) {
+  prepare_kernel(kernel, once, device);
   if (p.C == 1) {
-    kernel<<<p.grid, p.block, p.smem, stream>>>(args..., p.G, p.C, p.vs);
-    if (p.smem > 48 * 1024) {
-      const cudaError_t err = cudaGetLastError();
-      if (err == cudaErrorInvalidConfiguration || err == cudaErrorInvalidValue) return false;
-      C10_CUDA_CHECK(err);
-    } else {
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
-    return true;
+    kernel<<<p.grid, p.block, static_cast<size_t>(p.smem), stream>>>(args..., p.G, p.C, p.vs);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return;
   }
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(p.grid, 1, 1);
   cfg.blockDim = dim3(p.block, 1, 1);
-  cfg.dynamicSmemBytes = p.smem;
+  cfg.dynamicSmemBytes = static_cast<size_t>(p.smem);
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeClusterDimension;
@@ -1139,14 +1243,7 @@ bool launch_cached(void (*kernel)(KArgs...), const CachedPlan& p, int device, cu
   attr[0].val.clusterDim.z = 1;
   cfg.attrs = attr;
   cfg.numAttrs = 1;
-  int active_clusters = 0;
-  if (cudaOccupancyMaxActiveClusters(&active_clusters, kernel, &cfg) != cudaSuccess || active_clusters < 1 ||
-      cudaLaunchKernelEx(&cfg, kernel, args..., p.G, p.C, p.vs) != cudaSuccess) {
-    (void)cudaGetLastError();
-    g_cluster_state[device].store(2, std::memory_order_relaxed);
-    return false;
-  }
-  return true;
+  C10_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, args..., p.G, p.C, p.vs));
 }
 
 unsigned strided_grid(int64_t n) { return grid_cap(ceil_div(n, kThreads)); }
@@ -1163,15 +1260,21 @@ void softmax_forward_typed(const at::Tensor& x, at::Tensor& y, SoftmaxGeometry g
   if (g.inner == 1) {
     const int64_t rows = g.outer, size = g.size;
     const bool vec = aligned16(xp) && aligned16(yp) && size % VEC == 0;
-    const int64_t nvec = ceil_div(size, VEC);
-    CachedPlan cplan;
-    if (plan_cached(rows, nvec, kFwdVPT, 1, clusters_usable(device) ? kMaxCluster : 1, cplan) &&
-        launch_cached(softmax_rows_forward_kernel<scalar_t, out_t, kFwdVPT>, cplan, device, stream, xp, yp, rows, size,
-                      vec, log, it)) {
+    const SoftmaxPlan p = plan_for(device, rows, size, static_cast<int>(sizeof(scalar_t)), false);
+    if (p.path == SoftmaxPath::kCachedRows) {
+      constexpr int VPT = fwd_vpt(sizeof(scalar_t));
+      if (p.exchange == SoftmaxExchange::kMbarrier) {
+        static std::once_flag once[kMaxDevices];
+        launch_cached(softmax_rows_forward_kernel<scalar_t, out_t, VPT, kXchgMbarrier>, once, p, device, stream, xp,
+                      yp, rows, size, vec, log, it);
+      } else {
+        static std::once_flag once[kMaxDevices];
+        launch_cached(softmax_rows_forward_kernel<scalar_t, out_t, VPT, kXchgSync>, once, p, device, stream, xp, yp,
+                      rows, size, vec, log, it);
+      }
       return;
     }
-    RowPlan p;  // rows longer than any cached plan (or no launch possible): one 1024-thread block per row
-    plan_rows(rows, kMaxBlock, p);
+    // rows longer than any cached plan: one 1024-thread block per row, two reads
     softmax_online_forward_kernel<scalar_t, out_t><<<p.grid, p.block, 0, stream>>>(
         xp, yp, rows, size, nullptr, 1, p.G, vec, log, it);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -1196,15 +1299,20 @@ void softmax_backward_typed(const at::Tensor& grad, const at::Tensor& y, at::Ten
   if (g.inner == 1) {
     const int64_t rows = g.outer, size = g.size;
     const bool vec = aligned16(gp) && aligned16(yp) && aligned16(dp) && size % VEC == 0;
-    const int64_t nvec = ceil_div(size, VEC);
-    CachedPlan cplan;
-    if (plan_cached(rows, nvec, kBwdVPT, 2, clusters_usable(device) ? kMaxCluster : 1, cplan) &&
-        launch_cached(softmax_rows_backward_kernel<scalar_t, dx_t, kBwdVPT>, cplan, device, stream, gp, yp, dp, rows,
-                      size, vec, log, it)) {
+    const SoftmaxPlan p = plan_for(device, rows, size, static_cast<int>(sizeof(scalar_t)), true);
+    if (p.path == SoftmaxPath::kCachedRows) {
+      if (p.exchange == SoftmaxExchange::kMbarrier) {
+        static std::once_flag once[kMaxDevices];
+        launch_cached(softmax_rows_backward_kernel<scalar_t, dx_t, kBwdVPT, kXchgMbarrier>, once, p, device, stream,
+                      gp, yp, dp, rows, size, vec, log, it);
+      } else {
+        static std::once_flag once[kMaxDevices];
+        launch_cached(softmax_rows_backward_kernel<scalar_t, dx_t, kBwdVPT, kXchgSync>, once, p, device, stream, gp,
+                      yp, dp, rows, size, vec, log, it);
+      }
       return;
     }
-    RowPlan p;  // rows longer than any cached plan (or no launch possible): one 1024-thread block per row
-    plan_rows(rows, kMaxBlock, p);
+    // rows longer than any cached plan: one 1024-thread block per row, two reads
     softmax_online_backward_kernel<scalar_t, dx_t><<<p.grid, p.block, 0, stream>>>(
         gp, yp, dp, rows, size, nullptr, 1, p.G, vec, log, it);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -1233,6 +1341,33 @@ void dispatch_dtype_pair(at::ScalarType in, at::ScalarType out, const F& f) {
   }
 }
 
+// Grouped softmax offsets (0, g0, g0 + g1, ..., size) on the device, cached per (device, offsets) for the life of the
+// process: the first call with a group list copies it to the device (one synchronous copy), every later call finds it,
+// so there is no host synchronization per call and calls can be captured in a CUDA graph (after one call outside the
+// capture). At most kMaxCachedGroupLists lists are kept; beyond that a list is copied on each call (as before the
+// cache), on the current stream.
+constexpr size_t kMaxCachedGroupLists = 1024;
+
+at::Tensor device_offsets(const at::Tensor& host_offsets, const c10::Device& device, const char* op) {
+  static std::mutex mu;
+  // Never destroyed (device memory must not be freed during static destruction, after the CUDA runtime is gone).
+  static auto& cache = *new std::map<std::pair<int, std::vector<int64_t>>, at::Tensor>();
+  const int64_t* h = host_offsets.const_data_ptr<int64_t>();
+  std::pair<int, std::vector<int64_t>> key(device.index(), std::vector<int64_t>(h, h + host_offsets.numel()));
+  {
+    const std::lock_guard<std::mutex> lock(mu);
+    const auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+  }
+  TORCH_CHECK(c10::cuda::currentStreamCaptureStatusMayInitCtx() == c10::cuda::CaptureStatus::None, "glo_kernels.", op,
+              ": the first call with a new 'group_sizes' copies the group offsets to the device, which cannot be done "
+              "while a CUDA graph is captured: call it once with these group sizes before the capture");
+  at::Tensor d = host_offsets.to(device);  // synchronous: complete before any stream reads it
+  const std::lock_guard<std::mutex> lock(mu);
+  if (cache.size() < kMaxCachedGroupLists) cache.emplace(std::move(key), d);  // (a concurrent twin is kept instead)
+  return d;
+}
+
 struct CudaSoftmaxKernels {
   static void softmax_forward(const at::Tensor& x, at::Tensor& y, SoftmaxGeometry g, const Temperature& temp,
                               bool log) {
@@ -1259,7 +1394,8 @@ struct CudaSoftmaxKernels {
     const c10::cuda::CUDAGuard guard(x.device());
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     const int64_t ngroups = offsets.numel() - 1;
-    const int64_t* op = offsets.const_data_ptr<int64_t>();
+    const at::Tensor dev_offsets = device_offsets(offsets, x.device(), "grouped_softmax");
+    const int64_t* op = dev_offsets.const_data_ptr<int64_t>();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "glo_grouped_softmax_cuda", [&] {
       using T = at::opmath_type<scalar_t>;
       const InvTemp<T> it = make_inv_temp<T>(temp);
@@ -1284,7 +1420,8 @@ struct CudaSoftmaxKernels {
     const c10::cuda::CUDAGuard guard(grad.device());
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     const int64_t ngroups = offsets.numel() - 1;
-    const int64_t* op = offsets.const_data_ptr<int64_t>();
+    const at::Tensor dev_offsets = device_offsets(offsets, grad.device(), "grouped_softmax_backward");
+    const int64_t* op = dev_offsets.const_data_ptr<int64_t>();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "glo_grouped_softmax_backward_cuda",
                                     [&] {
       using T = at::opmath_type<scalar_t>;
@@ -1368,3 +1505,23 @@ struct CudaSoftmaxKernels {
 }  // namespace glo
 
 TORCH_LIBRARY_IMPL(glo_kernels, CUDA, m) { GLO_REGISTER_SOFTMAX_OPS(m, ::glo::CudaSoftmaxKernels); }
+
+namespace {
+// Debugging hook: the plan inputs of a CUDA device as this file queried them (tests/test_cuda.py feeds them to
+// glo_kernels_debug::softmax_plan): [sm_count, smem_optin, cluster_launch, max_cluster_portable,
+// max_cluster_nonportable, max_cluster_active, allow_clusters, max_cluster, exchange (0 sync, 1 mbarrier)].
+std::vector<int64_t> softmax_device_props_hook(int64_t device) {
+  const int count = static_cast<int>(c10::cuda::device_count());
+  TORCH_CHECK(device >= 0 && device < count, "glo_kernels_debug.softmax_device_props: argument 'device' must be a CUDA "
+              "device index below ", count, ", got ", device);
+  const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
+  const ::glo::DeviceState& st = ::glo::device_state(static_cast<int>(device));
+  const auto& d = st.props;
+  return {d.sm_count, d.smem_optin, d.cluster_launch, d.max_cluster_portable, d.max_cluster_nonportable,
+          d.max_cluster_active, st.opts.allow_clusters, st.opts.max_cluster, static_cast<int64_t>(st.opts.exchange)};
+}
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(glo_kernels_debug, m) {
+  m.def("softmax_device_props(int device) -> int[]", &softmax_device_props_hook);
+}

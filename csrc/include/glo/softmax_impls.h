@@ -11,7 +11,8 @@
 // All data tensors handed to K are contiguous, non-empty, on one device, of one floating dtype (but for the fused
 // dtype pairs of softmax_forward / softmax_backward above). `temp` is a
 // Temperature: its value, or (tensor defined) a 1-element opmath tensor on the data's device holding T, read by the
-// kernel (no host synchronization). `offsets` is an int64 tensor on the data's device: 0, g0, g0+g1, ..., size.
+// kernel (no host synchronization). `offsets` is an int64 tensor on the host (CPU): 0, g0, g0+g1, ..., size; a device
+// backend keeps its own device copy (csrc/cuda/softmax.cu: cached per device and group list).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -188,11 +189,12 @@ struct SoftmaxOps {
     TORCH_CHECK(ok && total == g.size, "glo_kernels.", op,
                 ": argument 'group_sizes' must be positive sizes summing to the size of dim ", dim, " (", g.size,
                 "), got ", sizes);
-    Tensor offsets = at::empty({static_cast<int64_t>(sizes.size()) + 1}, x.options().dtype(at::kLong).device(at::kCPU));
+    Tensor offsets =
+        at::empty({static_cast<int64_t>(sizes.size()) + 1}, at::TensorOptions().dtype(at::kLong).device(at::kCPU));
     int64_t* o = offsets.data_ptr<int64_t>();
     o[0] = 0;
     for (size_t k = 0; k < sizes.size(); ++k) o[k + 1] = o[k] + sizes[k];
-    return x.device().is_cpu() ? offsets : offsets.to(x.device());
+    return offsets;  // on the host: a device backend keeps its own copy (the CUDA kernels cache it per device)
   }
 
   static Tensor grouped_softmax(const Tensor& x, at::IntArrayRef group_sizes, int64_t dim, double t,
