@@ -294,6 +294,13 @@ def float_divides(instrs: list[Instr], calls: list[str]) -> int:
     return sum(1 for x in instrs if x.op.startswith("FCHK")) + sum(1 for c in calls if _FDIV_CALL.search(c))
 
 
+def _xchg(k) -> int | None:
+    """A softmax rows kernel's cluster exchange (its last template argument: 0 cluster.sync, 1 mbarrier)."""
+    if not k.family.startswith("softmax_rows"):
+        return None
+    return int(k.template.rsplit(",", 1)[1])
+
+
 def _is_barrier(op: str) -> bool:
     return op.startswith("MEMBAR.ALL") or op.startswith("MEMBAR.SC") or op.startswith("CCTL.IVALL")
 
@@ -327,6 +334,7 @@ class Kernel:
     loop_range: str = ""
     split_in_vec: int = 0  # dtype-wide scalar global accesses inside vector loops (see split_accesses)
     cluster_barriers: int = 0  # UCGABAR_* (barrier.cluster arrive / wait): the kernel synchronizes a cluster
+    membar_in_loop: int = 0  # MEMBAR.ALL / MEMBAR.SC inside loops (barriers_in_loop also counts L1 invalidates)
 
     @property
     def spill_bytes(self) -> int:
@@ -469,6 +477,7 @@ def analyse_cubin(cubin_name: str, res: dict[str, dict[str, int]], sass: str) ->
             for x in lp.body:
                 in_loop.add(x.addr)
         k.barriers_in_loop = sum(1 for x in fn.instrs if _is_barrier(x.op) and x.addr in in_loop)
+        k.membar_in_loop = sum(1 for x in fn.instrs if x.op.startswith("MEMBAR") and x.addr in in_loop)
         if family in FAMILIES:
             dsize = DTYPE_BYTES[k.dtype]
             k.split_in_vec = max((split_accesses(lp.body, dsize) for lp in loops),
@@ -592,7 +601,11 @@ def summary(kernels: list[Kernel]) -> str:
         lines.append("")
         lines.append(f"Softmax / distillation kernels: {len(smx)}, max regs {max(k.regs for k in smx)}, spill bytes "
                      f"(non-float64) {max((k.spill_bytes for k in smx if k.dtype != 'float64'), default=0)}, "
-                     f"full barriers inside loops: {sum(k.barriers_in_loop for k in smx)}.")
+                     f"MEMBAR inside row loops: {sum(k.membar_in_loop for k in smx if _xchg(k) != 1)} in the "
+                     f"kernels of the default cluster exchange (cluster.sync), "
+                     f"{sum(k.membar_in_loop for k in smx if _xchg(k) == 1)} in those of the mbarrier exchange "
+                     f"(GLO_SOFTMAX_EXCHANGE=mbarrier; {sum(k.barriers_in_loop - k.membar_in_loop for k in smx if _xchg(k) == 1)} "
+                     f"L1 invalidates, one per exchange).")
     return "\n".join(lines) + "\n"
 
 
