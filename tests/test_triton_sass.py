@@ -27,7 +27,8 @@ SUBSET = {
 }
 # Above 75% of the budget (bench/triton_sass.py), open: in bfloat16 forward, ELU (libdevice's expm1f, 41.5 per
 # element against 29.6), sigmoid (an IEEE division per element, 46.5) and tanh (libdevice's tanhf, 30.5: 77% of the
-# budget, prologue included); PELU (an IEEE division x / b per element; a / b is per channel of the tile already).
+# budget, prologue included); PELU (x * (1 / b) per element now, a / b and 1 / b per column of the tile: libdevice's
+# expm1f and exp per element and the per-column divisions leave it at 70-112 per element, over the budget in bfloat16).
 OVER_BUDGET = {"elu fwd bf16", "sigmoid fwd bf16", "tanh fwd bf16", "pelu"}
 
 @pytest.fixture(scope="module")

@@ -372,12 +372,13 @@ def _channel_forward_kernel(x_ptr, p0_ptr, p1_ptr, y_ptr, N, C, S, CT, ST, OP: t
         # PReLU<T>: forward(x, w) = x > 0 ? x : w * x
         y = tl.where(x > 0.0, x, p0 * x)
     else:
-        # PELU<T>: forward(x, a, b) = x >= 0 ? (a / b) * x : a * expm1(x / b); only the selected side is computed
-        # (the other one on 0), so no overflow or NaN of the unselected side is ever formed
+        # PELU<T>: forward(x, a, b) = x >= 0 ? (a / b) * x : a * expm1(x * (1 / b)); a / b and 1 / b per column of
+        # the tile (its channels), not per element, as PELU<T>::prepare. Only the selected side is computed (the other
+        # one on 0), so no overflow or NaN of the unselected side is ever formed
         p1 = _load_param(p1_ptr, ic, c, C, OPMATH, CB)
         pos = x >= 0.0
         r = _div(p0, p1, OPMATH)
-        u = _div(x, p1, OPMATH)
+        u = x * _div(tl.full(p1.shape, 1.0, OPMATH), p1, OPMATH)
         y = tl.where(pos, r * x, p0 * _expm1(tl.where(pos, 0.0, u), OPMATH, LIBDEVICE))
     tl.store(y_ptr + offs, _downcast(y, y_ptr.dtype.element_ty), mask=inb)
 
@@ -400,13 +401,14 @@ def _channel_backward_kernel(g_ptr, x_ptr, p0_ptr, p1_ptr, dx_ptr, q0_ptr, q1_pt
         t0 = tl.where(inb & ~pos, x * g, 0.0)
         t1 = t0
     else:
-        # PELU<T>, with r = a / b, u = x / b and ge = E dy (E = exp(u) on the negative side, 1 on the positive):
+        # PELU<T>, with r = a / b, u = x * (1 / b) (both per column) and ge = E dy (E = exp(u) on the negative side,
+        # 1 on the positive; exp itself, not 1 + expm1, whose rounding would swamp a small E, as PELU<T>::backward):
         #   dx = r * ge;  da term = (x >= 0 ? u : expm1(u)) * dy;  db term = -(r * u) * ge
         # exp and expm1 get u on the negative side and 0 on the positive one: only the selected side is formed.
         p1 = _load_param(p1_ptr, ic, c, C, OPMATH, CB)
         pos = x >= 0.0
         r = _div(p0, p1, OPMATH)
-        u = _div(x, p1, OPMATH)
+        u = x * _div(tl.full(p1.shape, 1.0, OPMATH), p1, OPMATH)
         un = tl.where(pos, 0.0, u)
         ge = tl.where(pos, g, g * _exp(un, LIBDEVICE))
         dx = r * ge

@@ -258,10 +258,11 @@ struct PELU {
     const T r = k[0];
     const T u = x * k[1];
     const bool pos = x >= T(0);
-    const T em1 = gexpm1(u);       // one transcendental per element: E = exp(u) = 1 + expm1(u), one more rounding
-    const T e_dy = dy * (em1 + T(1));
+    // E = exp(u) itself, not 1 + expm1(u): for u << 0 the sum's rounding (up to half an ulp of 1) would be larger
+    // than E, and dx = r E dy would lose all its relative accuracy (u = -17: E = 4e-8 in float32).
+    const T e_dy = dy * gexp(u);
     const T ge = pos ? dy : e_dy;  // E dy
-    const T neg_da = em1 * dy;
+    const T neg_da = gexpm1(u) * dy;
     const T pos_da = u * dy;
     dp[0] = pos ? pos_da : neg_da;
     dp[1] = -(r * u) * ge;
