@@ -604,7 +604,8 @@ def summary(kernels: list[Kernel]) -> str:
                      f"MEMBAR inside row loops: {sum(k.membar_in_loop for k in smx if _xchg(k) != 1)} in the "
                      f"kernels of the default cluster exchange (cluster.sync), "
                      f"{sum(k.membar_in_loop for k in smx if _xchg(k) == 1)} in those of the mbarrier exchange "
-                     f"(GLO_SOFTMAX_EXCHANGE=mbarrier; {sum(k.barriers_in_loop - k.membar_in_loop for k in smx if _xchg(k) == 1)} "
+                     f"(GLO_SOFTMAX_EXCHANGE=mbarrier; "
+                     f"{sum(k.barriers_in_loop - k.membar_in_loop for k in smx if _xchg(k) == 1)} "
                      f"L1 invalidates, one per exchange).")
     return "\n".join(lines) + "\n"
 

@@ -4,7 +4,6 @@ No GPU needed: the sm_90 SASS inside the built extension is read with cuobjdump 
 build tests skip, with the reason, when the extension holds no CUDA code or the tools are missing. The parser tests run
 everywhere, on a hand-written SASS snippet.
 """
-import glob
 import os
 import subprocess
 import sys

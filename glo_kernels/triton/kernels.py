@@ -156,7 +156,8 @@ def _mask_forward_kernel(x_ptr, y_ptr, mask_ptr, numel, mask_len, slope: tl.floa
     tl.store(y_ptr + offs, _downcast(y, y_ptr.dtype.element_ty), mask=inb)
     if SAVE_MASK:
         bits = tl.where(keep & inb, 1, 0).to(tl.uint32) << lane[None, :].to(tl.uint32)
-        word = tl.sum(bits, 1)  # the 32 bits are distinct: their sum is their OR (a plain sum is native in the interpreter)
+        # the 32 bits are distinct: their sum is their OR (a sum is native in the interpreter, a custom reduce is not)
+        word = tl.sum(bits, 1)
         tl.store(mask_ptr + words, word.to(tl.int32, bitcast=True), mask=words < mask_len)  # (0 past the bits)
 
 
