@@ -76,14 +76,7 @@ def _num_warps(elements: int, dtype: torch.dtype, live: int = 1) -> int:
     """Warps of a program holding `live` tiles of `elements` opmath values: 4 up to 1024 float32 values (8 per
     thread), 8 up to 2048, 16 up to 16384, else 32 (at most 32 values per thread in 64 registers, see
     SOFTMAX_SINGLE_MAX); a float64 value counts twice (two registers)."""
-    weight = elements * live * (2 if dtype == torch.float64 else 1)
-    if weight <= 1024:
-        return 4
-    if weight <= 2048:
-        return 8
-    if weight <= 16384:
-        return 16
-    return 32
+    return _warps_for(elements * live * (2 if dtype == torch.float64 else 1), 1024)
 
 
 def _single_warps(elements: int, dtype: torch.dtype, live: int = 1) -> int:
@@ -91,10 +84,14 @@ def _single_warps(elements: int, dtype: torch.dtype, live: int = 1) -> int:
     per thread, so that the block reductions' fixed cost is spread over enough elements (sm_90 SASS of a bfloat16
     forward tile of 4096 elements: 29 instructions per element in 4 warps, 49 in 16): 4 warps up to 4096 float32
     values, 8 up to 8192, 16 up to 16384, else 32; a float64 value counts twice."""
-    weight = elements * live * (2 if dtype == torch.float64 else 1)
-    if weight <= 4096:
+    return _warps_for(elements * live * (2 if dtype == torch.float64 else 1), 4096)
+
+
+def _warps_for(weight: int, four_up_to: int) -> int:
+    """4 warps up to four_up_to weighted values, 8 up to twice that, 16 up to 16384, else 32."""
+    if weight <= four_up_to:
         return 4
-    if weight <= 8192:
+    if weight <= 2 * four_up_to:
         return 8
     if weight <= 16384:
         return 16
