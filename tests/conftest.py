@@ -9,6 +9,13 @@ if not torch.cuda.is_available():
 
 import pytest  # noqa: E402
 
+# Under pytest-xdist every worker is a process with torch's default intra-op pool of one thread per core: N workers on N
+# cores then run N*N threads, and OpenMP's spinning threads cost a quarter of make test's time on 2 cores. Each worker
+# takes its share of the cores instead (an explicit OMP_NUM_THREADS wins; tests that need threads set them).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT") and "OMP_NUM_THREADS" not in os.environ:
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 import glo_kernels  # noqa: E402
 from helpers import RUN_SEED, seeded  # noqa: E402
 
