@@ -109,9 +109,29 @@ std::vector<int64_t> softmax_plan_hook(int64_t rows, int64_t size, int64_t elem_
           static_cast<int64_t>(p.exchange)};
 }
 
+// The CUDA plan of a softmax along a strided dim (x as [outer, size, inner]) on a device with sm_count SMs and
+// smem_optin bytes of opt-in shared memory per block: [path (2 tiles, 3 columns), W, block, grid, smem bytes, reads].
+std::vector<int64_t> softmax_strided_plan_hook(int64_t outer, int64_t size, int64_t inner, int64_t elem_bytes,
+                                               bool backward, int64_t sm_count, int64_t smem_optin) {
+  namespace sp = ::glo::softmax_plan;
+  TORCH_CHECK(outer >= 0 && size >= 0 && inner >= 0,
+              "glo_kernels_debug.softmax_strided_plan: arguments 'outer', 'size' and 'inner' must be >= 0, got ", outer,
+              ", ", size, " and ", inner);
+  TORCH_CHECK(elem_bytes == 2 || elem_bytes == 4 || elem_bytes == 8,
+              "glo_kernels_debug.softmax_strided_plan: argument 'elem_bytes' must be 2, 4 or 8, got ", elem_bytes);
+  sp::SoftmaxDeviceProps d;
+  d.sm_count = static_cast<int>(sm_count);
+  d.smem_optin = smem_optin;
+  const sp::StridedPlan p = sp::plan_strided(outer, size, inner, static_cast<int>(elem_bytes), backward, d);
+  return {static_cast<int64_t>(p.path), p.W, p.block, p.grid, p.smem, p.reads};
+}
+
 }  // namespace
 
 TORCH_LIBRARY(glo_kernels_debug, m) {
+  m.def("softmax_strided_plan(int outer, int size, int inner, int elem_bytes, bool backward, int sm_count, "
+        "int smem_optin) -> int[]",
+        &softmax_strided_plan_hook);
   m.def("softmax_plan(int rows, int size, int elem_bytes, bool backward, int sm_count, int smem_optin, "
         "bool cluster_launch, int max_cluster_portable, int max_cluster_nonportable, int max_cluster_active, "
         "bool allow_clusters, int max_cluster, int exchange=0) -> int[]",

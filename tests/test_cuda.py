@@ -142,8 +142,12 @@ def test_softmax_rows_match_cpu(backend, n, dtype):
     _close_rows(ns.softmax(x, -1, 1.0, t), cpu.softmax(x_cpu, -1, 0.7, None), dtype, f"{backend} device temperature")
 
 
+# Along a strided dim (csrc/include/glo/softmax_plan.h plan_strided): tiles of odd inner (scalar loads, padded lanes),
+# 16-byte tiles (3136 = 56 * 56), one lane of 256 threads (inner 4, 3000 rows), a partial last tile (inner 1000), a
+# dim read once forward but not backward (8000), columns (70000), and the contiguous path (inner 1).
 @pytest.mark.parametrize("shape,dim", [((4, 1000, 3), 1), ((2, 70000, 2), 1), ((64, 5, 56, 56), 1), ((3, 7), 0),
-                                       ((1, 300, 1), 1)], ids=str)
+                                       ((1, 300, 1), 1), ((2, 3000, 4), 1), ((3, 20, 1000), 1), ((2, 8000, 8), 1),
+                                       ((5, 33, 17), 1)], ids=str)
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
 def test_softmax_strided_and_grouped_match_cpu(backend, shape, dim):
     gen = torch.Generator().manual_seed(1)

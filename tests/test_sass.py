@@ -251,3 +251,17 @@ def test_no_memory_barrier_in_softmax_row_loops_with_mbarrier_exchange(kernels):
 def test_no_memory_barrier_in_softmax_row_loops_with_default_exchange(kernels):
     ks = [k for k in _softmax(kernels, clusters=True) if sr._xchg(k) == 0]
     assert ks and [f"{_name(k)}: {k.membar_in_loop}" for k in ks if k.membar_in_loop] == []
+
+
+def test_softmax_strided_tiles_are_128_bit(kernels):
+    """Softmax along a strided dim reads its tile with 16-byte copies (cp.async: LDGSTS.128) for every dtype pair, and
+    writes 16 bytes per store where a chunk's outputs take 16 bytes (the same dtype in and out)."""
+    ks = [k for k in kernels if k.family in ("softmax_tiles_forward_kernel", "softmax_tiles_backward_kernel")]
+    assert {(k.family, k.dtype) for k in ks} >= {(f, d) for f in ("softmax_tiles_forward_kernel",
+                                                                  "softmax_tiles_backward_kernel")
+                                                 for d in ("float32", "bfloat16", "float16")}
+    bad = [f"{_name(k)}: {k.ldg128} LDG.128" for k in ks if k.ldg128 == 0]
+    same = [k for k in ks if len({t.strip() for t in k.template.split(",")}) == 1]
+    assert same
+    bad += [f"{_name(k)}: {k.stg128} STG.128" for k in same if k.stg128 == 0]
+    assert bad == []

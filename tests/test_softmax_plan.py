@@ -178,3 +178,82 @@ def test_plan_is_a_function_of_its_arguments():
 def test_bad_arguments():
     with pytest.raises(RuntimeError, match=r"glo_kernels_debug\.softmax_plan: argument 'elem_bytes'"):
         torch.ops.glo_kernels_debug.softmax_plan(1, 100, 3, False, 132, 227 * KIB, True, 8, 16, 16, True, 16)
+
+
+# ---- softmax along a strided dim (x as [outer, size, inner], inner > 1): plan_strided ----
+TILES, COLUMNS = 2, 3
+STRIDED_FIELDS = ("path", "W", "block", "grid", "smem", "reads")
+TILE_STATIC_SMEM = 8 * KIB      # the tiles kernels' reduction slots (256 threads x 16 bytes x 2 for 16-bit)
+TILE_PREFERRED_SMEM = 32 * KIB  # a wider tile is taken only while it stays this small
+DIM_LENGTHS = [2, 3, 5, 21, 100, 1000, 1023, 3000, 4096, 6399, 6400, 6401, 8000, 9792, 9793, 12800, 12801, 50000]
+INNERS = [2, 3, 4, 7, 8, 17, 64, 1000, 3136, 4096, 65536, 1 << 20]
+ALL_DEVICES = ["H100", "H200", "A100"]
+ALL_DTYPES = {"float32": 4, "bfloat16": 2, "float64": 8}
+
+
+def strided_plan(device, outer, size, inner, elem_bytes, backward):
+    d = DEVICES[device]
+    out = torch.ops.glo_kernels_debug.softmax_strided_plan(outer, size, inner, elem_bytes, backward, d["sm_count"],
+                                                           d["smem_optin"])
+    return dict(zip(STRIDED_FIELDS, out))
+
+
+def _tile_budget(device):
+    return min(MAX_SMEM_ONE_BLOCK, DEVICES[device]["smem_optin"] - SMEM_RESERVE - TILE_STATIC_SMEM)
+
+
+@pytest.mark.parametrize("backward", [False, True], ids=["fwd", "bwd"])
+@pytest.mark.parametrize("dtype", list(ALL_DTYPES))
+@pytest.mark.parametrize("device", ALL_DEVICES)
+def test_strided_dim_read_once_whenever_a_tile_fits(device, dtype, backward):
+    """A tile of the whole dim times one 16-byte lane fits the block's shared memory: one read, else two; the tile
+    fits the device with its static slots, its lanes are the fewest (a power of two, <= 256) whose columns cover the
+    inner dim, halved while the tile takes more than 32 KiB (W = 1 may take more)."""
+    eb = ALL_DTYPES[dtype]
+    vec = 16 // eb
+    tensors = 2 if backward else 1
+    budget = _tile_budget(device)
+    for size in DIM_LENGTHS:
+        for inner in INNERS:
+            outer = 3
+            p = strided_plan(device, outer, size, inner, eb, backward)
+            what = f"{device} {dtype} {'bwd' if backward else 'fwd'} [{outer}, {size}, {inner}]: {p}"
+            lane = tensors * size * 16
+            if lane > budget:
+                assert p["path"] == COLUMNS and p["reads"] == 2 and p["smem"] == 0, what
+                assert p["grid"] == min(-(-outer * inner // 256), 1 << 20), what
+                continue
+            assert p["path"] == TILES and p["reads"] == 1 and p["block"] == 256, what
+            w = p["W"]
+            assert w & (w - 1) == 0 and 1 <= w <= 256, what
+            assert p["smem"] == w * lane, what
+            assert p["smem"] + TILE_STATIC_SMEM + SMEM_RESERVE <= DEVICES[device]["smem_optin"], what
+            cover = min(1 << max(0, (-(-inner // vec) - 1).bit_length()), 256)  # lanes whose columns cover inner
+            assert w <= cover and (w == cover or 2 * w * lane > TILE_PREFERRED_SMEM), what
+            assert w == 1 or p["smem"] <= TILE_PREFERRED_SMEM, what
+            assert p["grid"] == min(outer * -(-inner // (w * vec)), 1 << 20), what
+
+
+def test_strided_hopper_read_once_limits():
+    """On an H100 / H200 a dim of 12800 elements (forward) or 6400 (backward) is read once, whatever inner and dtype;
+    one element more is not."""
+    for device in ("H100", "H200"):
+        for eb in (2, 4, 8):
+            for backward, longest in ((False, 12800), (True, 6400)):
+                for inner in (2, 17, 3136, 1 << 20):
+                    assert strided_plan(device, 2, longest, inner, eb, backward)["reads"] == 1
+                    assert strided_plan(device, 2, longest + 1, inner, eb, backward)["reads"] == 2
+
+
+def test_strided_plan_edges():
+    # inner <= 1 is the contiguous path's, never a tile; an inner dim past the kernels' int offsets takes columns
+    assert strided_plan("H100", 4, 100, 1, 4, False)["path"] == COLUMNS
+    assert strided_plan("H100", 1, 100, (1 << 31) - 4096, 4, False)["path"] == COLUMNS
+    assert strided_plan("H100", 1, 100, (1 << 31) - 4097, 4, False)["path"] == TILES
+    # a segmentation map's classes (N, 21, 512, 512) along dim 1: a contiguous 256-lane tile, 21 x 4 KiB > 32 KiB: 64
+    p = strided_plan("H100", 8, 21, 512 * 512, 4, False)
+    assert p["path"] == TILES and p["W"] == 64 and p["smem"] == 21 * 64 * 16, p
+    # empty shapes plan a grid of one block, which does nothing
+    assert strided_plan("H100", 0, 100, 64, 4, False)["grid"] == 1
+    with pytest.raises(RuntimeError, match=r"glo_kernels_debug\.softmax_strided_plan: argument 'elem_bytes'"):
+        torch.ops.glo_kernels_debug.softmax_strided_plan(1, 100, 4, 3, False, 132, 227 * KIB)

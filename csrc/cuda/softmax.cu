@@ -28,9 +28,12 @@
 //    to 262144 elements, float32 or 16-bit, forward and backward).
 //  * online kernels (longer rows, or no clusters): one block of 1024 threads per row; pass 1 keeps a running
 //    (max, sum) per thread with rescaling, pass 2 (in reverse order, so that the row's tail is still in L2) writes y.
-// Along a strided dim (inner > 1): one thread per (outer, inner) column, online pass + write pass; consecutive threads
-// read consecutive addresses. Grouped softmax uses the online kernels with one warp per (row, group) (inner == 1) and
-// the strided kernels with one thread per (outer, group, inner) column. Backward: the same shapes, one sum per row
+// Along a strided dim (inner > 1), plan_strided of glo/softmax_plan.h: tiles kernels, a block per tile of all `size`
+// rows times W * VEC columns, held in shared memory (x read once; 16-byte cp.async when inner % VEC == 0; on an H100
+// every dim up to 12,800 elements forward, 6,400 backward, whatever inner); a longer dim: one thread per
+// (outer, inner) column, online pass + write pass, consecutive threads reading consecutive addresses. Grouped
+// softmax uses the online kernels with one warp per (row, group) (inner == 1) and the strided kernels with one thread
+// per (outer, group, inner) column. Backward: the same shapes, one sum per row
 // (dot(dy, y), or sum(dy) for log-softmax). Distillation: a row group per row (G = 1..32 lanes or a block of <= 1024
 // threads, about 8 vectors per thread), one online pass over s and t for the statistics, a second pass for the
 // pointwise loss; its backward is element-wise (reduced) or a row group per row (A, B sums, then the write pass).
@@ -862,6 +865,187 @@ __global__ void __launch_bounds__(kThreads, 4) softmax_strided_backward_kernel(
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Tiles kernels (inner > 1, no groups; plan_strided of glo/softmax_plan.h): work item = (o, tile), tile t of
+// ntiles = ceil(inner / (W * VEC)) covering the columns [t * W * VEC, (t + 1) * W * VEC) of x[o] ([size, inner]).
+// Thread tid = r * W + w (R = kThreads / W) holds the chunks (rows j = r, r + R, ... ; columns c + [0, VEC),
+// c = t * W * VEC + w * VEC) in dynamic shared memory, slot tile[j * W + w], loaded once (cp.async, 16 bytes, when
+// vec: x and y 16-byte aligned and inner % VEC == 0; else VEC scalar loads, the columns past inner padded). Every
+// thread touches only its own slots, so the tile needs no block barrier. The per-column reductions (max, then sum;
+// backward: one sum) run over the R threads of a lane: each thread's rows in order, then tile_reduce. The item loop
+// is uniform across the block (tile_reduce's barriers). A lane whose chunk lies past inner loads and stores nothing.
+// ---------------------------------------------------------------------------------------------------------------
+// Combines v[k] (k < N: the VEC columns of lane w) over the R = kThreads / W threads of the lane, the same bits in
+// each: xor butterfly over the lanes of a warp with the same w (W < 32: 32 / W of them), then the S = max(W, 32)
+// -strided representatives q * S + w (q < kThreads / S) through red ([N][kThreads] values), combined in q order.
+template <typename T, int N, class Op>
+__device__ __forceinline__ void tile_reduce(T (&v)[N], T* red, int W, int w, Op op) {
+#pragma unroll
+  for (int k = 0; k < N; ++k) {
+    for (int off = W; off < 32; off <<= 1) v[k] = op(v[k], __shfl_xor_sync(kFullMask, v[k], off));
+  }
+  const int S = W < 32 ? 32 : W;
+  const int Q = kThreads / S;
+  if (Q == 1) return;
+  if (static_cast<int>(threadIdx.x) % S == w) {
+#pragma unroll
+    for (int k = 0; k < N; ++k) red[k * kThreads + threadIdx.x] = v[k];
+  }
+  __syncthreads();
+#pragma unroll
+  for (int k = 0; k < N; ++k) {
+    T a = red[k * kThreads + w];
+    for (int q = 1; q < Q; ++q) a = op(a, red[k * kThreads + q * S + w]);
+    v[k] = a;
+  }
+  __syncthreads();  // red is rewritten by the next call
+}
+
+// The chunk of row j at column c (c < inner) into slot dst: one 16-byte cp.async (vec), or VEC scalar loads with
+// the columns past inner set to pad.
+template <typename scalar_t>
+__device__ __forceinline__ void load_tile_chunk(Vec16<scalar_t>* dst, const scalar_t* __restrict__ p, int inner,
+                                                int c, bool vec, scalar_t pad) {
+  using V = Vec16<scalar_t>;
+  if (vec) {
+    cp_async16(dst, p);
+  } else {
+    V v;
+#pragma unroll
+    for (int k = 0; k < V::kSize; ++k) v.val[k] = c + k < inner ? p[k] : pad;
+    *dst = v;
+  }
+}
+
+template <typename scalar_t, typename out_t>
+__global__ void __launch_bounds__(kThreads) softmax_tiles_forward_kernel(
+    const scalar_t* __restrict__ x,  // [outer, size, inner]
+    out_t* __restrict__ y,           // [outer, size, inner]
+    int64_t outer, int size, int inner,
+    bool vec,                        // 16-byte accesses (x, y aligned, inner % VEC == 0)
+    bool log, InvTemp<at::opmath_type<scalar_t>> temp,
+    int W) {                         // vector lanes along inner (a power of two <= kThreads)
+  using T = at::opmath_type<scalar_t>;
+  using V = Vec16<scalar_t>;
+  constexpr int VEC = V::kSize;
+  extern __shared__ __align__(16) unsigned char dyn_smem[];
+  __shared__ T red[VEC * kThreads];
+  V* tile = reinterpret_cast<V*>(dyn_smem);
+  const T inv_t = temp.get();
+  const int w = static_cast<int>(threadIdx.x) % W;
+  const int r = static_cast<int>(threadIdx.x) / W;
+  const int R = kThreads / W;
+  const scalar_t pad = static_cast<scalar_t>(Lim<T>::neg_inf());
+  const int64_t ntiles = ceil_div_dev(inner, static_cast<int64_t>(W) * VEC);
+  const int64_t items = outer * ntiles;
+  for (int64_t item = blockIdx.x; item < items; item += gridDim.x) {
+    const int64_t o = idiv(item, ntiles);
+    const int c = static_cast<int>((item - o * ntiles) * W * VEC) + w * VEC;  // first column of the lane's chunks
+    const int j0 = c < inner ? r : size;                                       // no rows for a lane past inner
+    const int64_t slab = o * size * static_cast<int64_t>(inner);  // x[o] and y[o]; row j at slab + j * inner
+    for (int j = j0; j < size; j += R) {
+      load_tile_chunk(tile + j * W + w, x + slab + int64_t{j} * inner + c, inner, c, vec, pad);
+    }
+    cp_async_wait_all();
+    T m[VEC];
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) m[k] = Lim<T>::neg_inf();
+    for (int j = j0; j < size; j += R) {
+      const V v = tile[j * W + w];
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) m[k] = gmax(m[k], static_cast<T>(v.val[k]));
+    }
+    tile_reduce(m, red, W, w, MaxOp());
+    T s[VEC];
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) {
+      m[k] = m[k] + T(0);  // one sign for +-0
+      s[k] = 0;
+    }
+    for (int j = j0; j < size; j += R) {
+      const V v = tile[j * W + w];
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) s[k] += gexp((static_cast<T>(v.val[k]) - m[k]) * inv_t);
+    }
+    tile_reduce(s, red, W, w, SumOp());
+    // log: y = (x - m) inv_t - log(s); else y = exp((x - m) inv_t) * (1 / s)
+    T shift[VEC];
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) shift[k] = log ? glog(s[k]) : T(1) / s[k];
+    for (int j = j0; j < size; j += R) {
+      const V v = tile[j * W + w];
+      write_chunk<out_t, VEC>(y + slab + int64_t{j} * inner, inner, c, vec, [&](int k) {
+        const T d = (static_cast<T>(v.val[k]) - m[k]) * inv_t;
+        return static_cast<out_t>(log ? d - shift[k] : gexp(d) * shift[k]);
+      });
+    }
+  }
+}
+
+// Backward of the tiles kernels: dy and y cached (shared memory [2][size * W] chunks), one sum per column.
+//   softmax: dx = y (dy - sum dy y) inv_t;  log-softmax: dx = (dy - exp(y) sum dy) inv_t.
+template <typename scalar_t, typename dx_t>
+__global__ void __launch_bounds__(kThreads) softmax_tiles_backward_kernel(
+    const scalar_t* __restrict__ grad,  // [outer, size, inner]
+    const scalar_t* __restrict__ y,     // [outer, size, inner]
+    dx_t* __restrict__ dx,              // [outer, size, inner]
+    int64_t outer, int size, int inner,
+    bool vec,                           // 16-byte accesses (grad, y, dx aligned, inner % VEC == 0)
+    bool log, InvTemp<at::opmath_type<scalar_t>> temp,
+    int W) {
+  using T = at::opmath_type<scalar_t>;
+  using V = Vec16<scalar_t>;
+  constexpr int VEC = V::kSize;
+  extern __shared__ __align__(16) unsigned char dyn_smem[];
+  __shared__ T red[VEC * kThreads];
+  V* gt = reinterpret_cast<V*>(dyn_smem);
+  V* yt = gt + static_cast<int64_t>(size) * W;
+  const T inv_t = temp.get();
+  const int w = static_cast<int>(threadIdx.x) % W;
+  const int r = static_cast<int>(threadIdx.x) / W;
+  const int R = kThreads / W;
+  const scalar_t zero = static_cast<scalar_t>(T(0));
+  const int64_t ntiles = ceil_div_dev(inner, static_cast<int64_t>(W) * VEC);
+  const int64_t items = outer * ntiles;
+  for (int64_t item = blockIdx.x; item < items; item += gridDim.x) {
+    const int64_t o = idiv(item, ntiles);
+    const int c = static_cast<int>((item - o * ntiles) * W * VEC) + w * VEC;
+    const int j0 = c < inner ? r : size;
+    const int64_t slab = o * size * static_cast<int64_t>(inner);
+    for (int j = j0; j < size; j += R) {
+      const int64_t e = slab + int64_t{j} * inner + c;
+      load_tile_chunk(gt + j * W + w, grad + e, inner, c, vec, zero);
+      load_tile_chunk(yt + j * W + w, y + e, inner, c, vec, zero);
+    }
+    cp_async_wait_all();
+    T acc[VEC];
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) acc[k] = 0;
+    for (int j = j0; j < size; j += R) {
+      const V gv = gt[j * W + w];
+      const V yv = yt[j * W + w];
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) {
+        const T dy = static_cast<T>(gv.val[k]);
+        acc[k] += log ? dy : dy * static_cast<T>(yv.val[k]);
+      }
+    }
+    tile_reduce(acc, red, W, w, SumOp());
+    for (int j = j0; j < size; j += R) {
+      const V gv = gt[j * W + w];
+      const V yv = yt[j * W + w];
+      dx_t out[VEC];
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) {
+        const T dy = static_cast<T>(gv.val[k]);
+        const T yy = static_cast<T>(yv.val[k]);
+        out[k] = static_cast<dx_t>(log ? (dy - gexp(yy) * acc[k]) * inv_t : yy * (dy - acc[k]) * inv_t);
+      }
+      store_chunk(dx + slab + int64_t{j} * inner, out, inner, c, vec);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Distillation loss. Row kernels use the row groups above (G lanes or a block per row, no clusters) and walk the row in
 // units (16-byte vectors when vec, else elements): unit u = tg, tg + G, ...
 // ---------------------------------------------------------------------------------------------------------------
@@ -1203,18 +1387,23 @@ SoftmaxPlan plan_for(int device, int64_t rows, int64_t size, int elem_bytes, boo
   return plan_softmax(rows, size, elem_bytes, backward, st.props, st.opts);
 }
 
+StridedPlan strided_plan_for(int device, const SoftmaxGeometry& g, int elem_bytes, bool backward) {
+  return plan_strided(g.outer, g.size, g.inner, elem_bytes, backward, device_state(device).props);
+}
+
 // The kernel attributes a cached-rows kernel needs on a device, set once per (kernel, device) (`once` is the calling
 // instantiation's own flags): the shared-memory limit raised to the plans' budget, and clusters above the portable size
 // allowed when the device's plans use them.
+// Tiles kernels: the limit is smem_budget_tiles() (their static shared memory is larger) and clusters are not used.
 template <typename... KArgs>
-void prepare_kernel(void (*kernel)(KArgs...), std::once_flag (&once)[kMaxDevices], int device) {
+void prepare_kernel(void (*kernel)(KArgs...), std::once_flag (&once)[kMaxDevices], int device, bool tiles = false) {
   const DeviceState& st = device_state(device);
   std::call_once(once[device], [&] {
-    const int smem = static_cast<int>(smem_budget_one_block(st.props));
+    const int smem = static_cast<int>(tiles ? smem_budget_tiles(st.props) : smem_budget_one_block(st.props));
     if (smem > 48 * 1024) {
       C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     }
-    if (max_cluster_for(st.props, st.opts) > st.props.max_cluster_portable) {
+    if (!tiles && max_cluster_for(st.props, st.opts) > st.props.max_cluster_portable) {
       C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
     }
   });
@@ -1279,8 +1468,18 @@ void softmax_forward_typed(const at::Tensor& x, at::Tensor& y, SoftmaxGeometry g
         xp, yp, rows, size, nullptr, 1, p.G, vec, log, it);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   } else {
-    const int64_t n = g.outer * g.inner;
-    softmax_strided_forward_kernel<scalar_t, out_t><<<strided_grid(n), kThreads, 0, stream>>>(
+    const StridedPlan p = strided_plan_for(device, g, static_cast<int>(sizeof(scalar_t)), false);
+    if (p.path == SoftmaxPath::kTiles) {  // x read once
+      const bool vec = aligned16(xp) && aligned16(yp) && g.inner % VEC == 0;
+      static std::once_flag once[kMaxDevices];
+      prepare_kernel(softmax_tiles_forward_kernel<scalar_t, out_t>, once, device, true);
+      softmax_tiles_forward_kernel<scalar_t, out_t><<<p.grid, p.block, static_cast<size_t>(p.smem), stream>>>(
+          xp, yp, g.outer, static_cast<int>(g.size), static_cast<int>(g.inner), vec, log, it, p.W);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      return;
+    }
+    // a dim too long for a tile: one thread per column, two reads
+    softmax_strided_forward_kernel<scalar_t, out_t><<<p.grid, p.block, 0, stream>>>(
         xp, yp, g.outer, g.size, g.inner, nullptr, 1, log, it);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
@@ -1317,8 +1516,18 @@ void softmax_backward_typed(const at::Tensor& grad, const at::Tensor& y, at::Ten
         gp, yp, dp, rows, size, nullptr, 1, p.G, vec, log, it);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   } else {
-    const int64_t n = g.outer * g.inner;
-    softmax_strided_backward_kernel<scalar_t, dx_t><<<strided_grid(n), kThreads, 0, stream>>>(
+    const StridedPlan p = strided_plan_for(device, g, static_cast<int>(sizeof(scalar_t)), true);
+    if (p.path == SoftmaxPath::kTiles) {  // dy and y read once
+      const bool vec = aligned16(gp) && aligned16(yp) && aligned16(dp) && g.inner % VEC == 0;
+      static std::once_flag once[kMaxDevices];
+      prepare_kernel(softmax_tiles_backward_kernel<scalar_t, dx_t>, once, device, true);
+      softmax_tiles_backward_kernel<scalar_t, dx_t><<<p.grid, p.block, static_cast<size_t>(p.smem), stream>>>(
+          gp, yp, dp, g.outer, static_cast<int>(g.size), static_cast<int>(g.inner), vec, log, it, p.W);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      return;
+    }
+    // a dim too long for a tile: one thread per column, two reads
+    softmax_strided_backward_kernel<scalar_t, dx_t><<<p.grid, p.block, 0, stream>>>(
         gp, yp, dp, g.outer, g.size, g.inner, nullptr, 1, log, it);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }

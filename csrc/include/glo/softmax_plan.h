@@ -109,6 +109,8 @@ inline void plan_rows(int64_t rows, int64_t threads, RowPlan& p) {
 enum class SoftmaxPath : int {
   kCachedRows = 0,  // the row held on chip (registers, shared memory, a cluster's shared memory): x read once
   kOnline = 1,      // one 1024-thread block per row, an online (max, sum) pass then a write pass: x read twice
+  kTiles = 2,       // along a strided dim: tiles of [size, W * VEC] held in shared memory: x read once
+  kColumns = 3,     // along a strided dim: one thread per column, an online pass then a write pass: x read twice
 };
 
 struct SoftmaxPlan : RowPlan {
@@ -191,6 +193,54 @@ inline SoftmaxPlan plan_softmax(int64_t rows, int64_t size, int elem_bytes, bool
   plan_rows(rows, kMaxBlock, p);
   p.path = SoftmaxPath::kOnline;
   p.reads = 2;
+  return p;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Softmax along a strided dim (inner > 1: x viewed as [outer, size, inner], the dim of `size` elements with stride
+// inner). Tiles: a block of kThreads threads takes the tile x[o, :, i0 : i0 + W * VEC] (VEC = 16 / elem_bytes), as
+// W vector lanes along the inner dim times R = kThreads / W threads along the softmax dim, and holds it in dynamic
+// shared memory (size * W chunks of 16 bytes per cached tensor: forward x, backward dy and y), so x is read once; a
+// warp reads 32 / W rows' W * 16 contiguous bytes each (at least a 32-byte sector per row for W >= 2, and a whole
+// contiguous span when W * VEC >= inner). W is the smallest power of two whose W * VEC columns cover inner (at most
+// 256), halved while its tile takes more than kTilePreferredSmem (several blocks per SM, so that one block's loads
+// overlap another's arithmetic); W = 1 may take up to smem_budget_tiles(). A dim too long for that: columns.
+// ---------------------------------------------------------------------------------------------------------------
+constexpr int64_t kTilePreferredSmem = 32 * 1024;
+// Static shared memory of a tiles block: the reduction slots, kThreads * VEC values of the opmath type (<= 8 KiB).
+constexpr int64_t kTileStaticSmem = 8 * 1024;
+
+inline int64_t smem_budget_tiles(const SoftmaxDeviceProps& d) {
+  return std::max<int64_t>(0, std::min(kMaxSmemOneBlock, d.smem_optin - kSmemReserve - kTileStaticSmem));
+}
+
+struct StridedPlan {
+  SoftmaxPath path = SoftmaxPath::kColumns;
+  int W = 0;            // vector lanes along the inner dim (tiles); R = kThreads / W
+  int64_t smem = 0;     // dynamic shared memory per block (bytes)
+  unsigned block = kThreads;
+  unsigned grid = 1;
+  int reads = 2;
+};
+
+inline StridedPlan plan_strided(int64_t outer, int64_t size, int64_t inner, int elem_bytes, bool backward,
+                                const SoftmaxDeviceProps& d) {
+  StridedPlan p;
+  const int vec = 16 / std::max(1, elem_bytes);
+  const int64_t tensors = backward ? 2 : 1;
+  const int64_t lane_bytes = tensors * std::max<int64_t>(size, 1) * 16;  // one vector lane's chunks, whole dim
+  const bool int_sized = size <= INT32_MAX && inner <= INT32_MAX - kThreads * 16;  // tile offsets as int
+  if (inner > 1 && int_sized && lane_bytes <= smem_budget_tiles(d)) {
+    int64_t w = std::min<int64_t>(next_pow2(ceil_div(inner, vec)), kThreads);
+    while (w > 1 && w * lane_bytes > kTilePreferredSmem) w /= 2;
+    p.path = SoftmaxPath::kTiles;
+    p.W = static_cast<int>(w);
+    p.smem = w * lane_bytes;
+    p.grid = grid_cap(outer * ceil_div(inner, w * vec));
+    p.reads = 1;
+    return p;
+  }
+  p.grid = grid_cap(ceil_div(outer * inner, kThreads));
   return p;
 }
 
