@@ -601,12 +601,13 @@ def summary(kernels: list[Kernel]) -> str:
         lines.append("")
         lines.append(f"Softmax / distillation kernels: {len(smx)}, max regs {max(k.regs for k in smx)}, spill bytes "
                      f"(non-float64) {max((k.spill_bytes for k in smx if k.dtype != 'float64'), default=0)}, "
-                     f"MEMBAR inside row loops: {sum(k.membar_in_loop for k in smx if _xchg(k) != 1)} in the "
-                     f"kernels of the default cluster exchange (cluster.sync), "
-                     f"{sum(k.membar_in_loop for k in smx if _xchg(k) == 1)} in those of the mbarrier exchange "
-                     f"(GLO_SOFTMAX_EXCHANGE=mbarrier; "
+                     f"MEMBAR inside row loops: {sum(k.membar_in_loop for k in smx if _xchg(k) == 1)} in the "
+                     f"kernels of the default cluster exchange (mbarriers; "
                      f"{sum(k.barriers_in_loop - k.membar_in_loop for k in smx if _xchg(k) == 1)} "
-                     f"L1 invalidates, one per exchange).")
+                     f"L1 invalidates, one per exchange), "
+                     f"{sum(k.membar_in_loop for k in smx if _xchg(k) == 0)} in those of the cluster.sync exchange "
+                     f"(GLO_SOFTMAX_EXCHANGE=sync), and "
+                     f"{sum(k.membar_in_loop for k in smx if _xchg(k) is None)} in the others.")
     return "\n".join(lines) + "\n"
 
 

@@ -134,7 +134,7 @@ TORCH_LIBRARY(glo_kernels_debug, m) {
         &softmax_strided_plan_hook);
   m.def("softmax_plan(int rows, int size, int elem_bytes, bool backward, int sm_count, int smem_optin, "
         "bool cluster_launch, int max_cluster_portable, int max_cluster_nonportable, int max_cluster_active, "
-        "bool allow_clusters, int max_cluster, int exchange=0) -> int[]",
+        "bool allow_clusters, int max_cluster, int exchange=1) -> int[]",
         &softmax_plan_hook);
 }
 

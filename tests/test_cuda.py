@@ -1,5 +1,7 @@
 """GPU-only checks of the CUDA and Triton kernels against the CPU kernels: sizes and alignments that exercise the
 vector paths and tails, the PReLU reduction geometries, determinism. Skipped (with the reason) without a GPU."""
+import os
+
 import pytest
 import torch
 
@@ -206,6 +208,8 @@ def test_softmax_plan_of_this_device():
     assert sm == torch.cuda.get_device_properties(dev).multi_processor_count
     assert torch.ops.glo_kernels_debug.softmax_device_props(dev) == [sm, smem, cluster, portable, nonportable, active,
                                                                      allow, max_cluster, exchange]  # queried once
+    # the default cluster exchange is the mbarrier one (1), unless GLO_SOFTMAX_EXCHANGE says otherwise
+    assert exchange == {"sync": 0, "mbarrier": 1}[os.environ.get("GLO_SOFTMAX_EXCHANGE", "mbarrier")]
     if torch.cuda.get_device_capability(dev) < (9, 0) or not allow:
         pytest.skip("one read up to 262144 needs clusters (sm_90+, GLO_SOFTMAX_CLUSTERS unset)")
     assert cluster and active >= 8, (cluster, active)
@@ -273,7 +277,6 @@ def test_softmax_cluster_exchanges_agree(tmp_path):
         pytest.skip(f"backend cuda: {_status['cuda'].reason}")
     if torch.cuda.get_device_capability() < (9, 0):
         pytest.skip("thread-block clusters need sm_90+")
-    import os
     import subprocess
     import sys
     results = {}

@@ -165,6 +165,11 @@ def test_exchange_choice_changes_nothing_else():
             b = plan("H100", size, "float32", backward, exchange=1)
             assert a["exchange"] == 0 and b["exchange"] == 1
             assert {k: v for k, v in a.items() if k != "exchange"} == {k: v for k, v in b.items() if k != "exchange"}
+    d = DEVICES["H100"]
+    default = torch.ops.glo_kernels_debug.softmax_plan(4096, 262144, 4, False, d["sm_count"], d["smem_optin"],
+                                                       d["cluster_launch"], d["portable"], d["nonportable"],
+                                                       d["active"], True, 16)
+    assert default[FIELDS.index("exchange")] == 1  # mbarrier, as softmax.cu's default
     with pytest.raises(RuntimeError, match=r"glo_kernels_debug\.softmax_plan: argument 'exchange'"):
         plan("H100", 1000, "float32", False, exchange=2)
 

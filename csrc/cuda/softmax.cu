@@ -276,11 +276,16 @@ __device__ __forceinline__ T cluster_exchange(T v, int C, T* slots, uint64_t* ba
                  ::"r"(b), "r"(static_cast<unsigned>(C * sizeof(T))) : "memory");
     for (int k = 0; k < C; ++k) st_async_remote(smem_u32(&slots[rank]), v, b, k);
   }
+  // A wait that never ends would be a bug of this protocol (the blocks of a cluster run together): after kMaxPolls
+  // polls (each may suspend the thread for a while; >= 0.1 s in all) the kernel traps, an error instead of a hang.
+  constexpr unsigned kMaxPolls = 1u << 24;
   unsigned done = 0;
-  do {
+  for (unsigned polls = 0;; ++polls) {
     asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
                  " selp.u32 %0, 1, 0, p;\n}\n" : "=r"(done) : "r"(b), "r"(parity) : "memory");
-  } while (done == 0);
+    if (done != 0) break;
+    if (polls == kMaxPolls) __trap();
+  }
   T r = slots[0];
   for (int k = 1; k < C; ++k) r = op(r, slots[k]);
   return r;
@@ -1321,8 +1326,8 @@ __global__ void __launch_bounds__(kMaxBlock, 1) cluster_probe_kernel() {}
 // back into a plan, so a failed launch throws and the next call plans (and sums) exactly as before.
 //   GLO_SOFTMAX_CLUSTERS=0        no clusters (tests of the cluster-free paths)
 //   GLO_SOFTMAX_MAX_CLUSTER=N     clusters of at most N blocks (rounded down to a power of two)
-//   GLO_SOFTMAX_EXCHANGE=sync|mbarrier   how the blocks of a cluster exchange their partial results (default sync:
-//                                 cluster barriers; mbarrier: DSMEM stores with mbarriers, see cluster_exchange)
+//   GLO_SOFTMAX_EXCHANGE=sync|mbarrier   how the blocks of a cluster exchange their partial results (default
+//                                 mbarrier: DSMEM stores with mbarriers, see cluster_exchange; sync: cluster barriers)
 // Both are read when the device is first used.
 constexpr int kMaxDevices = 64;
 

@@ -70,8 +70,9 @@ struct SoftmaxDeviceProps {
 // How the C > 1 blocks of a cluster exchange their partial maxima and sums (softmax.cu, cluster_exchange):
 // kSync: cluster barriers (cluster.sync(), 2-3 per row); kMbarrier: stores into the other blocks' shared memory
 // (st.async) completing on their mbarriers, no cluster barrier in the row loop. Both combine the blocks' values in
-// rank order: the same bits. The default stays kSync until a GPU run has shown both paths' parity
-// (tests/test_cuda.py::test_softmax_cluster_exchanges_agree).
+// rank order: the same bits. The default is kMbarrier (no MEMBAR.ALL.GPU in a row loop); kSync, the simpler one, stays
+// selectable (GLO_SOFTMAX_EXCHANGE=sync), and tests/test_cuda.py::test_softmax_cluster_exchanges_agree compares both
+// bit for bit on a GPU. Neither has run on a GPU yet.
 enum class SoftmaxExchange : int { kSync = 0, kMbarrier = 1 };
 
 // Choices of path, for tests and for the environment switches of softmax.cu (GLO_SOFTMAX_CLUSTERS,
@@ -79,7 +80,7 @@ enum class SoftmaxExchange : int { kSync = 0, kMbarrier = 1 };
 struct SoftmaxPlanOptions {
   bool allow_clusters = true;
   int max_cluster = kMaxClusterLimit;  // rounded down to a power of two
-  SoftmaxExchange exchange = SoftmaxExchange::kSync;
+  SoftmaxExchange exchange = SoftmaxExchange::kMbarrier;
 };
 
 // Launch plan of a row-group kernel: G threads per row (group), C blocks per row (cluster), block and grid sizes.
@@ -120,7 +121,7 @@ struct SoftmaxPlan : RowPlan {
   int64_t smem = 0;      // dynamic shared memory per block (bytes)
   int reads = 2;         // times each input element is read from global memory
   bool nonportable = false;  // C above the portable cluster size (needs NonPortableClusterSizeAllowed)
-  SoftmaxExchange exchange = SoftmaxExchange::kSync;  // the options' choice for cached rows (used when C > 1)
+  SoftmaxExchange exchange = SoftmaxExchange::kMbarrier;  // the options' choice for cached rows (used when C > 1)
 };
 
 // Shared-memory budgets of a cached-rows block on a device: one block per SM (1024 threads) or two (512 threads).
