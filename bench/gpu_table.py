@@ -3,7 +3,7 @@
     python -m bench.gpu_table [--out DIR] [--time-limit S] [--device cpu --small]
 
 Every op x float32 / bfloat16 x forward / backward at 2^26 elements (softmax family: rows of 1k, 4k, 16k, 64k and
-256k elements, 2^26 in all), each of our backends on the device (GPU: cuda and triton) with its % of a copy moving the
+256k elements, 2^26 in all; softmax also along dim 1 of [16, 1000, 4096], the tiles path of a strided dim), each of our backends on the device (GPU: cuda and triton) with its % of a copy moving the
 same bytes, and its speedup over eager PyTorch and over torch.compile of the same eager code. Everything is timed with
 bench/report.py's machinery (report.time_case): per case and direction, our backends, eager, torch.compile and the
 copy yardstick (bench.common.copy_yardstick: the op's reads into a fresh output of the op's size) interleaved in the
@@ -38,23 +38,36 @@ from bench.report import DTYPES, _backends_for, _fmt_shape, time_case
 DIRECTIONS = ("fwd", "bwd")
 NUMEL_LOG2 = 26
 SOFTMAX_ROWS = (1024, 4096, 16384, 65536, 262144)
+# softmax along a strided dim (dim 1 of [outer, size, inner]): size 1000, inner 4096 (2^12 * 1000 * outer elements)
+STRIDED_SIZE, STRIDED_INNER_LOG2 = 1000, 12
+SMALL_STRIDED = (4, 16, 64)
 # --small (CPU smoke test): sizes that keep every op under a few ms.
 SMALL_NUMEL_LOG2 = 12
 SMALL_ROWS = (64, 256)
 
 
+def strided_shape(numel: int) -> tuple[int, int, int]:
+    """[outer, size, inner] of the strided softmax case: about numel elements (SMALL_STRIDED for tiny numel)."""
+    if numel < STRIDED_SIZE << STRIDED_INNER_LOG2:
+        return SMALL_STRIDED
+    return (max(1, round(numel / (STRIDED_SIZE << STRIDED_INNER_LOG2))), STRIDED_SIZE, 1 << STRIDED_INNER_LOG2)
+
+
 def cases(numel: int, rows, ops=None, dtypes=("float32", "bfloat16")):
-    """[(op, dtype name, shape)] in the order they run: per op (the registry's order: element-wise ops first), each
-    dtype at numel elements, at each row length for the softmax family (numel elements in all)."""
+    """[(op, dtype name, shape, dim)] in the order they run: per op (the registry's order: element-wise ops first),
+    each dtype at numel elements, at each row length for the softmax family (numel elements in all), and softmax along
+    dim 1 of strided_shape(); dim None: the op's benchmark default."""
     out = []
     for op in ALL_OPS:
         if ops and op.name not in ops:
             continue
         for dtype_name in dtypes:
             if op.family == "softmax":
-                out += [(op, dtype_name, softmax_shape(r, numel)) for r in rows]
+                out += [(op, dtype_name, softmax_shape(r, numel), None) for r in rows]
+                if op.name == "softmax":
+                    out.append((op, dtype_name, strided_shape(numel), 1))
             else:
-                out.append((op, dtype_name, sweep_shape(op, numel)))
+                out.append((op, dtype_name, sweep_shape(op, numel), None))
     return out
 
 
@@ -79,10 +92,16 @@ def row_line(r: dict, backends) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def measure(op, dtype_name, shape, backends, device, budget, with_compile) -> list[dict]:
+def _shape_label(shape, dim) -> str:
+    return _fmt_shape(shape) + ("" if dim is None else f" dim {dim}")
+
+
+def measure(op, dtype_name, shape, backends, device, budget, with_compile, dim=None) -> list[dict]:
     """One row per direction: our backends, eager, torch.compile (if with_compile) and the copy, same rounds."""
     dtype = DTYPES[dtype_name]
-    kw = op.bench_kwargs_for(shape)
+    kw = dict(op.bench_kwargs_for(shape))
+    if dim is not None:
+        kw["dim"] = dim
     x, params, dy = make_case(op, shape, dtype, device, kwargs=kw)
     providers = [(b, ours(op, b)) for b in backends] + [("eager", eager(op))]
     if with_compile:
@@ -93,7 +112,7 @@ def measure(op, dtype_name, shape, backends, device, budget, with_compile) -> li
         nbytes = min_bytes(op, d, x.numel(), x.element_size())
         t_copy, t_eager = times[("copy", d)], times[("eager", d)]
         t_comp = times.get(("compile", d))
-        r = {"op": op.name, "dtype": dtype_name, "shape": _fmt_shape(shape), "numel": x.numel(), "direction": d,
+        r = {"op": op.name, "dtype": dtype_name, "shape": _shape_label(shape, dim), "numel": x.numel(), "direction": d,
              "min_bytes": nbytes, "copy_kernel": yard[d][1], "copy_ms": t_copy * 1e3, "eager_ms": t_eager * 1e3,
              "compile_ms": None if t_comp is None else t_comp * 1e3}
         for b in backends:
@@ -145,22 +164,22 @@ def main(argv=None) -> int:
     print("\n".join(lines), flush=True)
     records = []
     md_path, csv_path = os.path.join(out_dir, "gpu_table.md"), os.path.join(out_dir, "gpu_table.csv")
-    for op, dtype_name, shape in plan:
+    for op, dtype_name, shape, dim in plan:
         elapsed = time.perf_counter() - t0
         with_compile = args.compile and elapsed < args.compile_until * args.time_limit
         try:
             try:
-                recs = measure(op, dtype_name, shape, backends, device, budget, with_compile)
+                recs = measure(op, dtype_name, shape, backends, device, budget, with_compile, dim)
             except Exception as e:  # noqa: BLE001 - torch.compile failing must not cost the row: again without it
                 if not with_compile:
                     raise
-                print(f"(torch.compile of {op.name} {dtype_name} {_fmt_shape(shape)} failed: {type(e).__name__}; "
-                      "timed without it)", flush=True)
-                recs = measure(op, dtype_name, shape, backends, device, budget, False)
+                print(f"(torch.compile of {op.name} {dtype_name} {_shape_label(shape, dim)} failed: "
+                      f"{type(e).__name__}; timed without it)", flush=True)
+                recs = measure(op, dtype_name, shape, backends, device, budget, False, dim)
         except Exception as e:  # noqa: BLE001 - one failing case must not hide the rest of the table
-            print(f"| {op.name} | {dtype_name} | {_fmt_shape(shape)} | FAILED: {type(e).__name__}: "
+            print(f"| {op.name} | {dtype_name} | {_shape_label(shape, dim)} | FAILED: {type(e).__name__}: "
                   f"{str(e).splitlines()[0][:200] if str(e) else ''} |", flush=True)
-            lines.append(f"| {op.name} | {dtype_name} | {_fmt_shape(shape)} | FAILED: {type(e).__name__} |")
+            lines.append(f"| {op.name} | {dtype_name} | {_shape_label(shape, dim)} | FAILED: {type(e).__name__} |")
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             continue

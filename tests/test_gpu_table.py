@@ -22,17 +22,21 @@ from bench import gpu_table
 
 def test_plan_covers_every_op_dtype_and_row_length_at_2_26():
     plan = gpu_table.cases(1 << 26, gpu_table.SOFTMAX_ROWS)
-    seen = {(op.name, d) for op, d, _ in plan}
+    seen = {(op.name, d) for op, d, *_ in plan}
     assert seen == {(op.name, d) for op in ALL_OPS for d in ("float32", "bfloat16")}
-    for op, d, shape in plan:
+    for op, d, shape, dim in plan:
         n = 1
         for s in shape:
             n *= s
-        assert n == 1 << 26, (op.name, shape)
+        if dim is None:
+            assert n == 1 << 26, (op.name, shape)
+        else:  # softmax along dim 1 of [16, 1000, 4096]: a strided dim, within 3% of 2^26 elements
+            assert op.name == "softmax" and dim == 1 and shape == (16, 1000, 4096), (op.name, shape, dim)
     for op in ALL_OPS:
         if op.family == "softmax":
-            rows = sorted(shape[-1] for o, d, shape in plan if o is op and d == "float32")
+            rows = sorted(shape[-1] for o, d, shape, dim in plan if o is op and d == "float32" and dim is None)
             assert rows == [1024, 4096, 16384, 65536, 262144], op.name
+    assert sum(dim is not None for *_, dim in plan) == 2  # softmax float32 and bfloat16
 
 
 def test_small_cpu_run_prints_the_table_first(tmp_path):
@@ -52,8 +56,11 @@ def test_small_cpu_run_prints_the_table_first(tmp_path):
     got = {(r_["op"], r_["dtype"], None, r_["direction"]) for r_ in recs if r_["op"] in ("relu", "prelu", "maxout")}
     assert got == want
     for name in ("softmax", "distillation_loss"):  # one row per row length, dtype and direction
-        assert {(r_["shape"].split("x")[-1], r_["dtype"], r_["direction"]) for r_ in recs if r_["op"] == name} == {
+        assert {(r_["shape"].split("x")[-1], r_["dtype"], r_["direction"]) for r_ in recs
+                if r_["op"] == name and "dim" not in r_["shape"]} == {
             (str(n), d, dr) for n in gpu_table.SMALL_ROWS for d in ("float32", "bfloat16") for dr in ("fwd", "bwd")}
+    assert {(r_["shape"], r_["dtype"], r_["direction"]) for r_ in recs if "dim" in r_["shape"]} == {
+        ("4x16x64 dim 1", d, dr) for d in ("float32", "bfloat16") for dr in ("fwd", "bwd")}
     assert len(table) == len(recs)
     for rec in recs:
         assert int(rec["numel"]) == 1 << gpu_table.SMALL_NUMEL_LOG2
