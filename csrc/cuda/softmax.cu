@@ -905,6 +905,27 @@ __device__ __forceinline__ void tile_reduce(T (&v)[N], T* red, int W, int w, Op 
   __syncthreads();  // red is rewritten by the next call
 }
 
+// A thread's place in the tiles of a block: lane w of W along inner, r of R = kThreads / W along the dim; item
+// (o, t) gives its chunks' first column c, the first of its rows j0 (size for a lane past inner: no rows) and the
+// offset of x[o] (row j at slab + j * inner).
+struct TileLane {
+  int w, r, R;
+  int64_t ntiles;  // tiles per x[o]
+  int c = 0, j0 = 0;
+  int64_t slab = 0;
+  __device__ __forceinline__ TileLane(int W, int inner, int vec)
+      : w(static_cast<int>(threadIdx.x) % W),
+        r(static_cast<int>(threadIdx.x) / W),
+        R(kThreads / W),
+        ntiles(ceil_div_dev(inner, static_cast<int64_t>(W) * vec)) {}
+  __device__ __forceinline__ void at(int64_t item, int W, int vec, int size, int inner) {
+    const int64_t o = idiv(item, ntiles);
+    c = static_cast<int>((item - o * ntiles) * W * vec) + w * vec;
+    j0 = c < inner ? r : size;
+    slab = o * size * static_cast<int64_t>(inner);
+  }
+};
+
 // The chunk of row j at column c (c < inner) into slot dst: one 16-byte cp.async (vec), or VEC scalar loads with
 // the columns past inner set to pad.
 template <typename scalar_t>
@@ -936,49 +957,42 @@ __global__ void __launch_bounds__(kThreads) softmax_tiles_forward_kernel(
   __shared__ T red[VEC * kThreads];
   V* tile = reinterpret_cast<V*>(dyn_smem);
   const T inv_t = temp.get();
-  const int w = static_cast<int>(threadIdx.x) % W;
-  const int r = static_cast<int>(threadIdx.x) / W;
-  const int R = kThreads / W;
   const scalar_t pad = static_cast<scalar_t>(Lim<T>::neg_inf());
-  const int64_t ntiles = ceil_div_dev(inner, static_cast<int64_t>(W) * VEC);
-  const int64_t items = outer * ntiles;
-  for (int64_t item = blockIdx.x; item < items; item += gridDim.x) {
-    const int64_t o = idiv(item, ntiles);
-    const int c = static_cast<int>((item - o * ntiles) * W * VEC) + w * VEC;  // first column of the lane's chunks
-    const int j0 = c < inner ? r : size;                                       // no rows for a lane past inner
-    const int64_t slab = o * size * static_cast<int64_t>(inner);  // x[o] and y[o]; row j at slab + j * inner
-    for (int j = j0; j < size; j += R) {
-      load_tile_chunk(tile + j * W + w, x + slab + int64_t{j} * inner + c, inner, c, vec, pad);
+  TileLane L(W, inner, VEC);
+  for (int64_t item = blockIdx.x; item < outer * L.ntiles; item += gridDim.x) {
+    L.at(item, W, VEC, size, inner);
+    for (int j = L.j0; j < size; j += L.R) {
+      load_tile_chunk(tile + j * W + L.w, x + L.slab + int64_t{j} * inner + L.c, inner, L.c, vec, pad);
     }
     cp_async_wait_all();
     T m[VEC];
 #pragma unroll
     for (int k = 0; k < VEC; ++k) m[k] = Lim<T>::neg_inf();
-    for (int j = j0; j < size; j += R) {
-      const V v = tile[j * W + w];
+    for (int j = L.j0; j < size; j += L.R) {
+      const V v = tile[j * W + L.w];
 #pragma unroll
       for (int k = 0; k < VEC; ++k) m[k] = gmax(m[k], static_cast<T>(v.val[k]));
     }
-    tile_reduce(m, red, W, w, MaxOp());
+    tile_reduce(m, red, W, L.w, MaxOp());
     T s[VEC];
 #pragma unroll
     for (int k = 0; k < VEC; ++k) {
       m[k] = m[k] + T(0);  // one sign for +-0
       s[k] = 0;
     }
-    for (int j = j0; j < size; j += R) {
-      const V v = tile[j * W + w];
+    for (int j = L.j0; j < size; j += L.R) {
+      const V v = tile[j * W + L.w];
 #pragma unroll
       for (int k = 0; k < VEC; ++k) s[k] += gexp((static_cast<T>(v.val[k]) - m[k]) * inv_t);
     }
-    tile_reduce(s, red, W, w, SumOp());
+    tile_reduce(s, red, W, L.w, SumOp());
     // log: y = (x - m) inv_t - log(s); else y = exp((x - m) inv_t) * (1 / s)
     T shift[VEC];
 #pragma unroll
     for (int k = 0; k < VEC; ++k) shift[k] = log ? glog(s[k]) : T(1) / s[k];
-    for (int j = j0; j < size; j += R) {
-      const V v = tile[j * W + w];
-      write_chunk<out_t, VEC>(y + slab + int64_t{j} * inner, inner, c, vec, [&](int k) {
+    for (int j = L.j0; j < size; j += L.R) {
+      const V v = tile[j * W + L.w];
+      write_chunk<out_t, VEC>(y + L.slab + int64_t{j} * inner, inner, L.c, vec, [&](int k) {
         const T d = (static_cast<T>(v.val[k]) - m[k]) * inv_t;
         return static_cast<out_t>(log ? d - shift[k] : gexp(d) * shift[k]);
       });
@@ -1005,39 +1019,32 @@ __global__ void __launch_bounds__(kThreads) softmax_tiles_backward_kernel(
   V* gt = reinterpret_cast<V*>(dyn_smem);
   V* yt = gt + static_cast<int64_t>(size) * W;
   const T inv_t = temp.get();
-  const int w = static_cast<int>(threadIdx.x) % W;
-  const int r = static_cast<int>(threadIdx.x) / W;
-  const int R = kThreads / W;
   const scalar_t zero = static_cast<scalar_t>(T(0));
-  const int64_t ntiles = ceil_div_dev(inner, static_cast<int64_t>(W) * VEC);
-  const int64_t items = outer * ntiles;
-  for (int64_t item = blockIdx.x; item < items; item += gridDim.x) {
-    const int64_t o = idiv(item, ntiles);
-    const int c = static_cast<int>((item - o * ntiles) * W * VEC) + w * VEC;
-    const int j0 = c < inner ? r : size;
-    const int64_t slab = o * size * static_cast<int64_t>(inner);
-    for (int j = j0; j < size; j += R) {
-      const int64_t e = slab + int64_t{j} * inner + c;
-      load_tile_chunk(gt + j * W + w, grad + e, inner, c, vec, zero);
-      load_tile_chunk(yt + j * W + w, y + e, inner, c, vec, zero);
+  TileLane L(W, inner, VEC);
+  for (int64_t item = blockIdx.x; item < outer * L.ntiles; item += gridDim.x) {
+    L.at(item, W, VEC, size, inner);
+    for (int j = L.j0; j < size; j += L.R) {
+      const int64_t e = L.slab + int64_t{j} * inner + L.c;
+      load_tile_chunk(gt + j * W + L.w, grad + e, inner, L.c, vec, zero);
+      load_tile_chunk(yt + j * W + L.w, y + e, inner, L.c, vec, zero);
     }
     cp_async_wait_all();
     T acc[VEC];
 #pragma unroll
     for (int k = 0; k < VEC; ++k) acc[k] = 0;
-    for (int j = j0; j < size; j += R) {
-      const V gv = gt[j * W + w];
-      const V yv = yt[j * W + w];
+    for (int j = L.j0; j < size; j += L.R) {
+      const V gv = gt[j * W + L.w];
+      const V yv = yt[j * W + L.w];
 #pragma unroll
       for (int k = 0; k < VEC; ++k) {
         const T dy = static_cast<T>(gv.val[k]);
         acc[k] += log ? dy : dy * static_cast<T>(yv.val[k]);
       }
     }
-    tile_reduce(acc, red, W, w, SumOp());
-    for (int j = j0; j < size; j += R) {
-      const V gv = gt[j * W + w];
-      const V yv = yt[j * W + w];
+    tile_reduce(acc, red, W, L.w, SumOp());
+    for (int j = L.j0; j < size; j += L.R) {
+      const V gv = gt[j * W + L.w];
+      const V yv = yt[j * W + L.w];
       dx_t out[VEC];
 #pragma unroll
       for (int k = 0; k < VEC; ++k) {
@@ -1045,7 +1052,7 @@ __global__ void __launch_bounds__(kThreads) softmax_tiles_backward_kernel(
         const T yy = static_cast<T>(yv.val[k]);
         out[k] = static_cast<dx_t>(log ? (dy - gexp(yy) * acc[k]) * inv_t : yy * (dy - acc[k]) * inv_t);
       }
-      store_chunk(dx + slab + int64_t{j} * inner, out, inner, c, vec);
+      store_chunk(dx + L.slab + int64_t{j} * inner, out, inner, L.c, vec);
     }
   }
 }
