@@ -1,5 +1,6 @@
 """GPU-only checks of the CUDA and Triton kernels against the CPU kernels: sizes and alignments that exercise the
-vector paths and tails, the PReLU reduction geometries, determinism. Skipped (with the reason) without a GPU."""
+vector paths and tails, the PReLU reduction geometries, determinism; the 16-bit CUDA kernels' fast device math
+against float64 over every 16-bit input. Skipped (with the reason) without a GPU."""
 import os
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 
 import glo_kernels
 from glo_kernels._registry import OPS
+from helpers import EPS
 
 _status = glo_kernels.available_backends()
 pytestmark = [
@@ -18,6 +20,36 @@ GPU_BACKENDS = [
     for name in ("cuda", "triton")
 ]
 DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.float64]
+
+
+SIXTEEN = (torch.bfloat16, torch.float16)
+U32 = 2.0**-24  # float's unit roundoff: the 16-bit kernels compute in float
+
+
+def _ordered(t: torch.Tensor) -> torch.Tensor:
+    """16-bit values as integers in the order of the values: ulps apart = their difference (-0.0 and 0.0 both 0)."""
+    b = t.view(torch.int16).int()
+    return torch.where(b < 0, -(b & 0x7FFF), b)
+
+
+def _assert_matches_cpu(op, out, ref, what):
+    """CUDA / Triton against the CPU kernels: bit for bit for the ops without transcendentals; for the others (exp,
+    expm1, tanh are other implementations, within the op table's ulps of the exact value each, OpSpec.ulps; the
+    16-bit CUDA kernels use their fast16 device math, activations.h): within twice that of each other in
+    float32 / float64, and in 16 bits the same value or an adjacent one (each is one of the two 16-bit neighbours of
+    the exact value: both are within 1e-6 of it, far below a 16-bit ulp)."""
+    if op.exact:
+        torch.testing.assert_close(out, ref, rtol=0, atol=0, equal_nan=True, msg=what)
+        return
+    assert torch.equal(torch.isnan(out), torch.isnan(ref)), f"{what}: NaN positions differ"
+    if out.dtype in SIXTEEN:
+        num = ~torch.isnan(ref)
+        d = (_ordered(out[num]) - _ordered(ref[num])).abs()
+        assert d.numel() == 0 or d.max() <= 1, f"{what}: {int(d.max())} ulp apart"
+        return
+    rel = 2 * op.ulps * EPS[out.dtype] * 1.01
+    torch.testing.assert_close(out, ref, rtol=rel, atol=rel * torch.finfo(out.dtype).smallest_normal,
+                               equal_nan=True, msg=what)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -37,7 +69,7 @@ def test_elementwise_matches_cpu(backend, n, offset, dtype):
                     ref = op.fn(x_cpu, *params, **kwargs)
                 with glo_kernels.use_backend(backend):
                     out = op.fn(x, *[p.cuda() for p in params], **kwargs)
-                torch.testing.assert_close(out.cpu(), ref, rtol=0, atol=0, equal_nan=True)
+                _assert_matches_cpu(op, out.cpu(), ref, f"{op.name}[{backend}, {dtype}, n={n}, {kwargs}]")
     # masks bit for bit, forward and in place
     ns = glo_kernels.backends.op_namespace(backend)
     y, mask = ns.relu(x, True)
@@ -83,6 +115,87 @@ def test_second_gpu_and_current_stream(backend):
         y = glo_kernels.relu(x)
     assert y.device == x.device
     torch.testing.assert_close(y.cpu(), torch.relu(x.cpu()))
+
+
+# ---- the 16-bit CUDA kernels' fast device math (glo::fast16, csrc/include/glo/activations.h) ----
+# Relative error bounds of the float result, before its rounding to 16 bits, derived from the header's (u = 2^-24;
+# an approximation within 2 ulp is within 4u relative, 1 ulp 2u):
+#  ELU forward, x < 0: fast16 expm1 (<= 7.5e-7) times alpha (alpha's rounding to float, the product: 2u); x >= 0: x.
+#  ELU backward (from x), x <= 0: dy alpha expf(x): expf 4u, alpha u, two products 2u; x > 0: dy.
+#  sigmoid forward: e = expf(-|x|) 4u; 1 / (1 + e) by rcp.approx: the sum u, rcp 2u, e's error through it
+#    e / (1 + e) 4u <= 2u: 5u; x < 0: e times that, 4u + 5u + u = 10u.
+#  sigmoid backward (from the 16-bit y): dy (1 - y) y, three roundings: 3u.
+#  PELU forward (a, b > 0), x < 0: a expm1(u) with u = x * fl(1/b), off x / b by 2u relative, which moves expm1 by
+#    2u |u| e^u / |expm1(u)| <= 2u: 7.5e-7 + 2u + the product u; x >= 0: fl(a / b) x: 2u.
+#  PELU dx, x < 0: fl(a / b) E dy, E = expf(u): 4u, and u's 2u relative error scaled by |u| in E: 2u |u|; the
+#    quotient and two products 3u; x >= 0: fl(a / b) dy: 2u.
+# A kernel result that is not the float64 result's rounding must then be the other 16-bit neighbour, with the
+# float64 result within that bound of their midpoint (a rounding tie): checked element by element.
+_FAST16_EXPM1 = 7.5e-7  # fast16 expm1 on x < 0 (activations.h), the larger of its two ranges' bounds
+_TWO_POW = {torch.float16: 65536.0, torch.bfloat16: 2.0**128}  # the power of 2 just past the largest finite value
+
+
+def _within_one_ulp(ours, y64, rel, what):
+    """ours (16-bit) is the 16-bit rounding of y64 (float64), or the neighbour across a tie that y64 lies within
+    rel * |y64| of; NaN where y64 is NaN, and zeros of y64's sign."""
+    ours, y64 = ours.cpu(), y64.cpu()
+    nan = torch.isnan(y64)
+    assert torch.equal(torch.isnan(ours), nan), f"{what}: NaN positions differ"
+    o, y, rel = ours[~nan], y64[~nan], rel.cpu().expand_as(y64)[~nan]
+    r = y.to(ours.dtype)
+    d = (_ordered(o) - _ordered(r)).abs()
+    worst = int(d.argmax()) if d.numel() else 0
+    assert d.numel() == 0 or d.max() <= 1, f"{what}: {int(d.max())} ulp off at {y[worst].item()!r}"
+    zeros = (o == 0) & (r == 0)
+    assert torch.equal(o[zeros].signbit(), r[zeros].signbit()), f"{what}: sign of a zero"
+    off = d == 1
+    big = _TWO_POW[ours.dtype]
+    od = torch.where(o.isinf(), big * o.sign().double(), o.double())
+    rd = torch.where(r.isinf(), big * r.sign().double(), r.double())
+    gap = ((y - (od + rd) / 2).abs() / y.abs())[off]
+    bad = gap > rel[off]
+    assert not bad.any(), (f"{what}: {int(bad.sum())} of {int(off.sum())} results across a tie farther than the "
+                           f"bound, e.g. {y[off][bad][0].item()!r}")
+
+
+@pytest.mark.skipif(not _status["cuda"].available, reason=f"backend cuda: {_status['cuda'].reason}")
+@pytest.mark.parametrize("dtype", SIXTEEN, ids=str)
+def test_fast16_math_within_one_ulp_of_float64(dtype):
+    """ELU, sigmoid and PELU forward and input gradient of the 16-bit CUDA kernels over every 16-bit input x (NaNs,
+    infinities, subnormals, -0.0 included): the rounding of the float64 result, or its neighbour where the float64
+    result lies within the derived bound (above) of a tie."""
+    ops = torch.ops.glo_kernels
+    x = torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16).view(dtype)
+    gen = torch.Generator().manual_seed(0)
+    dy = (torch.randn(x.shape, generator=gen) * 3).to(dtype)
+    x64, dy64 = x.double(), dy.double()
+    xc, dyc = x.cuda(), dy.cuda()
+    neg = x64 < 0
+    zero = torch.zeros_like(x64)
+    for alpha in (1.0, 0.7):
+        y64 = torch.nn.functional.elu(x64, alpha)
+        _within_one_ulp(ops.elu(xc, alpha), y64, torch.where(neg, _FAST16_EXPM1 + 2 * U32, zero),
+                        f"elu[{dtype}, alpha={alpha}]")
+        g64 = torch.where(x64 > 0, dy64, dy64 * alpha * x64.exp())
+        _within_one_ulp(ops.elu_backward(dyc, xc, alpha, False), g64, torch.where(x64 > 0, zero, zero + 7 * U32),
+                        f"elu_backward[{dtype}, alpha={alpha}]")
+    y64 = torch.sigmoid(x64)
+    y = ops.sigmoid(xc)
+    _within_one_ulp(y, y64, torch.where(neg, zero + 10 * U32, zero + 5 * U32), f"sigmoid[{dtype}]")
+    ys = y.cpu().double()  # the backward reads the saved 16-bit output
+    _within_one_ulp(ops.sigmoid_backward(dyc, y), dy64 * (1 - ys) * ys, zero + 3 * U32, f"sigmoid_backward[{dtype}]")
+    for a_, b_ in ((1.3, 0.6), (0.25, 1.75), (2.0, 0.2)):
+        a, b = torch.tensor([a_], dtype=dtype), torch.tensor([b_], dtype=dtype)
+        a64, b64 = a.double(), b.double()
+        u64 = x64 / b64
+        what = f"[{dtype}, a={a.item()}, b={b.item()}]"
+        y64 = torch.where(x64 >= 0, a64 / b64 * x64, a64 * torch.expm1(u64))
+        _within_one_ulp(ops.pelu(xc, a.cuda(), b.cuda()), y64,
+                        torch.where(neg, zero + _FAST16_EXPM1 + 3 * U32, zero + 2 * U32), f"pelu{what}")
+        dx, _, _ = ops.pelu_backward(dyc, xc, a.cuda(), b.cuda())
+        g64 = torch.where(x64 >= 0, a64 / b64 * dy64, a64 / b64 * u64.exp() * dy64)
+        rel = torch.where(neg, 7 * U32 + 2 * U32 * u64.abs().nan_to_num(0.0, 0.0, 0.0), zero + 2 * U32)
+        _within_one_ulp(dx, g64, rel, f"pelu_backward dx{what}")
 
 
 # ---- softmax family: every launch plan of the CUDA and Triton kernels (row lengths around each threshold) ----

@@ -118,6 +118,123 @@ GLO_HD double gexpm1(double x) { return ::expm1(x); }
 GLO_HD double gtanh(double x) { return ::tanh(x); }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Device math for 16-bit storage ("fast16"). A bfloat16 / float16 result keeps 8 / 11 significant bits, so its float
+// opmath need not be within 2 ulp of float: CUDA's expm1f (about 27 instructions) and the IEEE divide (about 10, and
+// a slow-path branch) cost the 16-bit kernels half of their H100 issue budget (bench/sass_report.py). The functors
+// with a `Fast` template parameter (ELU, Sigmoid, PELU) use, when Fast is true AND in device code, the functions
+// below instead; the CUDA dispatch makes them Fast for Half / BFloat16 storage only (fast16_variant, at the end of
+// this header; device_functor in cuda/activations.cu). Float32 and float64 kernels, the CPU loops (host code: Fast
+// changes nothing there) and exp itself (CUDA's expf: 8 instructions, within 2 ulp, subnormal results right) keep
+// the full-accuracy path. The Triton kernels and the reference do not mirror this: it is an implementation choice
+// of the CUDA kernels, within the accuracy the 16-bit results need.
+//
+// Accuracy (relative error of the float result before its rounding to 16 bits; u = 2^-24, a float ulp <= 2u |y|):
+//  * rcp(d), d in [1, 2] (sigmoid's 1 / (1 + e)): PTX rcp.approx.ftz.f32, within 1 ulp over its whole range (PTX
+//    ISA, rcp.approx): <= 2u = 1.2e-7. No subnormal or special operand arises on [1, 2]; NaN gives NaN. Sigmoid:
+//    1 / (1 + e) <= 5u (the sum, rcp, e's 2 ulp through it), e / (1 + e) <= 10u = 6e-7.
+//  * expm1_from_exp(x, e), e an approximation of exp(x) with relative error <= eps_e:
+//      |x| < kExpm1Poly (0.3): x (1 + x q(x)), q a degree-3 minimax fit of (expm1(x) - x) / x^2 on [-0.3, 0.3].
+//        Relative error: the fit, with its float coefficients, 2.2e-7 (in exact arithmetic, over a dense sweep);
+//        its evaluation, 4 FMAs and a product (each rounding u relative, the inner ones scaled by |x| <= 0.3,
+//        over p = 1 + x q >= 0.86): <= 2.6u = 1.5e-7. Together <= 3.8e-7 (tests/test_accuracy.py::
+//        test_fast16_expm1_host_sweep, the host build of this code: 3.3e-7 reached). -0.0 gives -0.0.
+//      otherwise: e - 1. Its relative error is eps_e e / |e - 1| (+ u where e - 1 rounds: e < 1/2 or e > 2), largest
+//        at the threshold: e / (1 - e) = 2.86 at x = -0.3, e / (e - 1) = 3.86 at x = 0.3, <= 1 for x <= -ln 2.
+//        NaN gives NaN, -inf -1, +inf +inf.
+//  * expm1(x) = expm1_from_exp(x, ex2.approx.ftz(fl(x log2 e))): ex2.approx is within 2 ulp (2^-22 relative; CUDA
+//    Programming Guide: __expf, which is ex2.approx of x log2 e, is within 2 + floor(|1.173 x|) ulp); fl(x log2 e)
+//    rounds the argument by |x| 1.05e-7 (the product's rounding and log2 e's own in float), which makes 2^t off by
+//    |x| 7.3e-8 relative: eps_e = 2.4e-7 + 7.3e-8 |x|. Flushing a subnormal e (x < -87.3) to 0 changes nothing:
+//    e - 1 rounds to -1 either way. So, relative error of expm1(x):
+//      x <= -0.3 (what ELU and PELU, with b > 0, use):  <= 7.5e-7;
+//      |x| < 0.3:                                        <= 3.8e-7;
+//      x >= 0.3:                                         <= 1.0e-6 + 7.3e-8 x (1.8e-6 at float16's largest
+//        argument, 11.1; 7.5e-6 at float's, 88.7: far below a bfloat16 ulp, 2^-8).
+//    ELU's forward multiplies by alpha (rounded to float: u) and rounds the product (u): <= 8.7e-7 on x < 0.
+//  * PELU's backward has E = exp(u) (expf, 2 ulp: eps_e = 2^-22) and takes expm1(u) = expm1_from_exp(u, E):
+//    <= 6.8e-7 for u <= -0.3, 9.2e-7 for u >= 0.3, 3.8e-7 between.
+// Every one of these is below 1e-6 where the ops use it, under 2^-8 (bfloat16) and 2^-11 (float16) by factors of
+// 4000 and 500: a 16-bit result is the correctly rounded value of the float64 result except when that lies within
+// 1e-6 relative of a rounding tie, and is never more than 1 ulp (16-bit) from it.
+namespace fast16 {
+
+constexpr float kExpm1Poly = 0.3f;  // |x| below this: the polynomial; above: e - 1
+
+GLO_HD float expm1_from_exp(float x, float e) {
+  // __builtin_fmaf: FFMA on the device; on the host (only tests/test_accuracy.py's harness runs this there) libm's
+  // exact fmaf, so that the host sweep evaluates what the device does.
+  float p = 8.33698176e-3f;
+  p = __builtin_fmaf(p, x, 4.18212153e-2f);
+  p = __builtin_fmaf(p, x, 1.66667581e-1f);
+  p = __builtin_fmaf(p, x, 4.99996632e-1f);
+  p = __builtin_fmaf(p, x, 1.0f);
+  const float small = p * x;  // x (1 + x q(x)): the sign of a zero x is kept
+  const float big = e - 1.0f;
+  return __builtin_fabsf(x) < kExpm1Poly ? small : big;  // NaN: big, NaN
+}
+
+#if defined(__CUDA_ARCH__)
+__device__ __forceinline__ float ex2_approx_ftz(float t) {
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(t));
+  return r;
+}
+
+__device__ __forceinline__ float rcp_approx_ftz(float d) {
+  float r;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(d));
+  return r;
+}
+
+__device__ __forceinline__ float expm1(float x) { return expm1_from_exp(x, ex2_approx_ftz(x * 1.44269504f)); }
+#endif
+
+}  // namespace fast16
+
+// What a functor's Fast parameter selects: the fast16 functions in device code for float when Fast, else the
+// full-accuracy ones (host code, double, Fast = false: the same code as before Fast existed).
+template <bool Fast>
+GLO_HD float fexpm1(float x) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (Fast) return fast16::expm1(x);
+  else
+#endif
+    return gexpm1(x);
+}
+template <bool Fast>
+GLO_HD double fexpm1(double x) {
+  return gexpm1(x);
+}
+
+// expm1(x) where e = gexp(x) is already computed.
+template <bool Fast>
+GLO_HD float fexpm1_given_exp(float x, [[maybe_unused]] float e) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (Fast) return fast16::expm1_from_exp(x, e);
+  else
+#endif
+    return gexpm1(x);
+}
+template <bool Fast>
+GLO_HD double fexpm1_given_exp(double x, double) {
+  return gexpm1(x);
+}
+
+// 1 / d for d in [1, 2].
+template <bool Fast>
+GLO_HD float frcp12(float d) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (Fast) return fast16::rcp_approx_ftz(d);
+  else
+#endif
+    return 1.0f / d;
+}
+template <bool Fast>
+GLO_HD double frcp12(double d) {
+  return 1.0 / d;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Activations whose backward needs only one bit per element ("keep": does the gradient pass with slope 1?).
 // forward(x) -> y; keep(x) -> bit saved for backward; backward(dy, bit) -> dx.
 // ---------------------------------------------------------------------------------------------------------------
@@ -158,11 +275,11 @@ struct LeakyReLU {
 // ELU (Clevert et al. 2016): y = x for x >= 0 (and -0.0, NaN), alpha * expm1(x) for x < 0 (as torch's ELU kernel).
 // Backward from the input: dx = dy for x > 0, dy * alpha * exp(x) otherwise (at 0 too, as torch; a NaN input gives a
 // NaN gradient, as torch's vectorized CPU loop — its scalar tail passes dy instead).
-template <typename T>
+template <typename T, bool Fast = false>  // Fast: 16-bit storage on the device (see fast16 above)
 struct ELU {
   T alpha;
   GLO_HD T forward(T x) const {
-    const T neg = gexpm1(x) * alpha;
+    const T neg = fexpm1<Fast>(x) * alpha;
     return x < T(0) ? neg : x;
   }
   GLO_HD T backward(T dy, T x) const {
@@ -186,11 +303,11 @@ struct ELUFromResult {
 // Logistic sigmoid: y = 1 / (1 + exp(-x)), computed as e / (1 + e) with e = exp(x) for x < 0 so that tiny results
 // keep their precision (PyTorch's float kernel flushes sigmoid(x) to 0 below x = -88.7); one division. Backward from the output:
 // dx = dy * (1 - y) * y (torch's order).
-template <typename T>
+template <typename T, bool Fast = false>  // Fast: 16-bit storage on the device (see fast16 above)
 struct Sigmoid {
   GLO_HD T forward(T x) const {
     const T e = gexp(x < T(0) ? x : -x);  // exp(-|x|), NaN stays NaN
-    const T pos = T(1) / (T(1) + e);
+    const T pos = frcp12<Fast>(T(1) + e);  // 1 / (1 + e), 1 + e in [1, 2]
     const T neg = e * pos;
     return x < T(0) ? neg : pos;
   }
@@ -240,7 +357,7 @@ struct PReLU {
 // rounding of the reciprocal, one of the product) and no division.
 // Only the selected side is used, so a huge positive x gives finite gradients (the torch.where composite gives NaN
 // there: its unselected exp side overflows and 0 * inf leaks into the gradient).
-template <typename T>
+template <typename T, bool Fast = false>  // Fast: 16-bit storage on the device (see fast16 above)
 struct PELU {
   static constexpr int kParams = 2;
   static constexpr int kConsts = 3;  // a/b, 1/b, a
@@ -251,7 +368,7 @@ struct PELU {
   }
   GLO_HD T forward(T x, const T* k) const {
     const T pos = k[0] * x;
-    const T neg = k[2] * gexpm1(x * k[1]);
+    const T neg = k[2] * fexpm1<Fast>(x * k[1]);
     return x >= T(0) ? pos : neg;
   }
   GLO_HD T backward(T x, T dy, const T* k, T* dp) const {
@@ -260,13 +377,20 @@ struct PELU {
     const bool pos = x >= T(0);
     // E = exp(u) itself, not 1 + expm1(u): for u << 0 the sum's rounding (up to half an ulp of 1) would be larger
     // than E, and dx = r E dy would lose all its relative accuracy (u = -17: E = 4e-8 in float32).
-    const T e_dy = dy * gexp(u);
+    const T e = gexp(u);
+    const T e_dy = dy * e;
     const T ge = pos ? dy : e_dy;  // E dy
-    const T neg_da = gexpm1(u) * dy;
+    const T neg_da = fexpm1_given_exp<Fast>(u, e) * dy;
     const T pos_da = u * dy;
     dp[0] = pos ? pos_da : neg_da;
-    dp[1] = -(r * u) * ge;
-    return r * ge;
+    if constexpr (Fast) {  // -u (r E dy): one product fewer per element than -(r u) (E dy), the same two roundings
+      const T dx = r * ge;
+      dp[1] = -u * dx;
+      return dx;
+    } else {
+      dp[1] = -(r * u) * ge;
+      return r * ge;
+    }
   }
 };
 
@@ -312,5 +436,26 @@ struct ChannelGeometry {
   int64_t channels;
   int64_t inner;
 };
+
+// ---------------------------------------------------------------------------------------------------------------
+// fast16_variant(f): the functor the CUDA kernels use for 16-bit storage: f's Fast variant where it has one (ELU,
+// Sigmoid, PELU), f itself otherwise.
+// ---------------------------------------------------------------------------------------------------------------
+template <class F>
+GLO_HD F fast16_variant(const F& f) {
+  return f;
+}
+template <typename T>
+GLO_HD ELU<T, true> fast16_variant(const ELU<T, false>& f) {
+  return {f.alpha};
+}
+template <typename T>
+GLO_HD Sigmoid<T, true> fast16_variant(const Sigmoid<T, false>&) {
+  return {};
+}
+template <typename T>
+GLO_HD PELU<T, true> fast16_variant(const PELU<T, false>&) {
+  return {};
+}
 
 }  // namespace glo
