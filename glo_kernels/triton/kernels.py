@@ -80,6 +80,7 @@ CHANNEL_TILE = 4096  # elements per program (NB * CB * SB, at most)
 CHANNEL_RUN = 64  # contiguous elements a tile's row should at least span when inner is short
 CHANNEL_MIN_SB = 32  # smallest tile along inner considered when inner is long (> 32)
 CHANNEL_NUM_WARPS = 8
+CONSTANTS_BLOCK = 1024  # parameter elements per program of _pelu_constants_kernel
 # Second pass of the parameter gradients: [RB, CB] tiles of a [rows, channels] partial buffer.
 REDUCE_TILE = 4096
 REDUCE_MAX_CB = 1024
@@ -311,8 +312,10 @@ def _unary_backward_kernel(g_ptr, s_ptr, dx_ptr, numel, alpha: tl.float64, size_
 
 # ---------------------------------------------------------------------------------------------------------------
 # Activations with learned per-channel parameters: PReLU<T> (1 parameter) and PELU<T> (2) of activations.h, one
-# forward and one backward kernel for both (tl.constexpr OP; NP parameter pointers p0, p1 and, in the backward, NP
-# partial buffers q0, q1). x is seen as [N, C, S] (outer, channels, inner); program p handles the tile
+# forward and one backward kernel for both (tl.constexpr OP; in the backward, NP partial buffers q0, q1). The
+# parameters arrive as their per-channel constants k, rows of a [KC, C] tensor prepared once per call on the host
+# (channel_constants, as the functors' prepare): PReLU's weight itself (KC = 1, in x's dtype); PELU's
+# (a, a / b, 1 / b) in opmath (KC = 3), so that no element pays a division. x is seen as [N, C, S] (outer, channels, inner); program p handles the tile
 # (it, ic, is) = (p // (CT*ST), (p // ST) % CT, p % ST): rows n of [it*NB, it*NB + NB) times the CB*SB columns
 # k = (channel ic*CB + k // SB, inner position is*SB + k % SB). The columns are contiguous in memory in runs of SB
 # (of CB*SB when S == 1), so loads vectorize along them.
@@ -361,55 +364,57 @@ def _store_partial(q_ptr, terms, it, ic, i_s, C, ST, CB: tl.constexpr, SB: tl.co
 
 
 @triton.jit
-def _channel_forward_kernel(x_ptr, p0_ptr, p1_ptr, y_ptr, N, C, S, CT, ST, OP: tl.constexpr, OPMATH: tl.constexpr,
+def _channel_forward_kernel(x_ptr, k_ptr, y_ptr, N, C, S, CT, ST, OP: tl.constexpr, OPMATH: tl.constexpr,
                             LIBDEVICE: tl.constexpr, NB: tl.constexpr, CB: tl.constexpr, SB: tl.constexpr):
-    """y = f.forward(x, p) with p the column's channel parameters; f = PReLU (OP 6: p0 = weight) or PELU (OP 7:
-    p0 = a, p1 = b)."""
+    """y = f.forward(x, k) with k the column's channel constants (channel_constants); f = PReLU (OP 6: k = weight)
+    or PELU (OP 7: k = a, a / b, 1 / b)."""
     pid = tl.program_id(0).to(tl.int64)
     it, ic, i_s, c, offs, inb = _channel_tile(pid, N, C, S, CT, ST, NB, CB, SB)
     x = _upcast(tl.load(x_ptr + offs, mask=inb, other=0.0), OPMATH)
-    p0 = _load_param(p0_ptr, ic, c, C, OPMATH, CB)
     if OP == 6:
         # PReLU<T>: forward(x, w) = x > 0 ? x : w * x
+        p0 = _load_param(k_ptr, ic, c, C, OPMATH, CB)
         y = tl.where(x > 0.0, x, p0 * x)
     else:
-        # PELU<T>: forward(x, a, b) = x >= 0 ? (a / b) * x : a * expm1(x * (1 / b)); a / b and 1 / b per column of
-        # the tile (its channels), not per element, as PELU<T>::prepare. Only the selected side is computed (the other
-        # one on 0), so no overflow or NaN of the unselected side is ever formed
-        p1 = _load_param(p1_ptr, ic, c, C, OPMATH, CB)
+        # PELU<T>: forward(x, a, b) = x >= 0 ? (a / b) * x : a * expm1(x * (1 / b)); a / b and 1 / b computed once
+        # per channel on the host (channel_constants), as PELU<T>::prepare. Only the selected side is computed (the
+        # other one on 0), so no overflow or NaN of the unselected side is ever formed
+        a = _load_param(k_ptr, ic, c, C, OPMATH, CB)
+        r = _load_param(k_ptr + C, ic, c, C, OPMATH, CB)
+        ib = _load_param(k_ptr + 2 * C, ic, c, C, OPMATH, CB)
         pos = x >= 0.0
-        r = _div(p0, p1, OPMATH)
-        u = x * _div(tl.full(p1.shape, 1.0, OPMATH), p1, OPMATH)
-        y = tl.where(pos, r * x, p0 * _expm1(tl.where(pos, 0.0, u), OPMATH, LIBDEVICE))
+        u = x * ib
+        y = tl.where(pos, r * x, a * _expm1(tl.where(pos, 0.0, u), OPMATH, LIBDEVICE))
     tl.store(y_ptr + offs, _downcast(y, y_ptr.dtype.element_ty), mask=inb)
 
 
 @triton.jit
-def _channel_backward_kernel(g_ptr, x_ptr, p0_ptr, p1_ptr, dx_ptr, q0_ptr, q1_ptr, N, C, S, CT, ST,
+def _channel_backward_kernel(g_ptr, x_ptr, k_ptr, dx_ptr, q0_ptr, q1_ptr, N, C, S, CT, ST,
                              OP: tl.constexpr, NP: tl.constexpr, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr,
                              NB: tl.constexpr, CB: tl.constexpr, SB: tl.constexpr):
-    """dx = f.backward(x, dy, p, dp) and, for each of the NP parameters k, the tile's per-channel sums of its
-    gradient terms dp[k] in q_k[it * ST + is, c] (see _store_partial); f = PReLU (OP 6, NP 1) or PELU (OP 7, NP 2)."""
+    """dx = f.backward(x, dy, k, dp) and, for each of the NP parameters j, the tile's per-channel sums of its
+    gradient terms dp[j] in q_j[it * ST + is, c] (see _store_partial); f = PReLU (OP 6, NP 1) or PELU (OP 7, NP 2);
+    k: the channel constants, as in the forward."""
     pid = tl.program_id(0).to(tl.int64)
     it, ic, i_s, c, offs, inb = _channel_tile(pid, N, C, S, CT, ST, NB, CB, SB)
     x = _upcast(tl.load(x_ptr + offs, mask=inb, other=0.0), OPMATH)
     g = _upcast(tl.load(g_ptr + offs, mask=inb, other=0.0), OPMATH)
-    p0 = _load_param(p0_ptr, ic, c, C, OPMATH, CB)
     if OP == 6:
         # PReLU<T>: dx = x > 0 ? dy : w * dy;  dw term = x > 0 ? 0 : x * dy
+        p0 = _load_param(k_ptr, ic, c, C, OPMATH, CB)
         pos = x > 0.0
         dx = tl.where(pos, g, p0 * g)
         t0 = tl.where(inb & ~pos, x * g, 0.0)
         t1 = t0
     else:
-        # PELU<T>, with r = a / b, u = x * (1 / b) (both per column) and ge = E dy (E = exp(u) on the negative side,
+        # PELU<T>, with r = a / b, u = x * (1 / b) (a / b and 1 / b per channel: channel_constants) and ge = E dy (E = exp(u) on the negative side,
         # 1 on the positive; exp itself, not 1 + expm1, whose rounding would swamp a small E, as PELU<T>::backward):
         #   dx = r * ge;  da term = (x >= 0 ? u : expm1(u)) * dy;  db term = -(r * u) * ge
         # exp and expm1 get u on the negative side and 0 on the positive one: only the selected side is formed.
-        p1 = _load_param(p1_ptr, ic, c, C, OPMATH, CB)
+        r = _load_param(k_ptr + C, ic, c, C, OPMATH, CB)
+        ib = _load_param(k_ptr + 2 * C, ic, c, C, OPMATH, CB)
         pos = x >= 0.0
-        r = _div(p0, p1, OPMATH)
-        u = x * _div(tl.full(p1.shape, 1.0, OPMATH), p1, OPMATH)
+        u = x * ib
         un = tl.where(pos, 0.0, u)
         ge = tl.where(pos, g, g * _exp(un, LIBDEVICE))
         dx = r * ge
@@ -419,6 +424,18 @@ def _channel_backward_kernel(g_ptr, x_ptr, p0_ptr, p1_ptr, dx_ptr, q0_ptr, q1_pt
     _store_partial(q0_ptr, t0, it, ic, i_s, C, ST, CB, SB)
     if NP == 2:
         _store_partial(q1_ptr, t1, it, ic, i_s, C, ST, CB, SB)
+
+
+@triton.jit
+def _pelu_constants_kernel(a_ptr, b_ptr, k_ptr, P, OPMATH: tl.constexpr, BLOCK: tl.constexpr):
+    """PELU<T>::prepare per parameter element: k[0] = a, k[1] = a / b, k[2] = 1 / b in opmath ([3, P] k)."""
+    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = i < P
+    a = _upcast(tl.load(a_ptr + i, mask=m, other=1.0), OPMATH)
+    b = _upcast(tl.load(b_ptr + i, mask=m, other=1.0), OPMATH)
+    tl.store(k_ptr + i, a, mask=m)
+    tl.store(k_ptr + P + i, _div(a, b, OPMATH), mask=m)
+    tl.store(k_ptr + 2 * P + i, _div(tl.full(b.shape, 1.0, OPMATH), b, OPMATH), mask=m)
 
 
 @triton.jit
@@ -659,15 +676,33 @@ def _check_params(op: int, params) -> None:
         raise ValueError(f"operator id {op} takes {CHANNEL_PARAMS[op]} parameters, got {len(params)}")
 
 
+def channel_constants(op: int, params) -> torch.Tensor:
+    """The per-channel constants the kernels read (as the functors' prepare), a [KC, P] tensor of the P parameter
+    elements: PRELU: the weight itself ([1, P], its dtype, no copy); PELU: rows (a, a / b, 1 / b) in opmath (float64
+    for float64 parameters, else float32), made by _pelu_constants_kernel in one launch with the kernels' own
+    _upcast and _div (IEEE), so the bits are those the element kernels computed per column before, NaN payloads
+    included (torch's float16 -> float32 conversion writes other NaN payloads than the interpreter's)."""
+    _check_params(op, params)
+    if op == PRELU:
+        return params[0].reshape(1, -1)
+    a, b = params
+    n = a.numel()
+    k = torch.empty((3, n), dtype=_acc_dtype(a.dtype), device=a.device)
+    with _on_device(a):
+        _pelu_constants_kernel[(triton.cdiv(n, CONSTANTS_BLOCK),)](a, b, k, n, OPMATH=_opmath(a.dtype),
+                                                                   BLOCK=CONSTANTS_BLOCK, num_warps=4)
+    return k
+
+
 def channel_forward(x: torch.Tensor, params, y: torch.Tensor, geom: tuple[int, int, int], op: int) -> None:
     """y = f(x, p[c]) over x seen as geom = (outer, channels, inner); f is PRELU (params: (weight,)) or PELU
     ((a, b)), each parameter of 1 or `channels` elements."""
     _check_params(op, params)
     outer, channels, inner = geom
     (nb, cb, sb), (nt, ct, st) = _channel_grid(outer, channels, inner)
-    p1 = params[1] if len(params) > 1 else None
+    k = channel_constants(op, params)
     with _on_device(x):
-        _channel_forward_kernel[(nt * ct * st,)](x, params[0], p1, y, outer, channels, inner, ct, st, OP=op,
+        _channel_forward_kernel[(nt * ct * st,)](x, k, y, outer, channels, inner, ct, st, OP=op,
                                                  OPMATH=_opmath(x.dtype), LIBDEVICE=not INTERPRETED, NB=nb, CB=cb,
                                                  SB=sb, num_warps=CHANNEL_NUM_WARPS, **_libdevice_options(x))
 
@@ -681,9 +716,10 @@ def channel_backward(grad: torch.Tensor, x: torch.Tensor, params, dx: torch.Tens
     outer, channels, inner = geom
     (nb, cb, sb), (nt, ct, st) = _channel_grid(outer, channels, inner)
     partial = torch.empty((npar, nt * st, channels), dtype=_acc_dtype(x.dtype), device=x.device)
-    p1, q1 = (params[1], partial[1]) if npar > 1 else (None, None)
+    q1 = partial[1] if npar > 1 else None
+    k = channel_constants(op, params)
     with _on_device(x):
-        _channel_backward_kernel[(nt * ct * st,)](grad, x, params[0], p1, dx, partial[0], q1, outer, channels, inner,
+        _channel_backward_kernel[(nt * ct * st,)](grad, x, k, dx, partial[0], q1, outer, channels, inner,
                                                   ct, st, OP=op, NP=npar, OPMATH=_opmath(x.dtype),
                                                   LIBDEVICE=not INTERPRETED, NB=nb, CB=cb, SB=sb,
                                                   num_warps=CHANNEL_NUM_WARPS, **_libdevice_options(x))
