@@ -153,6 +153,7 @@ def variants() -> list[Variant]:
                 const = dict(OP=op, OPMATH=tl.float32, LIBDEVICE=True, NB=nbk, CB=cb, SB=sb)
                 if geom[2] == 1:
                     const["S"] = 1  # (Triton specializes an integer argument of 1 as a constant)
+                    const["ST"] = 1  # (= cdiv(S, SB) = 1, specialized likewise)
                 kty = f"*{dt}" if op == K.PRELU else "*fp32"  # (channel_constants: PELU's in opmath)
                 sig = {"x_ptr": f"*{dt}", "k_ptr": kty, "y_ptr": f"*{dt}", "N": "i32",
                        "C": "i32", "S": "i32", "CT": "i32", "ST": "i32"}

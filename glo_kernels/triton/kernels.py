@@ -256,6 +256,110 @@ def _tanh(x, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
     return out
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Cheaper float32 forms for 16-bit results, on a GPU only (FAST16 below: LIBDEVICE and a bfloat16/float16 output).
+# Each is within 1.2e-6 relative of the exact value (bounds below), far below half an ulp of bfloat16 (2^-9) or
+# float16 (2^-11), where libdevice's 1-2 ulp of float32 cost 2-3x more instructions. The float32 and float64 kernels
+# and the interpreter keep the forms above. Every exp argument is <= 0 or NaN (the callers pass -|x|, min(x, 0)): no
+# overflow, exp's result lies in [0, 1] (PELU's forward also passes u = x / b of x >= 0, whose results it does not
+# select). PTX approximations used (max errors from the PTX ISA): ex2.approx.f32 2 ulp
+# (the "2" of CUDA's __expf bound 2 + floor(1.173 |x|) ulp; the second term is the rounding of t = x log2(e)),
+# div.approx.f32 2 ulp for divisors in [2^-126, 2^126] (ours are in [1, 2]).
+#   exp, precise (_exp16(x, True); sigmoid, PELU's backward, where exp(x) itself is the result's factor, down to
+#     bfloat16's subnormals at x ~ -92): t = x log2(e) split as t_hi = fl(x * LOG2E_HI) and its remainder
+#     c = (x LOG2E_HI - t_hi) + x LOG2E_LO (an FMA gives the first term exactly), exp(x) = ex2(t_hi) (1 + c ln2),
+#     ex2 without flush to zero (subnormal results such as exp(-90) = 8.2e-40 are kept); x is first clamped to >= -104
+#     keeping NaN (max.NaN: exp(-104) < 2^-150 rounds to 0 anyway, and c of x = -inf would be inf - inf). Relative
+#     error <= 2 ulp + 2^-24 (c's own error, |c| < 2^-17, and the last FMA) < 3e-7.
+#   exp, plain (_exp16(x, False); expm1 and tanh, which use exp(x) only where it is <= e^-1/4 and where its relative
+#     error reaches the result scaled by <= 3.52, see below): ex2.approx.ftz(fl(x * LOG2E_HI)); the rounding of t
+#     adds ln2 |t| 2^-24 relative, at most 0.88 * 1.45 ln2 2^-24 < 6e-8 after that scaling (|x| e^x / (1 - e^x) is
+#     largest at x = -1/4); results below 2^-126 flush to 0, which changes neither exp(x) - 1 nor (1 - E) / (1 + E).
+#   expm1 (x <= 0): exp(x) - 1 for x <= -EXPM1_T (exact subtraction when exp(x) >= 1/2; exp's relative error is
+#     scaled by exp(x) / (1 - exp(x)) <= 3.52 at x = -1/4: 3.52 * 3e-7 + a rounding < 1.2e-6); above, x + x^2 (c2 + c3 x + c4 x^2 + c5 x^3)
+#     (EXPM1_COEFFS: near-minimax for the relative error on [-1/4, 0], fitted by Lawson's iteration on 4000
+#     Chebyshev points, 2.9e-9 in exact arithmetic; Taylor's 1/2, 1/6, 1/24, 1/120 would leave (1/4)^5 / 6! = 1.4e-6
+#     and need a 6th degree for 5e-8), plus ~3 float32 roundings: < 3e-7. -0.0 gives -0.0, -inf -1, NaN NaN.
+#   tanh: sign(x) (1 - E) / (1 + E), E = exp(-2|x|), for |x| >= TANH_T: 1 - E carries exp's relative error scaled by
+#     E / (1 - E) <= 1.54 at |x| = 1/4, then 1 + E and the division (2 ulp): < 1e-6; below, x + x^3 (-1/3 + x^2
+#     (2/15 - x^2 17/315)) (TANH_COEFFS, its Taylor series to x^7): alternating, decreasing terms, so the rest is
+#     below the first omitted one, 62/2835 x^9 <= 3.4e-7 |x|, plus ~3 roundings: < 6e-7. +-0.0 give themselves,
+#     +-inf +-1, NaN NaN.
+#   sigmoid: 1 / (1 + e) with e = exp(-|x|) precise and div.approx (2 ulp): < 6e-7; e * that for x < 0: < 9e-7.
+# tests/test_triton_kernels.py evaluates the polynomials (in float32, from the constants below) against float64 over
+# their intervals.
+# ---------------------------------------------------------------------------------------------------------------
+LOG2E_HI = tl.constexpr(1.4426950216293335)  # float32(log2(e))
+LOG2E_LO = tl.constexpr(1.925963033500011e-08)  # float32(log2(e) - LOG2E_HI)
+LN2 = tl.constexpr(0.6931471824645996)  # float32(ln 2)
+EXP_MIN = tl.constexpr(-104.0)
+EXPM1_T = tl.constexpr(0.25)
+# x^2 .. x^5 of expm1(x) ~ x + x^2 (c2 + c3 x + c4 x^2 + c5 x^3) on [-1/4, 0] (float32 values)
+EXPM1_COEFFS = (0.49999964237213135, 0.1666528880596161, 0.04150013253092766, 0.007530173286795616)
+TANH_T = tl.constexpr(0.25)
+TANH_COEFFS = (-1 / 3, 2 / 15, -17 / 315)  # x^3, x^5, x^7 of tanh(x), as float32 in the kernel
+_E2 = tl.constexpr(EXPM1_COEFFS[0])
+_E3 = tl.constexpr(EXPM1_COEFFS[1])
+_E4 = tl.constexpr(EXPM1_COEFFS[2])
+_E5 = tl.constexpr(EXPM1_COEFFS[3])
+_T3 = tl.constexpr(TANH_COEFFS[0])
+_T5 = tl.constexpr(TANH_COEFFS[1])
+_T7 = tl.constexpr(TANH_COEFFS[2])
+
+
+PTX = tl.constexpr(torch.version.hip is None)  # (the forms below use PTX instructions: NVIDIA GPUs only)
+
+
+@triton.jit
+def _fast16(DTYPE: tl.constexpr, LIBDEVICE: tl.constexpr):
+    """Whether the cheaper forms above apply: compiled for an NVIDIA GPU and a 16-bit result."""
+    return LIBDEVICE and PTX and (DTYPE == tl.bfloat16 or DTYPE == tl.float16)
+
+
+@triton.jit
+def _div_approx(a, b):
+    """a / b in float32 within 2 ulp for |b| in [2^-126, 2^126] (PTX div.approx.ftz.f32; GPU only)."""
+    return tl.inline_asm_elementwise("div.approx.ftz.f32 $0, $1, $2;", "=r,r,r", [a, b], dtype=tl.float32,
+                                     is_pure=True, pack=1)
+
+
+@triton.jit
+def _exp16(x, PRECISE: tl.constexpr):
+    """exp(x) in float32 for x <= 0 or NaN (GPU only): PRECISE within 3e-7 relative down to subnormal results;
+    else ex2.approx.ftz of x log2(e) (see above)."""
+    if PRECISE:
+        xc = tl.maximum(x, EXP_MIN, propagate_nan=tl.PropagateNan.ALL)
+        t = xc * LOG2E_HI
+        c = tl.fma(xc, LOG2E_HI, -t)
+        c = tl.fma(xc, LOG2E_LO, c)
+        e = tl.math.exp2(t)  # (ex2.approx.f32, subnormal results kept)
+        r = tl.fma(e, c * LN2, e)
+    else:
+        r = tl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=r,r", [x * LOG2E_HI], dtype=tl.float32,
+                                      is_pure=True, pack=1)
+    return r
+
+
+@triton.jit
+def _expm1_16(x, e):
+    """expm1(x) in float32 for x <= 0 or NaN, given e = _exp16(x, ...), within 1.2e-6 relative (see above)."""
+    p = tl.fma(tl.fma(tl.fma(_E5, x, _E4), x, _E3), x, _E2)
+    small = tl.fma(p, x * x, x)
+    return tl.where(x > -EXPM1_T, small, e - 1.0)
+
+
+@triton.jit
+def _tanh16(x):
+    """tanh(x) in float32 within 1e-6 relative (see above; GPU only)."""
+    ax = tl.abs(x)
+    x2 = x * x
+    small = tl.fma(tl.fma(tl.fma(_T7, x2, _T5), x2, _T3), x2 * x, x)
+    e = _exp16(-2.0 * ax, False)
+    big = _div_approx(1.0 - e, 1.0 + e)
+    big = tl.where(x < 0.0, -big, big)
+    return tl.where(ax < TANH_T, small, big)
+
+
 @triton.jit(do_not_specialize=["size_bucket"])
 def _unary_forward_kernel(x_ptr, y_ptr, numel, alpha: tl.float64, size_bucket, OP: tl.constexpr, OPMATH: tl.constexpr,
                           LIBDEVICE: tl.constexpr, BLOCK: tl.constexpr, NEG_ZERO: tl.constexpr = False):
@@ -267,19 +371,31 @@ def _unary_forward_kernel(x_ptr, y_ptr, numel, alpha: tl.float64, size_bucket, O
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     inb = offs < numel
     x = _upcast(tl.load(x_ptr + offs, mask=inb, other=0.0), OPMATH)
+    FAST16: tl.constexpr = _fast16(y_ptr.dtype.element_ty, LIBDEVICE)
     if OP == 2 or OP == 3:
         # ELU<T>: forward(x) = x < 0 ? expm1(x) * alpha : x   (-0.0 and NaN give x)
         a = _slope(alpha, OPMATH, NEG_ZERO)
-        neg = _expm1(tl.where(x < 0.0, x, 0.0), OPMATH, LIBDEVICE) * a
-        y = tl.where(x < 0.0, neg, x)
+        xn = tl.where(x < 0.0, x, 0.0)
+        if FAST16:
+            em1 = _expm1_16(xn, _exp16(xn, False))
+        else:
+            em1 = _expm1(xn, OPMATH, LIBDEVICE)
+        y = tl.where(x < 0.0, em1 * a, x)
     elif OP == 4:
         # Sigmoid<T>: e = exp(-|x|) (NaN stays NaN), pos = 1 / (1 + e); forward(x) = x < 0 ? e * pos : pos
-        e = _exp(tl.where(x < 0.0, x, -x), LIBDEVICE)
-        pos = _div(tl.full(x.shape, 1.0, OPMATH), 1.0 + e, OPMATH)
+        if FAST16:
+            e = _exp16(tl.where(x < 0.0, x, -x), True)
+            pos = _div_approx(tl.full(x.shape, 1.0, OPMATH), 1.0 + e)
+        else:
+            e = _exp(tl.where(x < 0.0, x, -x), LIBDEVICE)
+            pos = _div(tl.full(x.shape, 1.0, OPMATH), 1.0 + e, OPMATH)
         y = tl.where(x < 0.0, e * pos, pos)
     else:
         # Tanh<T>: forward(x) = tanh(x)
-        y = _tanh(x, OPMATH, LIBDEVICE)
+        if FAST16:
+            y = _tanh16(x)
+        else:
+            y = _tanh(x, OPMATH, LIBDEVICE)
     tl.store(y_ptr + offs, _downcast(y, y_ptr.dtype.element_ty), mask=inb)
 
 
@@ -322,9 +438,10 @@ def _unary_backward_kernel(g_ptr, s_ptr, dx_ptr, numel, alpha: tl.float64, size_
 # ---------------------------------------------------------------------------------------------------------------
 @triton.jit
 def _channel_tile(pid, N, C, S, CT, ST, NB: tl.constexpr, CB: tl.constexpr, SB: tl.constexpr):
-    it = pid // (CT * ST)
-    ic = (pid // ST) % CT
-    i_s = pid % ST
+    q = pid // ST  # (two integer divisions, not three: it = pid // (CT * ST), ic = (pid // ST) % CT, is = pid % ST)
+    i_s = pid - q * ST
+    it = q // CT
+    ic = q - it * CT
     n = it * NB + tl.arange(0, NB)  # [NB] int64, as pid
     if SB == 1:
         # inner == 1 (channels_last, [N, C] inputs): the columns are CB consecutive channels of a row, contiguous;
@@ -383,8 +500,13 @@ def _channel_forward_kernel(x_ptr, k_ptr, y_ptr, N, C, S, CT, ST, OP: tl.constex
         r = _load_param(k_ptr + C, ic, c, C, OPMATH, CB)
         ib = _load_param(k_ptr + 2 * C, ic, c, C, OPMATH, CB)
         pos = x >= 0.0
-        u = x * ib
-        y = tl.where(pos, r * x, a * _expm1(tl.where(pos, 0.0, u), OPMATH, LIBDEVICE))
+        if _fast16(y_ptr.dtype.element_ty, LIBDEVICE):
+            # 16-bit data on a GPU: the cheaper expm1 above, on u itself (its inf or NaN for x >= 0 is not selected)
+            u = x * ib
+            em1 = _expm1_16(u, _exp16(u, False))
+        else:
+            em1 = _expm1(tl.where(pos, 0.0, x * ib), OPMATH, LIBDEVICE)
+        y = tl.where(pos, r * x, a * em1)
     tl.store(y_ptr + offs, _downcast(y, y_ptr.dtype.element_ty), mask=inb)
 
 
@@ -416,9 +538,18 @@ def _channel_backward_kernel(g_ptr, x_ptr, k_ptr, dx_ptr, q0_ptr, q1_ptr, N, C, 
         pos = x >= 0.0
         u = x * ib
         un = tl.where(pos, 0.0, u)
-        ge = tl.where(pos, g, g * _exp(un, LIBDEVICE))
+        if _fast16(dx_ptr.dtype.element_ty, LIBDEVICE):
+            # 16-bit data on a GPU: the cheaper exp (precise: E scales dx) and expm1 from it (see _exp16); the
+            # parameter terms, summed in float32 and rounded to the 16-bit parameter dtype, keep ~1e-6 of relative
+            # error per term
+            e = _exp16(un, True)
+            em1 = _expm1_16(un, e)
+        else:
+            e = _exp(un, LIBDEVICE)
+            em1 = _expm1(un, OPMATH, LIBDEVICE)
+        ge = tl.where(pos, g, g * e)
         dx = r * ge
-        t0 = tl.where(inb, tl.where(pos, u * g, _expm1(un, OPMATH, LIBDEVICE) * g), 0.0)
+        t0 = tl.where(inb, tl.where(pos, u * g, em1 * g), 0.0)
         t1 = tl.where(inb, -(r * u) * ge, 0.0)
     tl.store(dx_ptr + offs, _downcast(dx, dx_ptr.dtype.element_ty), mask=inb)
     _store_partial(q0_ptr, t0, it, ic, i_s, C, ST, CB, SB)
