@@ -293,6 +293,7 @@ LOG2E_HI = tl.constexpr(1.4426950216293335)  # float32(log2(e))
 LOG2E_LO = tl.constexpr(1.925963033500011e-08)  # float32(log2(e) - LOG2E_HI)
 LN2 = tl.constexpr(0.6931471824645996)  # float32(ln 2)
 EXP_MIN = tl.constexpr(-104.0)
+FAST16_REL_ERROR = 1.2e-6  # the largest of the bounds above (tests: the op error of 16-bit results on a GPU)
 EXPM1_T = tl.constexpr(0.25)
 # x^2 .. x^5 of expm1(x) ~ x + x^2 (c2 + c3 x + c4 x^2 + c5 x^3) on [-1/4, 0] (float32 values)
 EXPM1_COEFFS = (0.49999964237213135, 0.1666528880596161, 0.04150013253092766, 0.007530173286795616)
@@ -350,14 +351,16 @@ def _expm1_16(x, e):
 
 @triton.jit
 def _tanh16(x):
-    """tanh(x) in float32 within 1e-6 relative (see above; GPU only)."""
+    """tanh(x) in float32 within 1e-6 relative (see above; GPU only): tanh(|x|) with x's sign bit OR-ed in (so -0.0
+    gives -0.0, which x + x^3 p(x^2) of x = -0.0 would not: -0.0 + +0.0 is +0.0)."""
     ax = tl.abs(x)
-    x2 = x * x
-    small = tl.fma(tl.fma(tl.fma(_T7, x2, _T5), x2, _T3), x2 * x, x)
+    x2 = ax * ax
+    small = tl.fma(tl.fma(tl.fma(_T7, x2, _T5), x2, _T3), x2 * ax, ax)
     e = _exp16(-2.0 * ax, False)
     big = _div_approx(1.0 - e, 1.0 + e)
-    big = tl.where(x < 0.0, -big, big)
-    return tl.where(ax < TANH_T, small, big)
+    r = tl.where(ax < TANH_T, small, big)
+    sign = x.to(tl.uint32, bitcast=True) & 0x80000000
+    return (r.to(tl.uint32, bitcast=True) | sign).to(tl.float32, bitcast=True)
 
 
 @triton.jit(do_not_specialize=["size_bucket"])
