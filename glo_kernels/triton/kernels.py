@@ -276,10 +276,11 @@ def _tanh(x, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
 #     adds ln2 |t| 2^-24 relative, at most 0.88 * 1.45 ln2 2^-24 < 6e-8 after that scaling (|x| e^x / (1 - e^x) is
 #     largest at x = -1/4); results below 2^-126 flush to 0, which changes neither exp(x) - 1 nor (1 - E) / (1 + E).
 #   expm1 (x <= 0): exp(x) - 1 for x <= -EXPM1_T (exact subtraction when exp(x) >= 1/2; exp's relative error is
-#     scaled by exp(x) / (1 - exp(x)) <= 3.52 at x = -1/4: 3.52 * 3e-7 + a rounding < 1.2e-6); above, x + x^2 (c2 + c3 x + c4 x^2 + c5 x^3)
-#     (EXPM1_COEFFS: near-minimax for the relative error on [-1/4, 0], fitted by Lawson's iteration on 4000
-#     Chebyshev points, 2.9e-9 in exact arithmetic; Taylor's 1/2, 1/6, 1/24, 1/120 would leave (1/4)^5 / 6! = 1.4e-6
-#     and need a 6th degree for 5e-8), plus ~3 float32 roundings: < 3e-7. -0.0 gives -0.0, -inf -1, NaN NaN.
+#     scaled by exp(x) / (1 - exp(x)) <= 3.52 at x = -1/4: 3.52 * 3e-7 + a rounding < 1.2e-6); above,
+#     x + x^2 (c2 + c3 x + c4 x^2 + c5 x^3) (EXPM1_COEFFS: near-minimax for the relative error on [-1/4, 0], fitted
+#     by Lawson's iteration on 4000 Chebyshev points, 2.9e-9 in exact arithmetic; Taylor's 1/2, 1/6, 1/24, 1/120
+#     would leave (1/4)^5 / 6! = 1.4e-6 and need a 6th degree for 5e-8), plus ~3 float32 roundings: < 3e-7.
+#     -0.0 gives -0.0, -inf -1, NaN NaN.
 #   tanh: sign(x) (1 - E) / (1 + E), E = exp(-2|x|), for |x| >= TANH_T: 1 - E carries exp's relative error scaled by
 #     E / (1 - E) <= 1.54 at |x| = 1/4, then 1 + E and the division (2 ulp): < 1e-6; below, x + x^3 (-1/3 + x^2
 #     (2/15 - x^2 17/315)) (TANH_COEFFS, its Taylor series to x^7): alternating, decreasing terms, so the rest is
@@ -434,10 +435,10 @@ def _unary_backward_kernel(g_ptr, s_ptr, dx_ptr, numel, alpha: tl.float64, size_
 # forward and one backward kernel for both (tl.constexpr OP; in the backward, NP partial buffers q0, q1). The
 # parameters arrive as their per-channel constants k, rows of a [KC, C] tensor prepared once per call on the host
 # (channel_constants, as the functors' prepare): PReLU's weight itself (KC = 1, in x's dtype); PELU's
-# (a, a / b, 1 / b) in opmath (KC = 3), so that no element pays a division. x is seen as [N, C, S] (outer, channels, inner); program p handles the tile
-# (it, ic, is) = (p // (CT*ST), (p // ST) % CT, p % ST): rows n of [it*NB, it*NB + NB) times the CB*SB columns
-# k = (channel ic*CB + k // SB, inner position is*SB + k % SB). The columns are contiguous in memory in runs of SB
-# (of CB*SB when S == 1), so loads vectorize along them.
+# (a, a / b, 1 / b) in opmath (KC = 3), so that no element pays a division. x is seen as [N, C, S] (outer, channels,
+# inner); program p handles the tile (it, ic, is) = (p // (CT*ST), (p // ST) % CT, p % ST): rows n of
+# [it*NB, it*NB + NB) times the CB*SB columns k = (channel ic*CB + k // SB, inner position is*SB + k % SB). The
+# columns are contiguous in memory in runs of SB (of CB*SB when S == 1), so loads vectorize along them.
 # ---------------------------------------------------------------------------------------------------------------
 @triton.jit
 def _channel_tile(pid, N, C, S, CT, ST, NB: tl.constexpr, CB: tl.constexpr, SB: tl.constexpr):
@@ -532,8 +533,9 @@ def _channel_backward_kernel(g_ptr, x_ptr, k_ptr, dx_ptr, q0_ptr, q1_ptr, N, C, 
         t0 = tl.where(inb & ~pos, x * g, 0.0)
         t1 = t0
     else:
-        # PELU<T>, with r = a / b, u = x * (1 / b) (a / b and 1 / b per channel: channel_constants) and ge = E dy (E = exp(u) on the negative side,
-        # 1 on the positive; exp itself, not 1 + expm1, whose rounding would swamp a small E, as PELU<T>::backward):
+        # PELU<T>, with r = a / b, u = x * (1 / b) (a / b and 1 / b per channel: channel_constants) and ge = E dy
+        # (E = exp(u) on the negative side, 1 on the positive; exp itself, not 1 + expm1, whose rounding would swamp a
+        # small E, as PELU<T>::backward):
         #   dx = r * ge;  da term = (x >= 0 ? u : expm1(u)) * dy;  db term = -(r * u) * ge
         # exp and expm1 get u on the negative side and 0 on the positive one: only the selected side is formed.
         r = _load_param(k_ptr + C, ic, c, C, OPMATH, CB)
