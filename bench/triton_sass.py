@@ -153,14 +153,16 @@ def variants() -> list[Variant]:
                 const = dict(OP=op, OPMATH=tl.float32, LIBDEVICE=True, NB=nbk, CB=cb, SB=sb)
                 if geom[2] == 1:
                     const["S"] = 1  # (Triton specializes an integer argument of 1 as a constant)
-                sig = {"x_ptr": f"*{dt}", "p0_ptr": f"*{dt}", "p1_ptr": f"*{dt}", "y_ptr": f"*{dt}", "N": "i32",
+                    const["ST"] = 1  # (= cdiv(S, SB) = 1, specialized likewise)
+                kty = f"*{dt}" if op == K.PRELU else "*fp32"  # (channel_constants: PELU's in opmath)
+                sig = {"x_ptr": f"*{dt}", "k_ptr": kty, "y_ptr": f"*{dt}", "N": "i32",
                        "C": "i32", "S": "i32", "CT": "i32", "ST": "i32"}
                 for c in const:
                     sig.pop(c, None)
                 out.append(Variant(f"{opn} fwd {dt} {tag}", K._channel_forward_kernel, sig, const,
                                    K.CHANNEL_NUM_WARPS, nbk * cb * sb, 2 * nb, True,
-                                   ("x_ptr", "y_ptr", "C") + (("S",) if geom[2] > 1 else ())))
-                bsig = {"g_ptr": f"*{dt}", "x_ptr": f"*{dt}", "p0_ptr": f"*{dt}", "p1_ptr": f"*{dt}",
+                                   ("x_ptr", "k_ptr", "y_ptr", "C") + (("S",) if geom[2] > 1 else ())))
+                bsig = {"g_ptr": f"*{dt}", "x_ptr": f"*{dt}", "k_ptr": kty,
                         "dx_ptr": f"*{dt}", "q0_ptr": "*fp32", "q1_ptr": "*fp32", "N": "i32", "C": "i32", "S": "i32",
                         "CT": "i32", "ST": "i32"}
                 bconst = dict(const, NP=K.CHANNEL_PARAMS[op])
@@ -168,7 +170,7 @@ def variants() -> list[Variant]:
                     bsig.pop(c, None)
                 out.append(Variant(f"{opn} bwd {dt} {tag}", K._channel_backward_kernel, bsig, bconst,
                                    K.CHANNEL_NUM_WARPS, nbk * cb * sb, 3 * nb, True,
-                                   ("g_ptr", "x_ptr", "dx_ptr", "C") + (("S",) if geom[2] > 1 else ())))
+                                   ("g_ptr", "x_ptr", "k_ptr", "dx_ptr", "C") + (("S",) if geom[2] > 1 else ())))
         # Softmax rows of 1k, 4k, 16k and 32k elements (forward; backward up to 16k), read once.
         for n in (1024, 4096, 16384, 32768):
             for backward in (False, True):

@@ -289,6 +289,8 @@ def test_outputs_are_fresh():
 # smallest normal of opmath, below which results may have lost bits to underflow in opmath (exp(x) of ELU's backward
 # for x < -87.3 in float32; test_unary_exact_values checks sigmoid's subnormal results more tightly).
 _OP_RTOL = {torch.float64: 1e-15, torch.float32: 4e-7, torch.bfloat16: 4e-7, torch.float16: 4e-7}
+if DEVICE == "cuda":  # 16-bit results on a GPU come from the cheaper float32 forms (kernels.py, _exp16): their bound
+    _OP_RTOL[torch.bfloat16] = _OP_RTOL[torch.float16] = K.FAST16_REL_ERROR
 _OUT_RTOL = {torch.float64: 0.0, torch.float32: 0.0, torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -11}
 _ATOL = {torch.float64: 2.0 ** -1022, torch.float32: 2.0 ** -126, torch.bfloat16: 2.0 ** -126,
          torch.float16: 2.0 ** -25}
@@ -1140,3 +1142,79 @@ def test_opcheck_schema():
     ]
     for op, args in calls:
         torch.library.opcheck(op, args, test_utils="test_schema")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The cheaper float32 forms of the 16-bit GPU kernels (kernels.py, _exp16 / _expm1_16 / _tanh16; they run on a GPU
+# only): their polynomials and thresholds, evaluated here in float32 from the kernel's own constants, against float64,
+# with the bounds derived in kernels.py. FMAs are emulated exactly enough: a float32 product is exact in float64.
+# ---------------------------------------------------------------------------------------------------------------
+def _cv(c):
+    return float(getattr(c, "value", c))  # a tl.constexpr or a plain float
+
+
+def _f32(v):
+    return torch.as_tensor(v, dtype=torch.float64).to(torch.float32)
+
+
+def _fma32(a, b, c):
+    """round_to_float32(a * b + c) for float32 tensors / constants (a * b exact in float64; one rounding after)."""
+    a, b, c = (_f32(_cv(v)) if not torch.is_tensor(v) else v for v in (a, b, c))
+    return (a.double() * b.double() + c.double()).float()
+
+
+def _rel(got32, exact64):
+    return ((got32.double() - exact64).abs() / exact64.abs()).max().item()
+
+
+def _grid(lo, hi, n=400001):
+    """float32 points over [lo, hi] (lo < hi <= 0 or 0 <= lo < hi), plus tiny magnitudes near 0."""
+    x = torch.linspace(lo, hi, n, dtype=torch.float64)
+    return _f32(x[x != 0])
+
+
+def test_fast16_expm1_polynomial():
+    T_ = _cv(K.EXPM1_T)
+    x = torch.cat([_grid(-T_, 0.0), -_f32(torch.logspace(-40, -1, 2001, dtype=torch.float64))])
+    c2, c3, c4, c5 = K.EXPM1_COEFFS
+    p = _fma32(_fma32(_fma32(c5, x, c4), x, c3), x, c2)
+    small = _fma32(p, x * x, x)
+    err = _rel(small, torch.expm1(x.double()))
+    assert err < 3e-7, err  # (kernels.py: < 3e-7 with the roundings)
+
+
+def test_fast16_expm1_threshold():
+    """Below -EXPM1_T, exp(x) - 1 with exp off by its bound (3e-7 relative, either sign) stays within 1.2e-6."""
+    T_ = _cv(K.EXPM1_T)
+    x = _grid(-30.0, -T_)
+    e64 = torch.exp(x.double())
+    exact = torch.expm1(x.double())
+    for d in (3e-7, -3e-7):
+        e = (e64 * (1 + d)).float()
+        assert _rel(e - 1.0, exact) < 1.2e-6
+
+
+def test_fast16_tanh_polynomial_and_threshold():
+    T_ = _cv(K.TANH_T)
+    x = torch.cat([_grid(0.0, T_), _f32(torch.logspace(-40, -1, 2001, dtype=torch.float64))])
+    c3, c5, c7 = K.TANH_COEFFS
+    x2 = x * x
+    small = _fma32(_fma32(_fma32(c7, x2, c5), x2, c3), x2 * x, x)
+    assert _rel(small, torch.tanh(x.double())) < 6e-7
+    # above the threshold: (1 - E) / (1 + E), E = exp(-2|x|) off by 3e-7 and the division by 2 ulp (2^-22)
+    xb = _grid(T_, 12.0)
+    exact = torch.tanh(xb.double())
+    E64 = torch.exp(-2.0 * xb.double())
+    for d in (3e-7, -3e-7):
+        for q in (2.0 ** -22, -(2.0 ** -22)):
+            E = (E64 * (1 + d)).float()
+            big = ((1.0 - E).double() / (1.0 + E).double() * (1 + q)).float()
+            assert _rel(big, exact) < 1e-6
+
+
+def test_fast16_constants():
+    """The split of log2(e) and ln 2 used by _exp16, and the thresholds' float32 exactness."""
+    hi, lo = _cv(K.LOG2E_HI), _cv(K.LOG2E_LO)
+    assert float(_f32(hi)) == hi and float(_f32(lo)) == lo and abs(hi + lo - 1 / math.log(2)) < 1e-15
+    assert float(_f32(_cv(K.LN2))) == _cv(K.LN2) and abs(_cv(K.LN2) - math.log(2)) < 2 ** -25
+    assert math.exp(_cv(K.EXP_MIN)) < 2.0 ** -150  # (clamped arguments give 0 either way)

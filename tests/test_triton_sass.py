@@ -21,15 +21,18 @@ if not triton_sass.available():
 # name -> (data tensors read per element, written per element)
 SUBSET = {
     "relu fwd bf16": (1, 1), "relu bwd bf16": (1, 1), "tanh fwd bf16": (1, 1), "tanh bwd fp32": (2, 1),
-    "elu fwd bf16": (1, 1), "prelu fwd bf16 inner 1": (1, 1), "prelu bwd fp32 inner 1": (2, 1),
+    "elu fwd bf16": (1, 1), "sigmoid fwd bf16": (1, 1), "prelu fwd bf16 inner 1": (1, 1),
+    "prelu bwd fp32 inner 1": (2, 1), "pelu fwd bf16 inner 1": (1, 1), "pelu fwd bf16 NCHW": (1, 1),
+    "pelu bwd fp32 inner 1": (2, 1), "pelu bwd bf16 inner 1": (2, 1),
     "prelu fwd fp32 NCHW": (1, 1), "softmax fwd bf16 row 4096": (1, 1), "softmax fwd fp32 row 32768": (1, 1),
     "softmax bwd bf16 row 16384": (2, 1),
 }
-# Above 75% of the budget (bench/triton_sass.py), open: in bfloat16 forward, ELU (libdevice's expm1f, 41.5 per
-# element against 29.6), sigmoid (an IEEE division per element, 46.5) and tanh (libdevice's tanhf, 30.5: 77% of the
-# budget, prologue included); PELU (x * (1 / b) per element now, a / b and 1 / b per column of the tile: libdevice's
-# expm1f and exp per element and the per-column divisions leave it at 70-112 per element, over the budget in bfloat16).
-OVER_BUDGET = {"elu fwd bf16", "sigmoid fwd bf16", "tanh fwd bf16", "pelu"}
+# Above 75% of the budget (bench/triton_sass.py), open: PELU's bfloat16 backward (about 62 per element against 44:
+# the two per-channel partial sums of the tile, shuffles and shared memory, cost about 20, and exp, expm1, the
+# products and the masks of the five outputs' terms the rest; the fewer-instruction exp and expm1 of 16-bit data
+# took it from 112). Within it now: ELU, sigmoid and tanh bfloat16 forwards (16-bit forms of exp, expm1, tanh and
+# the division, kernels.py _exp16), PELU forward (its divisions per channel, channel_constants).
+OVER_BUDGET = {"pelu bwd bf16"}
 
 @pytest.fixture(scope="module")
 def rows():

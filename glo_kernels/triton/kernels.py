@@ -80,6 +80,7 @@ CHANNEL_TILE = 4096  # elements per program (NB * CB * SB, at most)
 CHANNEL_RUN = 64  # contiguous elements a tile's row should at least span when inner is short
 CHANNEL_MIN_SB = 32  # smallest tile along inner considered when inner is long (> 32)
 CHANNEL_NUM_WARPS = 8
+CONSTANTS_BLOCK = 1024  # parameter elements per program of _pelu_constants_kernel
 # Second pass of the parameter gradients: [RB, CB] tiles of a [rows, channels] partial buffer.
 REDUCE_TILE = 4096
 REDUCE_MAX_CB = 1024
@@ -255,6 +256,114 @@ def _tanh(x, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
     return out
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Cheaper float32 forms for 16-bit results, on a GPU only (FAST16 below: LIBDEVICE and a bfloat16/float16 output).
+# Each is within 1.2e-6 relative of the exact value (bounds below), far below half an ulp of bfloat16 (2^-9) or
+# float16 (2^-11), where libdevice's 1-2 ulp of float32 cost 2-3x more instructions. The float32 and float64 kernels
+# and the interpreter keep the forms above. Every exp argument is <= 0 or NaN (the callers pass -|x|, min(x, 0)): no
+# overflow, exp's result lies in [0, 1] (PELU's forward also passes u = x / b of x >= 0, whose results it does not
+# select). PTX approximations used (max errors from the PTX ISA): ex2.approx.f32 2 ulp
+# (the "2" of CUDA's __expf bound 2 + floor(1.173 |x|) ulp; the second term is the rounding of t = x log2(e)),
+# div.approx.f32 2 ulp for divisors in [2^-126, 2^126] (ours are in [1, 2]).
+#   exp, precise (_exp16(x, True); sigmoid, PELU's backward, where exp(x) itself is the result's factor, down to
+#     bfloat16's subnormals at x ~ -92): t = x log2(e) split as t_hi = fl(x * LOG2E_HI) and its remainder
+#     c = (x LOG2E_HI - t_hi) + x LOG2E_LO (an FMA gives the first term exactly), exp(x) = ex2(t_hi) (1 + c ln2),
+#     ex2 without flush to zero (subnormal results such as exp(-90) = 8.2e-40 are kept); x is first clamped to >= -104
+#     keeping NaN (max.NaN: exp(-104) < 2^-150 rounds to 0 anyway, and c of x = -inf would be inf - inf). Relative
+#     error <= 2 ulp + 2^-24 (c's own error, |c| < 2^-17, and the last FMA) < 3e-7.
+#   exp, plain (_exp16(x, False); expm1 and tanh, which use exp(x) only where it is <= e^-1/4 and where its relative
+#     error reaches the result scaled by <= 3.52, see below): ex2.approx.ftz(fl(x * LOG2E_HI)); the rounding of t
+#     adds ln2 |t| 2^-24 relative, at most 0.88 * 1.45 ln2 2^-24 < 6e-8 after that scaling (|x| e^x / (1 - e^x) is
+#     largest at x = -1/4); results below 2^-126 flush to 0, which changes neither exp(x) - 1 nor (1 - E) / (1 + E).
+#   expm1 (x <= 0): exp(x) - 1 for x <= -EXPM1_T (exact subtraction when exp(x) >= 1/2; exp's relative error is
+#     scaled by exp(x) / (1 - exp(x)) <= 3.52 at x = -1/4: 3.52 * 3e-7 + a rounding < 1.2e-6); above,
+#     x + x^2 (c2 + c3 x + c4 x^2 + c5 x^3) (EXPM1_COEFFS: near-minimax for the relative error on [-1/4, 0], fitted
+#     by Lawson's iteration on 4000 Chebyshev points, 2.9e-9 in exact arithmetic; Taylor's 1/2, 1/6, 1/24, 1/120
+#     would leave (1/4)^5 / 6! = 1.4e-6 and need a 6th degree for 5e-8), plus ~3 float32 roundings: < 3e-7.
+#     -0.0 gives -0.0, -inf -1, NaN NaN.
+#   tanh: sign(x) (1 - E) / (1 + E), E = exp(-2|x|), for |x| >= TANH_T: 1 - E carries exp's relative error scaled by
+#     E / (1 - E) <= 1.54 at |x| = 1/4, then 1 + E and the division (2 ulp): < 1e-6; below, x + x^3 (-1/3 + x^2
+#     (2/15 - x^2 17/315)) (TANH_COEFFS, its Taylor series to x^7): alternating, decreasing terms, so the rest is
+#     below the first omitted one, 62/2835 x^9 <= 3.4e-7 |x|, plus ~3 roundings: < 6e-7. +-0.0 give themselves,
+#     +-inf +-1, NaN NaN.
+#   sigmoid: 1 / (1 + e) with e = exp(-|x|) precise and div.approx (2 ulp): < 6e-7; e * that for x < 0: < 9e-7.
+# tests/test_triton_kernels.py evaluates the polynomials (in float32, from the constants below) against float64 over
+# their intervals.
+# ---------------------------------------------------------------------------------------------------------------
+LOG2E_HI = tl.constexpr(1.4426950216293335)  # float32(log2(e))
+LOG2E_LO = tl.constexpr(1.925963033500011e-08)  # float32(log2(e) - LOG2E_HI)
+LN2 = tl.constexpr(0.6931471824645996)  # float32(ln 2)
+EXP_MIN = tl.constexpr(-104.0)
+FAST16_REL_ERROR = 1.2e-6  # the largest of the bounds above (tests: the op error of 16-bit results on a GPU)
+EXPM1_T = tl.constexpr(0.25)
+# x^2 .. x^5 of expm1(x) ~ x + x^2 (c2 + c3 x + c4 x^2 + c5 x^3) on [-1/4, 0] (float32 values)
+EXPM1_COEFFS = (0.49999964237213135, 0.1666528880596161, 0.04150013253092766, 0.007530173286795616)
+TANH_T = tl.constexpr(0.25)
+TANH_COEFFS = (-1 / 3, 2 / 15, -17 / 315)  # x^3, x^5, x^7 of tanh(x), as float32 in the kernel
+_E2 = tl.constexpr(EXPM1_COEFFS[0])
+_E3 = tl.constexpr(EXPM1_COEFFS[1])
+_E4 = tl.constexpr(EXPM1_COEFFS[2])
+_E5 = tl.constexpr(EXPM1_COEFFS[3])
+_T3 = tl.constexpr(TANH_COEFFS[0])
+_T5 = tl.constexpr(TANH_COEFFS[1])
+_T7 = tl.constexpr(TANH_COEFFS[2])
+
+
+PTX = tl.constexpr(torch.version.hip is None)  # (the forms below use PTX instructions: NVIDIA GPUs only)
+
+
+@triton.jit
+def _fast16(DTYPE: tl.constexpr, LIBDEVICE: tl.constexpr):
+    """Whether the cheaper forms above apply: compiled for an NVIDIA GPU and a 16-bit result."""
+    return LIBDEVICE and PTX and (DTYPE == tl.bfloat16 or DTYPE == tl.float16)
+
+
+@triton.jit
+def _div_approx(a, b):
+    """a / b in float32 within 2 ulp for |b| in [2^-126, 2^126] (PTX div.approx.ftz.f32; GPU only)."""
+    return tl.inline_asm_elementwise("div.approx.ftz.f32 $0, $1, $2;", "=r,r,r", [a, b], dtype=tl.float32,
+                                     is_pure=True, pack=1)
+
+
+@triton.jit
+def _exp16(x, PRECISE: tl.constexpr):
+    """exp(x) in float32 for x <= 0 or NaN (GPU only): PRECISE within 3e-7 relative down to subnormal results;
+    else ex2.approx.ftz of x log2(e) (see above)."""
+    if PRECISE:
+        xc = tl.maximum(x, EXP_MIN, propagate_nan=tl.PropagateNan.ALL)
+        t = xc * LOG2E_HI
+        c = tl.fma(xc, LOG2E_HI, -t)
+        c = tl.fma(xc, LOG2E_LO, c)
+        e = tl.math.exp2(t)  # (ex2.approx.f32, subnormal results kept)
+        r = tl.fma(e, c * LN2, e)
+    else:
+        r = tl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=r,r", [x * LOG2E_HI], dtype=tl.float32,
+                                      is_pure=True, pack=1)
+    return r
+
+
+@triton.jit
+def _expm1_16(x, e):
+    """expm1(x) in float32 for x <= 0 or NaN, given e = _exp16(x, ...), within 1.2e-6 relative (see above)."""
+    p = tl.fma(tl.fma(tl.fma(_E5, x, _E4), x, _E3), x, _E2)
+    small = tl.fma(p, x * x, x)
+    return tl.where(x > -EXPM1_T, small, e - 1.0)
+
+
+@triton.jit
+def _tanh16(x):
+    """tanh(x) in float32 within 1e-6 relative (see above; GPU only): tanh(|x|) with x's sign bit OR-ed in (so -0.0
+    gives -0.0, which x + x^3 p(x^2) of x = -0.0 would not: -0.0 + +0.0 is +0.0)."""
+    ax = tl.abs(x)
+    x2 = ax * ax
+    small = tl.fma(tl.fma(tl.fma(_T7, x2, _T5), x2, _T3), x2 * ax, ax)
+    e = _exp16(-2.0 * ax, False)
+    big = _div_approx(1.0 - e, 1.0 + e)
+    r = tl.where(ax < TANH_T, small, big)
+    sign = x.to(tl.uint32, bitcast=True) & 0x80000000
+    return (r.to(tl.uint32, bitcast=True) | sign).to(tl.float32, bitcast=True)
+
+
 @triton.jit(do_not_specialize=["size_bucket"])
 def _unary_forward_kernel(x_ptr, y_ptr, numel, alpha: tl.float64, size_bucket, OP: tl.constexpr, OPMATH: tl.constexpr,
                           LIBDEVICE: tl.constexpr, BLOCK: tl.constexpr, NEG_ZERO: tl.constexpr = False):
@@ -266,19 +375,31 @@ def _unary_forward_kernel(x_ptr, y_ptr, numel, alpha: tl.float64, size_bucket, O
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     inb = offs < numel
     x = _upcast(tl.load(x_ptr + offs, mask=inb, other=0.0), OPMATH)
+    FAST16: tl.constexpr = _fast16(y_ptr.dtype.element_ty, LIBDEVICE)
     if OP == 2 or OP == 3:
         # ELU<T>: forward(x) = x < 0 ? expm1(x) * alpha : x   (-0.0 and NaN give x)
         a = _slope(alpha, OPMATH, NEG_ZERO)
-        neg = _expm1(tl.where(x < 0.0, x, 0.0), OPMATH, LIBDEVICE) * a
-        y = tl.where(x < 0.0, neg, x)
+        xn = tl.where(x < 0.0, x, 0.0)
+        if FAST16:
+            em1 = _expm1_16(xn, _exp16(xn, False))
+        else:
+            em1 = _expm1(xn, OPMATH, LIBDEVICE)
+        y = tl.where(x < 0.0, em1 * a, x)
     elif OP == 4:
         # Sigmoid<T>: e = exp(-|x|) (NaN stays NaN), pos = 1 / (1 + e); forward(x) = x < 0 ? e * pos : pos
-        e = _exp(tl.where(x < 0.0, x, -x), LIBDEVICE)
-        pos = _div(tl.full(x.shape, 1.0, OPMATH), 1.0 + e, OPMATH)
+        if FAST16:
+            e = _exp16(tl.where(x < 0.0, x, -x), True)
+            pos = _div_approx(tl.full(x.shape, 1.0, OPMATH), 1.0 + e)
+        else:
+            e = _exp(tl.where(x < 0.0, x, -x), LIBDEVICE)
+            pos = _div(tl.full(x.shape, 1.0, OPMATH), 1.0 + e, OPMATH)
         y = tl.where(x < 0.0, e * pos, pos)
     else:
         # Tanh<T>: forward(x) = tanh(x)
-        y = _tanh(x, OPMATH, LIBDEVICE)
+        if FAST16:
+            y = _tanh16(x)
+        else:
+            y = _tanh(x, OPMATH, LIBDEVICE)
     tl.store(y_ptr + offs, _downcast(y, y_ptr.dtype.element_ty), mask=inb)
 
 
@@ -311,17 +432,20 @@ def _unary_backward_kernel(g_ptr, s_ptr, dx_ptr, numel, alpha: tl.float64, size_
 
 # ---------------------------------------------------------------------------------------------------------------
 # Activations with learned per-channel parameters: PReLU<T> (1 parameter) and PELU<T> (2) of activations.h, one
-# forward and one backward kernel for both (tl.constexpr OP; NP parameter pointers p0, p1 and, in the backward, NP
-# partial buffers q0, q1). x is seen as [N, C, S] (outer, channels, inner); program p handles the tile
-# (it, ic, is) = (p // (CT*ST), (p // ST) % CT, p % ST): rows n of [it*NB, it*NB + NB) times the CB*SB columns
-# k = (channel ic*CB + k // SB, inner position is*SB + k % SB). The columns are contiguous in memory in runs of SB
-# (of CB*SB when S == 1), so loads vectorize along them.
+# forward and one backward kernel for both (tl.constexpr OP; in the backward, NP partial buffers q0, q1). The
+# parameters arrive as their per-channel constants k, rows of a [KC, C] tensor prepared once per call on the host
+# (channel_constants, as the functors' prepare): PReLU's weight itself (KC = 1, in x's dtype); PELU's
+# (a, a / b, 1 / b) in opmath (KC = 3), so that no element pays a division. x is seen as [N, C, S] (outer, channels,
+# inner); program p handles the tile (it, ic, is) = (p // (CT*ST), (p // ST) % CT, p % ST): rows n of
+# [it*NB, it*NB + NB) times the CB*SB columns k = (channel ic*CB + k // SB, inner position is*SB + k % SB). The
+# columns are contiguous in memory in runs of SB (of CB*SB when S == 1), so loads vectorize along them.
 # ---------------------------------------------------------------------------------------------------------------
 @triton.jit
 def _channel_tile(pid, N, C, S, CT, ST, NB: tl.constexpr, CB: tl.constexpr, SB: tl.constexpr):
-    it = pid // (CT * ST)
-    ic = (pid // ST) % CT
-    i_s = pid % ST
+    q = pid // ST  # (two integer divisions, not three: it = pid // (CT * ST), ic = (pid // ST) % CT, is = pid % ST)
+    i_s = pid - q * ST
+    it = q // CT
+    ic = q - it * CT
     n = it * NB + tl.arange(0, NB)  # [NB] int64, as pid
     if SB == 1:
         # inner == 1 (channels_last, [N, C] inputs): the columns are CB consecutive channels of a row, contiguous;
@@ -361,64 +485,93 @@ def _store_partial(q_ptr, terms, it, ic, i_s, C, ST, CB: tl.constexpr, SB: tl.co
 
 
 @triton.jit
-def _channel_forward_kernel(x_ptr, p0_ptr, p1_ptr, y_ptr, N, C, S, CT, ST, OP: tl.constexpr, OPMATH: tl.constexpr,
+def _channel_forward_kernel(x_ptr, k_ptr, y_ptr, N, C, S, CT, ST, OP: tl.constexpr, OPMATH: tl.constexpr,
                             LIBDEVICE: tl.constexpr, NB: tl.constexpr, CB: tl.constexpr, SB: tl.constexpr):
-    """y = f.forward(x, p) with p the column's channel parameters; f = PReLU (OP 6: p0 = weight) or PELU (OP 7:
-    p0 = a, p1 = b)."""
+    """y = f.forward(x, k) with k the column's channel constants (channel_constants); f = PReLU (OP 6: k = weight)
+    or PELU (OP 7: k = a, a / b, 1 / b)."""
     pid = tl.program_id(0).to(tl.int64)
     it, ic, i_s, c, offs, inb = _channel_tile(pid, N, C, S, CT, ST, NB, CB, SB)
     x = _upcast(tl.load(x_ptr + offs, mask=inb, other=0.0), OPMATH)
-    p0 = _load_param(p0_ptr, ic, c, C, OPMATH, CB)
     if OP == 6:
         # PReLU<T>: forward(x, w) = x > 0 ? x : w * x
+        p0 = _load_param(k_ptr, ic, c, C, OPMATH, CB)
         y = tl.where(x > 0.0, x, p0 * x)
     else:
-        # PELU<T>: forward(x, a, b) = x >= 0 ? (a / b) * x : a * expm1(x * (1 / b)); a / b and 1 / b per column of
-        # the tile (its channels), not per element, as PELU<T>::prepare. Only the selected side is computed (the other
-        # one on 0), so no overflow or NaN of the unselected side is ever formed
-        p1 = _load_param(p1_ptr, ic, c, C, OPMATH, CB)
+        # PELU<T>: forward(x, a, b) = x >= 0 ? (a / b) * x : a * expm1(x * (1 / b)); a / b and 1 / b computed once
+        # per channel on the host (channel_constants), as PELU<T>::prepare. Only the selected side is computed (the
+        # other one on 0), so no overflow or NaN of the unselected side is ever formed
+        a = _load_param(k_ptr, ic, c, C, OPMATH, CB)
+        r = _load_param(k_ptr + C, ic, c, C, OPMATH, CB)
+        ib = _load_param(k_ptr + 2 * C, ic, c, C, OPMATH, CB)
         pos = x >= 0.0
-        r = _div(p0, p1, OPMATH)
-        u = x * _div(tl.full(p1.shape, 1.0, OPMATH), p1, OPMATH)
-        y = tl.where(pos, r * x, p0 * _expm1(tl.where(pos, 0.0, u), OPMATH, LIBDEVICE))
+        if _fast16(y_ptr.dtype.element_ty, LIBDEVICE):
+            # 16-bit data on a GPU: the cheaper expm1 above, on u itself (its inf or NaN for x >= 0 is not selected)
+            u = x * ib
+            em1 = _expm1_16(u, _exp16(u, False))
+        else:
+            em1 = _expm1(tl.where(pos, 0.0, x * ib), OPMATH, LIBDEVICE)
+        y = tl.where(pos, r * x, a * em1)
     tl.store(y_ptr + offs, _downcast(y, y_ptr.dtype.element_ty), mask=inb)
 
 
 @triton.jit
-def _channel_backward_kernel(g_ptr, x_ptr, p0_ptr, p1_ptr, dx_ptr, q0_ptr, q1_ptr, N, C, S, CT, ST,
+def _channel_backward_kernel(g_ptr, x_ptr, k_ptr, dx_ptr, q0_ptr, q1_ptr, N, C, S, CT, ST,
                              OP: tl.constexpr, NP: tl.constexpr, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr,
                              NB: tl.constexpr, CB: tl.constexpr, SB: tl.constexpr):
-    """dx = f.backward(x, dy, p, dp) and, for each of the NP parameters k, the tile's per-channel sums of its
-    gradient terms dp[k] in q_k[it * ST + is, c] (see _store_partial); f = PReLU (OP 6, NP 1) or PELU (OP 7, NP 2)."""
+    """dx = f.backward(x, dy, k, dp) and, for each of the NP parameters j, the tile's per-channel sums of its
+    gradient terms dp[j] in q_j[it * ST + is, c] (see _store_partial); f = PReLU (OP 6, NP 1) or PELU (OP 7, NP 2);
+    k: the channel constants, as in the forward."""
     pid = tl.program_id(0).to(tl.int64)
     it, ic, i_s, c, offs, inb = _channel_tile(pid, N, C, S, CT, ST, NB, CB, SB)
     x = _upcast(tl.load(x_ptr + offs, mask=inb, other=0.0), OPMATH)
     g = _upcast(tl.load(g_ptr + offs, mask=inb, other=0.0), OPMATH)
-    p0 = _load_param(p0_ptr, ic, c, C, OPMATH, CB)
     if OP == 6:
         # PReLU<T>: dx = x > 0 ? dy : w * dy;  dw term = x > 0 ? 0 : x * dy
+        p0 = _load_param(k_ptr, ic, c, C, OPMATH, CB)
         pos = x > 0.0
         dx = tl.where(pos, g, p0 * g)
         t0 = tl.where(inb & ~pos, x * g, 0.0)
         t1 = t0
     else:
-        # PELU<T>, with r = a / b, u = x * (1 / b) (both per column) and ge = E dy (E = exp(u) on the negative side,
-        # 1 on the positive; exp itself, not 1 + expm1, whose rounding would swamp a small E, as PELU<T>::backward):
+        # PELU<T>, with r = a / b, u = x * (1 / b) (a / b and 1 / b per channel: channel_constants) and ge = E dy
+        # (E = exp(u) on the negative side, 1 on the positive; exp itself, not 1 + expm1, whose rounding would swamp a
+        # small E, as PELU<T>::backward):
         #   dx = r * ge;  da term = (x >= 0 ? u : expm1(u)) * dy;  db term = -(r * u) * ge
         # exp and expm1 get u on the negative side and 0 on the positive one: only the selected side is formed.
-        p1 = _load_param(p1_ptr, ic, c, C, OPMATH, CB)
+        r = _load_param(k_ptr + C, ic, c, C, OPMATH, CB)
+        ib = _load_param(k_ptr + 2 * C, ic, c, C, OPMATH, CB)
         pos = x >= 0.0
-        r = _div(p0, p1, OPMATH)
-        u = x * _div(tl.full(p1.shape, 1.0, OPMATH), p1, OPMATH)
+        u = x * ib
         un = tl.where(pos, 0.0, u)
-        ge = tl.where(pos, g, g * _exp(un, LIBDEVICE))
+        if _fast16(dx_ptr.dtype.element_ty, LIBDEVICE):
+            # 16-bit data on a GPU: the cheaper exp (precise: E scales dx) and expm1 from it (see _exp16); the
+            # parameter terms, summed in float32 and rounded to the 16-bit parameter dtype, keep ~1e-6 of relative
+            # error per term
+            e = _exp16(un, True)
+            em1 = _expm1_16(un, e)
+        else:
+            e = _exp(un, LIBDEVICE)
+            em1 = _expm1(un, OPMATH, LIBDEVICE)
+        ge = tl.where(pos, g, g * e)
         dx = r * ge
-        t0 = tl.where(inb, tl.where(pos, u * g, _expm1(un, OPMATH, LIBDEVICE) * g), 0.0)
+        t0 = tl.where(inb, tl.where(pos, u * g, em1 * g), 0.0)
         t1 = tl.where(inb, -(r * u) * ge, 0.0)
     tl.store(dx_ptr + offs, _downcast(dx, dx_ptr.dtype.element_ty), mask=inb)
     _store_partial(q0_ptr, t0, it, ic, i_s, C, ST, CB, SB)
     if NP == 2:
         _store_partial(q1_ptr, t1, it, ic, i_s, C, ST, CB, SB)
+
+
+@triton.jit
+def _pelu_constants_kernel(a_ptr, b_ptr, k_ptr, P, OPMATH: tl.constexpr, BLOCK: tl.constexpr):
+    """PELU<T>::prepare per parameter element: k[0] = a, k[1] = a / b, k[2] = 1 / b in opmath ([3, P] k)."""
+    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = i < P
+    a = _upcast(tl.load(a_ptr + i, mask=m, other=1.0), OPMATH)
+    b = _upcast(tl.load(b_ptr + i, mask=m, other=1.0), OPMATH)
+    tl.store(k_ptr + i, a, mask=m)
+    tl.store(k_ptr + P + i, _div(a, b, OPMATH), mask=m)
+    tl.store(k_ptr + 2 * P + i, _div(tl.full(b.shape, 1.0, OPMATH), b, OPMATH), mask=m)
 
 
 @triton.jit
@@ -659,15 +812,33 @@ def _check_params(op: int, params) -> None:
         raise ValueError(f"operator id {op} takes {CHANNEL_PARAMS[op]} parameters, got {len(params)}")
 
 
+def channel_constants(op: int, params) -> torch.Tensor:
+    """The per-channel constants the kernels read (as the functors' prepare), a [KC, P] tensor of the P parameter
+    elements: PRELU: the weight itself ([1, P], its dtype, no copy); PELU: rows (a, a / b, 1 / b) in opmath (float64
+    for float64 parameters, else float32), made by _pelu_constants_kernel in one launch with the kernels' own
+    _upcast and _div (IEEE), so the bits are those the element kernels computed per column before, NaN payloads
+    included (torch's float16 -> float32 conversion writes other NaN payloads than the interpreter's)."""
+    _check_params(op, params)
+    if op == PRELU:
+        return params[0].reshape(1, -1)
+    a, b = params
+    n = a.numel()
+    k = torch.empty((3, n), dtype=_acc_dtype(a.dtype), device=a.device)
+    with _on_device(a):
+        _pelu_constants_kernel[(triton.cdiv(n, CONSTANTS_BLOCK),)](a, b, k, n, OPMATH=_opmath(a.dtype),
+                                                                   BLOCK=CONSTANTS_BLOCK, num_warps=4)
+    return k
+
+
 def channel_forward(x: torch.Tensor, params, y: torch.Tensor, geom: tuple[int, int, int], op: int) -> None:
     """y = f(x, p[c]) over x seen as geom = (outer, channels, inner); f is PRELU (params: (weight,)) or PELU
     ((a, b)), each parameter of 1 or `channels` elements."""
     _check_params(op, params)
     outer, channels, inner = geom
     (nb, cb, sb), (nt, ct, st) = _channel_grid(outer, channels, inner)
-    p1 = params[1] if len(params) > 1 else None
+    k = channel_constants(op, params)
     with _on_device(x):
-        _channel_forward_kernel[(nt * ct * st,)](x, params[0], p1, y, outer, channels, inner, ct, st, OP=op,
+        _channel_forward_kernel[(nt * ct * st,)](x, k, y, outer, channels, inner, ct, st, OP=op,
                                                  OPMATH=_opmath(x.dtype), LIBDEVICE=not INTERPRETED, NB=nb, CB=cb,
                                                  SB=sb, num_warps=CHANNEL_NUM_WARPS, **_libdevice_options(x))
 
@@ -681,9 +852,10 @@ def channel_backward(grad: torch.Tensor, x: torch.Tensor, params, dx: torch.Tens
     outer, channels, inner = geom
     (nb, cb, sb), (nt, ct, st) = _channel_grid(outer, channels, inner)
     partial = torch.empty((npar, nt * st, channels), dtype=_acc_dtype(x.dtype), device=x.device)
-    p1, q1 = (params[1], partial[1]) if npar > 1 else (None, None)
+    q1 = partial[1] if npar > 1 else None
+    k = channel_constants(op, params)
     with _on_device(x):
-        _channel_backward_kernel[(nt * ct * st,)](grad, x, params[0], p1, dx, partial[0], q1, outer, channels, inner,
+        _channel_backward_kernel[(nt * ct * st,)](grad, x, k, dx, partial[0], q1, outer, channels, inner,
                                                   ct, st, OP=op, NP=npar, OPMATH=_opmath(x.dtype),
                                                   LIBDEVICE=not INTERPRETED, NB=nb, CB=cb, SB=sb,
                                                   num_warps=CHANNEL_NUM_WARPS, **_libdevice_options(x))
