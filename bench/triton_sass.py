@@ -169,7 +169,7 @@ def variants() -> list[Variant]:
                 for c in bconst:
                     bsig.pop(c, None)
                 out.append(Variant(f"{opn} bwd {dt} {tag}", K._channel_backward_kernel, bsig, bconst,
-                                   K.CHANNEL_NUM_WARPS, nbk * cb * sb, 3 * nb, True,
+                                   K.CHANNEL_BACKWARD_NUM_WARPS, nbk * cb * sb, 3 * nb, True,
                                    ("g_ptr", "x_ptr", "k_ptr", "dx_ptr", "C") + (("S",) if geom[2] > 1 else ())))
         # Softmax rows of 1k, 4k, 16k and 32k elements (forward; backward up to 16k), read once.
         for n in (1024, 4096, 16384, 32768):
