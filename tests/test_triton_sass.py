@@ -23,16 +23,18 @@ SUBSET = {
     "relu fwd bf16": (1, 1), "relu bwd bf16": (1, 1), "tanh fwd bf16": (1, 1), "tanh bwd fp32": (2, 1),
     "elu fwd bf16": (1, 1), "sigmoid fwd bf16": (1, 1), "prelu fwd bf16 inner 1": (1, 1),
     "prelu bwd fp32 inner 1": (2, 1), "pelu fwd bf16 inner 1": (1, 1), "pelu fwd bf16 NCHW": (1, 1),
-    "pelu bwd fp32 inner 1": (2, 1), "pelu bwd bf16 inner 1": (2, 1),
+    "pelu bwd fp32 inner 1": (2, 1), "pelu bwd bf16 inner 1": (2, 1), "pelu bwd bf16 NCHW": (2, 1),
     "prelu fwd fp32 NCHW": (1, 1), "softmax fwd bf16 row 4096": (1, 1), "softmax fwd fp32 row 32768": (1, 1),
     "softmax bwd bf16 row 16384": (2, 1),
 }
-# Above 75% of the budget (bench/triton_sass.py), open: PELU's bfloat16 backward (about 62 per element against 44:
-# the two per-channel partial sums of the tile, shuffles and shared memory, cost about 20, and exp, expm1, the
-# products and the masks of the five outputs' terms the rest; the fewer-instruction exp and expm1 of 16-bit data
-# took it from 112). Within it now: ELU, sigmoid and tanh bfloat16 forwards (16-bit forms of exp, expm1, tanh and
-# the division, kernels.py _exp16), PELU forward (its divisions per channel, channel_constants).
-OVER_BUDGET = {"pelu bwd bf16"}
+# Above 75% of the budget (bench/triton_sass.py), open: PELU's bfloat16 backward over [N, C] / channels_last (inner
+# 1): 49 per element against 44 (62.5 before a whole-tile sum per channel where a tile has one channel, one product
+# for the da term, the hardware bfloat16 conversion of dx and 4 warps, which brought its NCHW form from 59.5 to 43):
+# the two column sums of its [64, 64] tile (shuffles across 4 lanes, then across the warps through shared memory)
+# cost about 8, exp and expm1 of 16-bit data (the precise exp keeps subnormal results) about 19. Within it now: ELU,
+# sigmoid and tanh bfloat16 forwards (16-bit forms of exp, expm1, tanh and the division, kernels.py _exp16), PELU
+# forward (its divisions per channel, channel_constants).
+OVER_BUDGET = {"pelu bwd bf16 inner 1"}
 
 @pytest.fixture(scope="module")
 def rows():
