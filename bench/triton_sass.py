@@ -168,8 +168,9 @@ def variants() -> list[Variant]:
                 bconst = dict(const, NP=K.CHANNEL_PARAMS[op])
                 for c in bconst:
                     bsig.pop(c, None)
+                bwarps = K.channel_backward_num_warps(torch.float32 if dt == "fp32" else torch.bfloat16)
                 out.append(Variant(f"{opn} bwd {dt} {tag}", K._channel_backward_kernel, bsig, bconst,
-                                   K.CHANNEL_BACKWARD_NUM_WARPS, nbk * cb * sb, 3 * nb, True,
+                                   bwarps, nbk * cb * sb, 3 * nb, True,
                                    ("g_ptr", "x_ptr", "k_ptr", "dx_ptr", "C") + (("S",) if geom[2] > 1 else ())))
         # Softmax rows of 1k, 4k, 16k and 32k elements (forward; backward up to 16k), read once.
         for n in (1024, 4096, 16384, 32768):

@@ -80,10 +80,12 @@ CHANNEL_TILE = 4096  # elements per program (NB * CB * SB, at most)
 CHANNEL_RUN = 64  # contiguous elements a tile's row should at least span when inner is short
 CHANNEL_MIN_SB = 32  # smallest tile along inner considered when inner is long (> 32)
 CHANNEL_NUM_WARPS = 8
-# The backward's tile is the forward's, on 4 warps: twice the elements per thread amortize the tile's two per-channel
-# sums (shuffles, shared memory) and the prologue (bench/triton_sass.py, PELU bfloat16 backward on sm_90: 43 SASS
-# per element instead of 48 for NCHW, 49 instead of 59 for inner 1; no spills)
-CHANNEL_BACKWARD_NUM_WARPS = 4
+# The backward of 16-bit data: the forward's tile on 4 warps (channel_backward_num_warps): twice the elements per
+# thread amortize the tile's two per-channel sums (shuffles, shared memory) and the prologue (bench/triton_sass.py,
+# PELU bfloat16 backward on sm_90: 41.8 SASS per element instead of 47.5 for NCHW, 45.5 instead of 57 for inner 1;
+# 80 and 128 registers, no spills). float32 / float64 keep 8 warps: 4 would save 4 of 65 per element (within the
+# budget either way) at 178 registers instead of 93.
+CHANNEL_BACKWARD_NUM_WARPS_16 = 4
 CONSTANTS_BLOCK = 1024  # parameter elements per program of _pelu_constants_kernel
 # Second pass of the parameter gradients: [RB, CB] tiles of a [rows, channels] partial buffer.
 REDUCE_TILE = 4096
@@ -822,6 +824,11 @@ def channel_tiles(outer: int, channels: int, inner: int) -> tuple[int, int, int]
     return nb, cb, sb
 
 
+def channel_backward_num_warps(dtype: torch.dtype) -> int:
+    """Warps of _channel_backward_kernel for data of this dtype (see CHANNEL_BACKWARD_NUM_WARPS_16)."""
+    return CHANNEL_BACKWARD_NUM_WARPS_16 if dtype.itemsize == 2 else CHANNEL_NUM_WARPS
+
+
 def _channel_grid(outer: int, channels: int, inner: int):
     nb, cb, sb = channel_tiles(outer, channels, inner)
     nt, ct, st = triton.cdiv(outer, nb), triton.cdiv(channels, cb), triton.cdiv(inner, sb)
@@ -885,7 +892,8 @@ def channel_backward(grad: torch.Tensor, x: torch.Tensor, params, dx: torch.Tens
         _channel_backward_kernel[(nt * ct * st,)](grad, x, k, dx, partial[0], q1, outer, channels, inner,
                                                   ct, st, OP=op, NP=npar, OPMATH=_opmath(x.dtype),
                                                   LIBDEVICE=not INTERPRETED, NB=nb, CB=cb, SB=sb,
-                                                  num_warps=CHANNEL_BACKWARD_NUM_WARPS, **_libdevice_options(x))
+                                                  num_warps=channel_backward_num_warps(x.dtype),
+                                                  **_libdevice_options(x))
     for k in range(npar):
         channel_sum(partial[k], dparams[k])
 
