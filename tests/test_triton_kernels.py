@@ -1218,3 +1218,39 @@ def test_fast16_constants():
     assert float(_f32(hi)) == hi and float(_f32(lo)) == lo and abs(hi + lo - 1 / math.log(2)) < 1e-15
     assert float(_f32(_cv(K.LN2))) == _cv(K.LN2) and abs(_cv(K.LN2) - math.log(2)) < 2 ** -25
     assert math.exp(_cv(K.EXP_MIN)) < 2.0 ** -150  # (clamped arguments give 0 either way)
+
+
+tl = triton.language
+
+
+@triton.jit
+def _downcast_kernel(x_ptr, y_ptr, n, HW: tl.constexpr, BLOCK: tl.constexpr):
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = i < n
+    tl.store(y_ptr + i, K._downcast(tl.load(x_ptr + i, mask=m), tl.bfloat16, HW), mask=m)
+
+
+def test_bfloat16_downcast_bits_are_c10s():
+    """float32 -> bfloat16 as stored by the kernels: the bits of c10::BFloat16 (round to nearest even, subnormals
+    kept, overflow to inf, NaN -> 0x7FC0). On a GPU this checks the hardware form the channel backward uses
+    (_downcast HW: cvt.rn.bf16x2.f32 with NaN rewritten); in the interpreter the integer form (HW is GPU only)."""
+    g = torch.Generator().manual_seed(7)
+    bits = torch.randint(-2 ** 31, 2 ** 31 - 1, (1 << 15,), generator=g, dtype=torch.int64)
+    ties = (bits & ~0xFFFF) | 0x8000  # exactly halfway: even and odd upper halves
+    near = (bits & ~0xFFFF) | torch.tensor([0x7FFF, 0x8001, 0x0001, 0xFFFF]).repeat(len(bits) // 4)
+    special = torch.tensor([0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001, 0x7F800001, 0x7FFFFFFF, 0x00000001,
+                            0x80000001, 0x007FFFFF, 0x00008000, 0x00018000, 0x7F7FFFFF, 0xFF7FFFFF, 0x7F7F8000,
+                            0x00000000, 0x80000000], dtype=torch.int64)
+    u = torch.cat([bits, ties, near, special]) & 0xFFFFFFFF
+    x = u.to(torch.int64).where(u < 2 ** 31, u - 2 ** 32).to(torch.int32).view(torch.float32)
+    y = torch.empty(x.shape, dtype=torch.bfloat16, device=DEVICE)
+    block = 1024
+    _downcast_kernel[(triton.cdiv(x.numel(), block),)](x.to(DEVICE), y, x.numel(), HW=not K.INTERPRETED,
+                                                       BLOCK=block)
+    # torch's CPU conversion for the numbers (round to nearest even); c10::BFloat16's 0x7FC0 for NaN (torch's
+    # vectorized CPU conversion writes other NaN bits)
+    want = x.to(torch.bfloat16).view(torch.int16).where(~x.isnan(), torch.tensor(0x7FC0, dtype=torch.int16))
+    got = y.cpu().view(torch.int16)
+    bad = (got != want).nonzero().flatten()
+    assert bad.numel() == 0, [(hex(int(u[i])), hex(int(got[i]) & 0xFFFF), hex(int(want[i]) & 0xFFFF))
+                              for i in bad[:8]]
