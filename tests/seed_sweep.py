@@ -35,6 +35,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="", help="these seeds instead of fresh ones (separated by spaces or commas)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                     help="pytest-xdist workers per seed (default: one per core; 0: in the pytest process)")
+    ap.add_argument("--log-dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "glo-seed-sweep"),
+                    help="where the whole pytest output of a failing seed is written (default $TMPDIR/glo-seed-sweep)")
     ap.add_argument("pytest_args", nargs=argparse.REMAINDER,
                     help="test files / ids and pytest options (default: every test file with random inputs)")
     args = ap.parse_args(argv)
@@ -51,10 +53,14 @@ def main(argv=None) -> int:
                               cwd=ROOT, env=env, capture_output=True, text=True)
         tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr.strip()[-200:]
         if proc.returncode not in (0, 5):
-            failed[seed] = re.findall(r"^FAILED (\S+)", proc.stdout, re.M) or [tail]
+            failed[seed] = re.findall(r"^FAILED (.+)$", proc.stdout, re.M) or [tail]
+            log = Path(args.log_dir) / f"seed-{seed}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(proc.stdout + proc.stderr)
+            failed[seed].append(f"(pytest's whole output: {log})")
         status = "FAIL" if seed in failed else "ok"
         print(f"[{i}/{len(seeds)}] GLO_TEST_SEED={seed}: {status} ({time.monotonic() - t0:.0f} s) {tail}", flush=True)
-        for test in failed.get(seed, [])[:10]:
+        for test in failed.get(seed, [])[:11]:
             print(f"    {test}", flush=True)
     print(f"{len(seeds)} seeds in {(time.monotonic() - start) / 60:.1f} min; "
           f"failing seeds: {' '.join(map(str, failed)) or 'none'}")
