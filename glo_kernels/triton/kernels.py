@@ -9,9 +9,10 @@ Conventions, as in the CUDA/CPU kernels:
     the kernel (as static_cast<T>(slope) in C++);
   * bfloat16 <-> float32 conversions are written with integer ops (_upcast/_downcast): exactly c10's conversions
     (round to nearest even, NaN -> 0x7FC0), both on a GPU and in the Triton interpreter, whose own bfloat16 casts
-    truncate;
+    truncate (on a GPU the channel backward uses the hardware conversion, its NaN set to 0x7FC0: the same bits);
   * transcendentals: on a GPU exp, expm1 and tanh are libdevice's (expf, expm1f, tanhf and their double forms, as
-    the C++ functors); the interpreter has no libdevice, so there (LIBDEVICE: tl.constexpr, set at trace time from
+    the C++ functors), except for 16-bit results, which take the cheaper forms of _fast16 (bounds below); the
+    interpreter has no libdevice, so there (LIBDEVICE: tl.constexpr, set at trace time from
     whether the interpreter runs) exp is tl.exp (numpy) and expm1 and tanh are built from it with formulas accurate
     to ~2 ulp (see _expm1 and _tanh); tl.exp in float32 is approximate on a GPU (ex2.approx, error growing with
     |x|). Divisions in float32 are IEEE (tl.math.div_rn), as in C++;

@@ -125,8 +125,8 @@ GLO_HD double gtanh(double x) { return ::tanh(x); }
 // below instead; the CUDA dispatch makes them Fast for Half / BFloat16 storage only (fast16_variant, at the end of
 // this header; device_functor in cuda/activations.cu). Float32 and float64 kernels, the CPU loops (host code: Fast
 // changes nothing there) and exp itself (CUDA's expf: 8 instructions, within 2 ulp, subnormal results right) keep
-// the full-accuracy path. The Triton kernels and the reference do not mirror this: it is an implementation choice
-// of the CUDA kernels, within the accuracy the 16-bit results need.
+// the full-accuracy path. The Triton kernels have their own 16-bit forms on a GPU (glo_kernels/triton/kernels.py,
+// _fast16), with their own bounds; the reference keeps plain torch formulas.
 //
 // Accuracy (relative error of the float result before its rounding to 16 bits; u = 2^-24, a float ulp <= 2u |y|):
 //  * rcp(d), d in [1, 2] (sigmoid's 1 / (1 + e)): PTX rcp.approx.ftz.f32, within 1 ulp over its whole range (PTX
