@@ -8,7 +8,7 @@ import torch
 
 from glo_kernels import backends, reference
 from glo_kernels.backends import op_namespace
-from glo_kernels.ops import dense_format
+from glo_kernels._layout import dense_format
 
 _FLOAT_DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
 
@@ -75,7 +75,7 @@ class _MaskInplace(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, backend, name, args):
-        ctx.format = dense_format(x)  # the mask's bit order (glo_kernels/ops.py dense_format)
+        ctx.format = dense_format(x)  # the mask's bit order (glo_kernels/_layout.py dense_format)
         mask = getattr(op_namespace(backend), name + "_")(x, *args, True)
         ctx.mark_dirty(x)
         ctx.save_for_backward(mask)

@@ -8,56 +8,12 @@ from __future__ import annotations
 
 import torch
 
-_MASK_BITS = 32
-_MASK_PAD = 2
+from glo_kernels._layout import (channel_view_shape, dense_format, empty_like_dense, fused_dtype_pair, leading_rows,
+                                 mask_shape, maxout_format, opmath_dtype, reduce_to_param)
+from glo_kernels import reference
+from glo_kernels._math import (maxout_gather, pelu_double_backward, softmax_backward_formula, temperature_grad)
 
-
-def _mask_shape(x: torch.Tensor, save_mask: bool) -> tuple:
-    # ceil(numel / 32) words of bits and _MASK_PAD zero words (kMaskPad in csrc/include/glo/activations.h: the length
-    # is never 0 or 1, so tracing with a dynamic dim needs no guard on it)
-    return (((x.numel() + _MASK_BITS - 1) // _MASK_BITS + _MASK_PAD) if save_mask else 0,)
-
-
-def dense_format(x: torch.Tensor) -> torch.memory_format:
-    """The memory format the element-wise ops (PReLU, PELU included) keep (dense_format of
-    csrc/include/glo/op_impls.h, the same rule): channels_last (4-d) / channels_last_3d (5-d) when x is dense in it
-    and not contiguous, else contiguous. Their outputs are in that format; a saved mask's bits follow its storage
-    order."""
-    if x.is_contiguous():
-        return torch.contiguous_format
-    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d):
-        return torch.channels_last_3d
-    return torch.contiguous_format
-
-
-def empty_like_dense(x: torch.Tensor) -> torch.Tensor:
-    """An uninitialized tensor of x's shape, dtype and device in dense_format(x): an element-wise op's output."""
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=dense_format(x))
-
-
-def maxout_format(t: torch.Tensor, dim: int) -> torch.memory_format:
-    """The memory format Maxout keeps (maxout_format of csrc/include/glo/op_impls.h): dense_format(t) when it runs
-    over the channels (dim 1) of a channels_last t, whose groups of pieces are then consecutive in storage; else
-    contiguous. The backward reads it off the saved indices."""
-    return dense_format(t) if t.dim() >= 1 and dim % t.dim() == 1 else torch.contiguous_format
-
-
-def channel_view_shape(x: torch.Tensor, weight: torch.Tensor) -> list[int]:
-    """Shape that broadcasts a PReLU-like parameter against x (channels at dim 1, or one shared value)."""
-    shape = [1] * x.dim()
-    if weight.numel() != 1 and x.dim() >= 2:
-        shape[1] = weight.numel()
-    return shape
-
-
-def reduce_to_param(t: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Sum a full-size gradient contribution down to the shape of the parameter ``weight``."""
-    if weight.numel() == 1 or t.dim() < 2:
-        return t.sum().reshape(weight.shape)
-    dims = [d for d in range(t.dim()) if d != 1]
-    return t.sum(dim=dims).reshape(weight.shape)
+__all__ = ["register", "check_dtype_arg", "scalar_type_name", "dense_format", "fused_dtype_pair"]
 
 
 def _register_autograd(qualname: str, backward, setup_context) -> None:
@@ -76,14 +32,14 @@ def _register(ns: str) -> None:
     ops = getattr(torch.ops, ns)
 
     # ---- fake kernels: outputs of the input's shape, contiguous (element-wise ops: in dense_format(x)); the mask is
-    # int32 [ceil(numel/32) + _MASK_PAD] or [0] ----
+    # int32 [mask_length(numel)] or [0] ----
     @lib.register_fake(f"{ns}::relu")
     def _(x, save_mask):
-        return empty_like_dense(x), x.new_empty(_mask_shape(x, save_mask), dtype=torch.int32)
+        return empty_like_dense(x), x.new_empty(mask_shape(x, save_mask), dtype=torch.int32)
 
     @lib.register_fake(f"{ns}::relu_")
     def _(x, save_mask):
-        return x.new_empty(_mask_shape(x, save_mask), dtype=torch.int32)
+        return x.new_empty(mask_shape(x, save_mask), dtype=torch.int32)
 
     @lib.register_fake(f"{ns}::relu_backward")
     def _(grad, mask):
@@ -91,11 +47,11 @@ def _register(ns: str) -> None:
 
     @lib.register_fake(f"{ns}::leaky_relu")
     def _(x, negative_slope, save_mask):
-        return empty_like_dense(x), x.new_empty(_mask_shape(x, save_mask), dtype=torch.int32)
+        return empty_like_dense(x), x.new_empty(mask_shape(x, save_mask), dtype=torch.int32)
 
     @lib.register_fake(f"{ns}::leaky_relu_")
     def _(x, negative_slope, save_mask):
-        return x.new_empty(_mask_shape(x, save_mask), dtype=torch.int32)
+        return x.new_empty(mask_shape(x, save_mask), dtype=torch.int32)
 
     @lib.register_fake(f"{ns}::leaky_relu_backward")
     def _(grad, mask, negative_slope):
@@ -312,53 +268,9 @@ def _register(ns: str) -> None:
     _register_softmax(ns)
 
 
-def maxout_gather(t: torch.Tensor, idx: torch.Tensor, pieces: int, dim: int) -> torch.Tensor:
-    """t (the input's shape) at each group's winner: the output's shape."""
-    dim = dim % t.dim()
-    groups = t.shape[dim] // pieces
-    grouped = t.unflatten(dim, (groups, pieces))
-    return grouped.gather(dim + 1, idx.long().unsqueeze(dim + 1)).squeeze(dim + 1)
-
-
-def pelu_parts(x, a, b):
-    """Broadcast a, b; x >= 0; u = x/b; E = exp(u) on the negative side, 1 on the positive side; r = a/b."""
-    shape = channel_view_shape(x, a)
-    a_, b_ = a.reshape(shape), b.reshape(shape)
-    pos = x >= 0
-    u = x / b_
-    e = torch.where(pos, torch.ones_like(x), torch.exp(torch.where(pos, torch.zeros_like(x), u)))
-    return a_, b_, pos, u, e, a_ / b_
-
-
-def pelu_double_backward(grad, x, a, b, gg_x, gg_a, gg_b):
-    """Vector-Jacobian product of pelu_backward (dx, da, db) w.r.t. (grad, x, a, b), in plain torch ops.
-
-    With r = a/b, u = x/b, E = exp(u) on the negative side (1 on the positive side), s = x >= 0:
-      dx = r E g,  da = sum (s ? u : E - 1) g,  db = sum -r u E g.
-    """
-    a_, b_, pos, u, e, r = pelu_parts(x, a, b)
-    shape = a_.shape
-    gx = gg_x if gg_x is not None else torch.zeros_like(x)
-    ga = gg_a.reshape(shape) if gg_a is not None else torch.zeros_like(a_)
-    gb = gg_b.reshape(shape) if gg_b is not None else torch.zeros_like(b_)
-    one = torch.ones_like(x)
-    d_grad = gx * r * e + ga * torch.where(pos, u, e - 1) + gb * (-r * u * e)
-    d_x = (gx * torch.where(pos, torch.zeros_like(x), r * e / b_) + ga * e / b_
-           + gb * (-(a_ / (b_ * b_)) * e * torch.where(pos, one, 1 + u))) * grad
-    d_a = reduce_to_param(grad * (gx * e / b_ + gb * (-u / b_) * e), a)
-    d_b = reduce_to_param(grad * (gx * (-(a_ / (b_ * b_))) * e * torch.where(pos, one, 1 + u)
-                                  + ga * (-u / b_) * e
-                                  + gb * (a_ / (b_ * b_)) * u * e * torch.where(pos, 2 * one, 2 + u)), b)
-    return d_grad, d_x, d_a, d_b
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Softmax family (docs/softmax_contract.md)
 # ---------------------------------------------------------------------------------------------------------------
-def _opmath_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 _FLOAT_DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
 
 # c10::ScalarType names, as the C++ error messages print them.
@@ -388,83 +300,11 @@ def scalar_type_name(dtype: torch.dtype) -> str:
     return name
 
 
-def fused_dtype_pair(src: torch.dtype, dst: torch.dtype) -> bool:
-    """Whether softmax / log_softmax with dtype=dst of a src input runs one fused kernel (reads src, writes dst; the
-    backward reads dst, writes src): bfloat16 / float16 -> float32 (fused_dtype_pair of csrc/include/glo/
-    softmax_impls.h). Other pairs cast x first, then run the op: torch's semantics, softmax(x.to(dtype))."""
-    return dst == torch.float32 and src in (torch.bfloat16, torch.float16)
-
-
 def check_dtype_arg(dtype, op: str, arg: str) -> None:
     """The registered ops' check of a ScalarType? argument (the C++ glue's resolve_dtype, same text)."""
     if dtype is not None and dtype not in _FLOAT_DTYPES:
         raise RuntimeError(f"glo_kernels.{op}: argument '{arg}' must be a floating-point dtype (float64, float32, "
                            f"bfloat16 or float16), got {scalar_type_name(dtype)}")
-
-
-def _temperature_value(t: float, tt, like: torch.Tensor):
-    """T as a number, or as a 0-d opmath tensor on like's device when given as a tensor."""
-    if tt is None:
-        return t
-    return tt.to(dtype=_opmath_dtype(like.dtype), device=like.device).reshape(())
-
-
-_SUM_BLOCK = 1024
-
-
-def fixed_order_sum(t: torch.Tensor) -> torch.Tensor:
-    """sum(t) in an order that depends only on t's size: blocks of 1024 elements (each reduced by one thread, below
-    torch's parallel grain), then blocks of the block sums. torch's own CPU sum splits work by the thread count, which
-    changes the rounding; CUDA sums are already reproducible for a given shape."""
-    v = t.reshape(-1)
-    if v.device.type != "cpu":
-        return v.sum()
-    while v.numel() > _SUM_BLOCK:
-        pad = (-v.numel()) % _SUM_BLOCK
-        if pad:
-            v = torch.cat([v, v.new_zeros(pad)])
-        v = v.view(-1, _SUM_BLOCK).sum(1)
-    return v.sum()
-
-
-def temperature_grad(dx: torch.Tensor, x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
-    """Gradient of a function of z = x / T with respect to T, from its gradient dx with respect to x:
-    dL/dT = -sum(dx * x) / T, summed in a fixed order (bitwise the same for any thread count)."""
-    acc = _opmath_dtype(x.dtype)
-    t = tt.to(dtype=acc, device=x.device).reshape(())
-    g = -fixed_order_sum(dx.to(acc) * x.to(acc)) / t
-    return g.to(dtype=tt.dtype, device=tt.device).reshape(tt.shape)
-
-
-def _group_sum(t: torch.Tensor, dim: int, group_sizes) -> torch.Tensor:
-    """Per-group sums along dim, broadcast back over each group (group_sizes None: one group)."""
-    if group_sizes is None:
-        return t.sum(dim, keepdim=True)
-    return torch.cat([p.sum(dim, keepdim=True).expand_as(p) for p in t.split(list(group_sizes), dim)], dim)
-
-
-def softmax_backward_formula(grad, y, dim, t, tt, log=False, group_sizes=None, input_dtype=None):
-    """The backward ops in plain torch ops (differentiable in grad, y and a temperature tensor): used for their own
-    backward (double backward) and as documentation of what the kernels compute. dx in input_dtype (grad's if
-    None)."""
-    acc = _opmath_dtype(grad.dtype)
-    squeeze = grad.dim() == 0
-    g, yy = grad.to(acc), y.to(acc)
-    if squeeze:
-        g, yy, dim = g.reshape(1), yy.reshape(1), 0
-    inv_t = 1.0 / _temperature_value(t, tt, g)
-    if log:
-        dx = (g - torch.exp(yy) * _group_sum(g, dim, group_sizes)) * inv_t
-    else:
-        dx = yy * (g - _group_sum(g * yy, dim, group_sizes)) * inv_t
-    return (dx.reshape(()) if squeeze else dx).to(grad.dtype if input_dtype is None else input_dtype)
-
-
-def _rows(shape) -> int:
-    n = 1
-    for s in list(shape)[:-1]:
-        n *= s
-    return n
 
 
 def _register_softmax(ns: str) -> None:
@@ -492,7 +332,7 @@ def _register_softmax(ns: str) -> None:
     @lib.register_fake(f"{ns}::distillation_loss")
     def _(student, teacher, temperature, reduction):
         loss = student.new_empty(student.shape if reduction == "none" else ())
-        return loss, student.new_empty((_rows(student.shape), 5), dtype=_opmath_dtype(student.dtype))
+        return loss, student.new_empty((leading_rows(student.shape), 5), dtype=opmath_dtype(student.dtype))
 
     @lib.register_fake(f"{ns}::distillation_loss_backward")
     def _(grad, student, teacher, stats, temperature, reduction, teacher_grad):
@@ -591,10 +431,8 @@ def _register_softmax(ns: str) -> None:
         ctx.save_for_backward(grad, s, t)
 
     def _distill_bwd_bwd(ctx, gg_s, gg_t):
-        from glo_kernels import reference
-
         grad, s, t = ctx.saved_tensors
-        acc = _opmath_dtype(s.dtype)
+        acc = opmath_dtype(s.dtype)
         with torch.enable_grad():
             g_ = grad.detach().to(acc).requires_grad_()
             s_ = s.detach().to(acc).requires_grad_()

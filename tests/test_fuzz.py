@@ -49,7 +49,7 @@ from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from glo_kernels._registry import ALL_OPS
-from glo_kernels.ops import channel_view_shape, dense_format, maxout_format, reduce_to_param
+from glo_kernels._layout import channel_view_shape, dense_format, maxout_format, reduce_to_param
 from conftest import backend_params
 from helpers import EPS, assert_matches_reference
 from bounds import (distillation_bounds, finite as _fin, row_max as _row_max, softmax_backward_atol,

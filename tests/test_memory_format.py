@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import glo_kernels
-from glo_kernels.ops import dense_format
+from glo_kernels._layout import dense_format
 from bounds import UNIT_ROUNDOFF, sum_gamma
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")

@@ -59,7 +59,7 @@ op_db, SampleInput = _import_op_db()
 
 import glo_kernels
 from glo_kernels._registry import ALL_OPS_BY_NAME
-from glo_kernels.ops import channel_view_shape, reduce_to_param
+from glo_kernels._layout import channel_view_shape, reduce_to_param
 
 SIXTEEN = (torch.float16, torch.bfloat16)
 # Unit roundoff of each dtype; helpers.EPS is at least twice it.

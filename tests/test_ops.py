@@ -24,7 +24,7 @@ def _cases(op, shape):
 
 def _channel_abs_sum(contrib: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Per-channel sum of |terms| of a parameter gradient, shaped like the parameter."""
-    from glo_kernels.ops import reduce_to_param
+    from glo_kernels._layout import reduce_to_param
 
     return reduce_to_param(contrib.abs(), weight)
 

@@ -19,7 +19,7 @@ import torch
 import glo_kernels
 from conftest import DTYPES
 from glo_kernels import reference
-from glo_kernels.ops import fused_dtype_pair
+from glo_kernels._layout import fused_dtype_pair
 from helpers import EPS, assert_matches_reference, assert_same_bits, make_input, non_contiguous, seeded
 from bounds import finite as _fin, sum_gamma
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from glo_kernels.ops import dense_format, empty_like_dense, maxout_format, scalar_type_name
+from glo_kernels._layout import dense_format, empty_like_dense, maxout_format
+from glo_kernels.ops import scalar_type_name
 
 from . import kernels as _k
 

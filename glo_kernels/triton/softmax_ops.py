@@ -15,7 +15,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from glo_kernels.ops import check_dtype_arg, fused_dtype_pair
+from glo_kernels._layout import fused_dtype_pair
+from glo_kernels.ops import check_dtype_arg
 
 from . import softmax_kernels as _sk
 from .kernels import _acc_dtype
