@@ -71,21 +71,23 @@ def assert_matches_reference(ours: torch.Tensor, ref64: torch.Tensor, dtype: tor
                              factor: float = 2.0, rel: float | None = None, atol=0.0, what: str = ""):
     """Compare `ours` (dtype) with the float64 reference `ref64`.
 
-    NaN and infinities must sit where the reference has them (after rounding the reference to dtype, for values that
-    overflow). Finite values: error <= max(factor * eager's own error on the same input, `rel` relative error + atol),
-    atol being a number or a tensor shaped like the reference (e.g. the accumulation error allowed for a sum). Where
-    that allowed error reaches past dtype's largest finite value (an ill-conditioned result, e.g. a temperature
-    gradient of terms that cancel), the bound admits values that round to +-inf: an infinity of ours there passes.
+    NaN must sit where the reference has it, and infinities where the reference is infinite. Every other value of the
+    reference (finite in float64, even where it overflows dtype): error <= max(factor * eager's own error on the same
+    input, `rel` relative error + atol), atol being a number or a tensor shaped like the reference (e.g. the
+    accumulation error allowed for a sum). An infinity of ours stands for any value past dtype's largest finite value
+    on its side: it passes where [ref - allowed, ref + allowed] reaches there (a reference that overflows dtype, or an
+    ill-conditioned result, e.g. a temperature gradient of terms that cancel). So does a finite value of ours within
+    the allowed error of a reference that overflows dtype: the rounding to inf is not exact either (found by
+    GLO_TEST_SEED=1712021591: float16 log_softmax backward, 65519.9 against a reference that rounds to inf).
     """
     assert ours.shape == ref64.shape, f"{what}: shape {tuple(ours.shape)} != {tuple(ref64.shape)}"
     assert ours.dtype == dtype, f"{what}: dtype {ours.dtype} != {dtype}"
     o = ours.detach().double().cpu()
     r = ref64.detach().double().cpu()
-    r_rounded = r.to(dtype).double()
     nan_o, nan_r = torch.isnan(o), torch.isnan(r)
     assert torch.equal(nan_o, nan_r), f"{what}: NaN at {torch.nonzero(nan_o != nan_r)[:5].tolist()} differs"
-    inf_r = torch.isinf(r_rounded) & ~nan_r
-    assert torch.equal(o[inf_r], r_rounded[inf_r]), f"{what}: infinities differ"
+    inf_r = torch.isinf(r)
+    assert torch.equal(o[inf_r], r[inf_r]), f"{what}: infinities differ"
     fin = ~nan_r & ~inf_r
     if not fin.any():
         return
