@@ -90,7 +90,8 @@ def _extensions():
 
     use_cuda, why = _cuda_wanted()
     print(f"glo_kernels: CUDA kernels {'ON' if use_cuda else 'OFF'} ({why})", flush=True)
-    sources = ["csrc/registration.cpp", "csrc/autograd.cpp", "csrc/cpu/activations_cpu.cpp", "csrc/cpu/softmax_cpu.cpp"]
+    sources = ["csrc/registration.cpp", "csrc/autograd.cpp", "csrc/triton_ops.cpp", "csrc/cpu/activations_cpu.cpp",
+               "csrc/cpu/softmax_cpu.cpp"]
     include_dirs = [os.path.join(ROOT, "csrc", "include")]
     # -fopenmp: at::parallel_for is an inline OpenMP loop in torch's headers; without it our loops run on one thread.
     # The library then needs libgomp.so.1, which torch has already loaded.

@@ -1,13 +1,13 @@
-// Autograd kernels in C++ for the forward operators of glo_kernels (the CPU and CUDA backends): relu, leaky_relu,
-// elu, sigmoid, tanh, prelu, pelu, maxout, softmax, log_softmax, grouped_softmax, distillation_loss. (The in-place
-// forms keep their torch.autograd.Function in glo_kernels/functional.py.)
+// Autograd kernels in C++ for the forward operators of both operator namespaces, glo_kernels (the CPU and CUDA
+// backends) and glo_kernels_triton (the Triton backend): relu, leaky_relu, elu, the GLO_UNARY_OPS of glo/op_list.h,
+// prelu, pelu, maxout, softmax, log_softmax, grouped_softmax, distillation_loss. (The in-place forms keep their
+// torch.autograd.Function in glo_kernels/functional.py.) Each Function is a template on the namespace Ns.
 //
 // Why C++: torch.library.register_autograd installs a Python kernel at the Autograd key, which runs on every call,
 // grad or no grad (on the 2-core CI machine, torch.ops.glo_kernels.relu on 1024 floats took 5.0 us without grad and
 // 10.8 us with it, torch.relu 0.9 / 1.6 us). Here a call costs one C++ custom Function.
-// The formulas are those of glo_kernels/ops.py, which registers the Python autograd of the Triton namespace and of
-// the ops not listed here, and skips the ops that have a kernel here. Each backward calls the backward operator
-// through the dispatcher: its own autograd (Python, glo_kernels/ops.py) gives the double backward.
+// Each backward calls the backward operator through the dispatcher: its own autograd (Python, glo_kernels/ops.py)
+// gives the double backward.
 // Each forward runs the device kernel below the autograd keys, as PyTorch's generated VariableType kernels do.
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/grad_mode.h>
@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "glo/op_impls.h"
+#include "glo/op_list.h"
 
 namespace {
 
@@ -29,11 +30,22 @@ using torch::autograd::AutogradContext;
 using torch::autograd::Function;
 using torch::autograd::variable_list;
 
-// The typed handle of glo_kernels::NAME, looked up once per call site.
-#define GLO_OP(NAME, SIG)                                                                                         \
-  ([]() -> const c10::TypedOperatorHandle<SIG>& {                                                                 \
-    static const auto handle = c10::Dispatcher::singleton().findSchemaOrThrow("glo_kernels::" NAME, "").typed<SIG>(); \
-    return handle;                                                                                                \
+// The operator namespaces.
+struct CppNs {
+  static constexpr const char* kName = "glo_kernels";
+};
+struct TritonNs {
+  static constexpr const char* kName = "glo_kernels_triton";
+};
+
+std::string qualified(const char* ns, const char* name) { return std::string(ns) + "::" + name; }
+
+// The typed handle of Ns::NAME (Ns: the template parameter in scope), looked up once per call site and namespace.
+#define GLO_OP(NAME, SIG)                                                                                      \
+  ([]() -> const c10::TypedOperatorHandle<SIG>& {                                                              \
+    static const auto handle =                                                                                 \
+        c10::Dispatcher::singleton().findSchemaOrThrow(qualified(Ns::kName, NAME).c_str(), "").template typed<SIG>(); \
+    return handle;                                                                                             \
   }())
 
 // A backward operator called from a backward: through its own autograd only when a graph of the backward is being
@@ -60,7 +72,8 @@ Tensor grad_in_format(AutogradContext* ctx, const Tensor& grad) {
 }
 
 // ---- ReLU / Leaky ReLU: save the 1-bit mask (non-differentiable output) ----
-struct ReluFn : Function<ReluFn> {
+template <class Ns>
+struct ReluFn : Function<ReluFn<Ns>> {
   static variable_list forward(AutogradContext* ctx, const Tensor& x, bool save_mask) {
     Tensor y, mask;
     {
@@ -80,7 +93,8 @@ struct ReluFn : Function<ReluFn> {
   }
 };
 
-struct LeakyReluFn : Function<LeakyReluFn> {
+template <class Ns>
+struct LeakyReluFn : Function<LeakyReluFn<Ns>> {
   static variable_list forward(AutogradContext* ctx, const Tensor& x, double slope, bool save_mask) {
     Tensor y, mask;
     {
@@ -105,7 +119,8 @@ struct LeakyReluFn : Function<LeakyReluFn> {
 };
 
 // ---- ELU saves its input; sigmoid and tanh their output ----
-struct EluFn : Function<EluFn> {
+template <class Ns>
+struct EluFn : Function<EluFn<Ns>> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, double alpha) {
     Tensor y;
     {
@@ -124,25 +139,37 @@ struct EluFn : Function<EluFn> {
   }
 };
 
-template <bool kTanh>  // sigmoid and tanh: the backward reads the output
-struct SavedOutputFn : Function<SavedOutputFn<kTanh>> {
+// ---- the GLO_UNARY_OPS of glo/op_list.h: the backward reads the saved input or output ----
+constexpr bool kSavesOutput_x = false;
+constexpr bool kSavesOutput_y = true;
+#define GLO_UNARY_TRAITS_(NAME, FUNCTOR, SAVED)                  \
+  struct NAME##_op {                                             \
+    static constexpr const char* kName = #NAME;                  \
+    static constexpr const char* kBackward = #NAME "_backward";  \
+    static constexpr bool kSavedOutput = kSavesOutput_##SAVED;   \
+  };
+GLO_UNARY_OPS(GLO_UNARY_TRAITS_)
+#undef GLO_UNARY_TRAITS_
+
+template <class Ns, class Op>
+struct UnaryFn : Function<UnaryFn<Ns, Op>> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x) {
     Tensor y;
     {
       at::AutoDispatchBelowADInplaceOrView guard;
-      y = (kTanh ? GLO_OP("tanh", Unary) : GLO_OP("sigmoid", Unary)).call(x);
+      y = GLO_OP(Op::kName, Unary).call(x);
     }
-    ctx->save_for_backward({y});
+    ctx->save_for_backward({Op::kSavedOutput ? y : x});
     return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto& op = kTanh ? GLO_OP("tanh_backward", UnaryBwd) : GLO_OP("sigmoid_backward", UnaryBwd);
-    return {call_backward(op, grads[0], ctx->get_saved_variables()[0])};
+    return {call_backward(GLO_OP(Op::kBackward, UnaryBwd), grads[0], ctx->get_saved_variables()[0])};
   }
 };
 
 // ---- PReLU saves x and the weight; PELU x, a and b ----
-struct PReLUFn : Function<PReLUFn> {
+template <class Ns>
+struct PReLUFn : Function<PReLUFn<Ns>> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& weight) {
     Tensor y;
     {
@@ -160,7 +187,8 @@ struct PReLUFn : Function<PReLUFn> {
   }
 };
 
-struct PELUFn : Function<PELUFn> {
+template <class Ns>
+struct PELUFn : Function<PELUFn<Ns>> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& a, const Tensor& b) {
     Tensor y;
     {
@@ -179,7 +207,8 @@ struct PELUFn : Function<PELUFn> {
 };
 
 // ---- Maxout saves the uint8 winner indices (non-differentiable output) ----
-struct MaxoutFn : Function<MaxoutFn> {
+template <class Ns>
+struct MaxoutFn : Function<MaxoutFn<Ns>> {
   static variable_list forward(AutogradContext* ctx, const Tensor& x, int64_t pieces, int64_t dim, bool save) {
     Tensor y, idx;
     {
@@ -205,15 +234,16 @@ struct MaxoutFn : Function<MaxoutFn> {
 };
 
 // ---- softmax family (docs/softmax_contract.md): save the output; with a temperature tensor that requires grad, x
-// too, for dL/dT = -sum(dx * x) / T (glo_kernels/ops.py temperature_grad) ----
+// too, for dL/dT = -sum(dx * x) / T ----
 at::ScalarType opmath_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
-constexpr int64_t kSumBlock = 1024;  // glo_kernels/ops.py _SUM_BLOCK
+constexpr int64_t kSumBlock = 1024;
 
-// sum(t) in an order that depends only on t's size (glo_kernels/ops.py fixed_order_sum, the same steps): blocks of
-// 1024 elements, then blocks of the block sums; torch's CPU sum splits by thread count, which changes the rounding.
+// sum(t) in an order that depends only on t's size: blocks of 1024 elements (each reduced by one thread, below torch's
+// parallel grain), then blocks of the block sums; torch's CPU sum splits by thread count, which changes the rounding
+// (CUDA sums are already reproducible for a given shape).
 Tensor fixed_order_sum(const Tensor& t) {
-  // (Symbolic sizes when traced by torch.compile / torch.export: SymInt arithmetic, as the Python version.)
+  // (Symbolic sizes when traced by torch.compile / torch.export: SymInt arithmetic.)
   Tensor v = t.reshape({-1});
   if (!v.device().is_cpu()) return v.sum();
   while (v.sym_numel() > kSumBlock) {
@@ -263,8 +293,8 @@ Tensor maybe_temperature_grad(AutogradContext* ctx, const variable_list& saved, 
 
 // With an output dtype other than x's, the backward op gives dx in x's dtype (input_dtype); dL/dT is then formed from
 // that dx, as for a 16-bit x without a dtype.
-template <bool kLog>
-struct SoftmaxFn : Function<SoftmaxFn<kLog>> {
+template <class Ns, bool kLog>
+struct SoftmaxFn : Function<SoftmaxFn<Ns, kLog>> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, int64_t dim, double t, const std::optional<Tensor>& tt,
                         std::optional<at::ScalarType> dtype) {
     Tensor y;
@@ -288,7 +318,8 @@ struct SoftmaxFn : Function<SoftmaxFn<kLog>> {
   }
 };
 
-struct GroupedSoftmaxFn : Function<GroupedSoftmaxFn> {
+template <class Ns>
+struct GroupedSoftmaxFn : Function<GroupedSoftmaxFn<Ns>> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, c10::IntArrayRef sizes, int64_t dim, double t,
                         const std::optional<Tensor>& tt) {
     Tensor y;
@@ -310,7 +341,8 @@ struct GroupedSoftmaxFn : Function<GroupedSoftmaxFn> {
 };
 
 // ---- distillation loss: saves both logits and the per-row statistics (non-differentiable output) ----
-struct DistillationFn : Function<DistillationFn> {
+template <class Ns>
+struct DistillationFn : Function<DistillationFn<Ns>> {
   static variable_list forward(AutogradContext* ctx, const Tensor& student, const Tensor& teacher, double t,
                                c10::string_view reduction) {
     Tensor loss, stats;
@@ -341,57 +373,74 @@ struct DistillationFn : Function<DistillationFn> {
   }
 };
 
+template <class Ns>
 std::tuple<Tensor, Tensor> relu_autograd(const Tensor& x, bool save_mask) {
-  auto out = ReluFn::apply(x, save_mask);
+  auto out = ReluFn<Ns>::apply(x, save_mask);
   return {out[0], out[1]};
 }
+template <class Ns>
 std::tuple<Tensor, Tensor> leaky_relu_autograd(const Tensor& x, double slope, bool save_mask) {
-  auto out = LeakyReluFn::apply(x, slope, save_mask);
+  auto out = LeakyReluFn<Ns>::apply(x, slope, save_mask);
   return {out[0], out[1]};
 }
-Tensor elu_autograd(const Tensor& x, double alpha) { return EluFn::apply(x, alpha); }
-Tensor sigmoid_autograd(const Tensor& x) { return SavedOutputFn<false>::apply(x); }
-Tensor tanh_autograd(const Tensor& x) { return SavedOutputFn<true>::apply(x); }
-Tensor prelu_autograd(const Tensor& x, const Tensor& w) { return PReLUFn::apply(x, w); }
-Tensor pelu_autograd(const Tensor& x, const Tensor& a, const Tensor& b) { return PELUFn::apply(x, a, b); }
+template <class Ns>
+Tensor elu_autograd(const Tensor& x, double alpha) { return EluFn<Ns>::apply(x, alpha); }
+template <class Ns>
+Tensor prelu_autograd(const Tensor& x, const Tensor& w) { return PReLUFn<Ns>::apply(x, w); }
+template <class Ns>
+Tensor pelu_autograd(const Tensor& x, const Tensor& a, const Tensor& b) { return PELUFn<Ns>::apply(x, a, b); }
+template <class Ns>
 std::tuple<Tensor, Tensor> maxout_autograd(const Tensor& x, int64_t pieces, int64_t dim, bool save) {
-  auto out = MaxoutFn::apply(x, pieces, dim, save);
+  auto out = MaxoutFn<Ns>::apply(x, pieces, dim, save);
   return {out[0], out[1]};
 }
 
+template <class Ns>
 Tensor softmax_autograd(const Tensor& x, int64_t dim, double t, const std::optional<Tensor>& tt,
                         std::optional<at::ScalarType> dtype) {
-  return SoftmaxFn<false>::apply(x, dim, t, tt, dtype);
+  return SoftmaxFn<Ns, false>::apply(x, dim, t, tt, dtype);
 }
+template <class Ns>
 Tensor log_softmax_autograd(const Tensor& x, int64_t dim, double t, const std::optional<Tensor>& tt,
                             std::optional<at::ScalarType> dtype) {
-  return SoftmaxFn<true>::apply(x, dim, t, tt, dtype);
+  return SoftmaxFn<Ns, true>::apply(x, dim, t, tt, dtype);
 }
+template <class Ns>
 Tensor grouped_softmax_autograd(const Tensor& x, c10::IntArrayRef sizes, int64_t dim, double t,
                                 const std::optional<Tensor>& tt) {
-  return GroupedSoftmaxFn::apply(x, sizes, dim, t, tt);
+  return GroupedSoftmaxFn<Ns>::apply(x, sizes, dim, t, tt);
 }
+template <class Ns>
 std::tuple<Tensor, Tensor> distillation_loss_autograd(const Tensor& s, const Tensor& te, double t,
                                                       c10::string_view reduction) {
-  auto out = DistillationFn::apply(s, te, t, reduction);
+  auto out = DistillationFn<Ns>::apply(s, te, t, reduction);
   return {out[0], out[1]};
+}
+
+template <class Ns, class Op>
+Tensor unary_autograd(const Tensor& x) {
+  return UnaryFn<Ns, Op>::apply(x);
+}
+
+template <class Ns>
+void register_autograd(torch::Library& m) {
+  m.impl("relu", &relu_autograd<Ns>);
+  m.impl("leaky_relu", &leaky_relu_autograd<Ns>);
+  m.impl("elu", &elu_autograd<Ns>);
+#define GLO_UNARY_AUTOGRAD_(NAME, FUNCTOR, SAVED) m.impl(#NAME, &unary_autograd<Ns, NAME##_op>);
+  GLO_UNARY_OPS(GLO_UNARY_AUTOGRAD_)
+#undef GLO_UNARY_AUTOGRAD_
+  m.impl("prelu", &prelu_autograd<Ns>);
+  m.impl("pelu", &pelu_autograd<Ns>);
+  m.impl("maxout", &maxout_autograd<Ns>);
+  m.impl("softmax", &softmax_autograd<Ns>);
+  m.impl("log_softmax", &log_softmax_autograd<Ns>);
+  m.impl("grouped_softmax", &grouped_softmax_autograd<Ns>);
+  m.impl("distillation_loss", &distillation_loss_autograd<Ns>);
 }
 
 }  // namespace
 
-// The list of ops here is read by glo_kernels/ops.py (through the dispatcher: an op with an Autograd kernel gets no
-// Python autograd).
-TORCH_LIBRARY_IMPL(glo_kernels, Autograd, m) {
-  m.impl("relu", &relu_autograd);
-  m.impl("leaky_relu", &leaky_relu_autograd);
-  m.impl("elu", &elu_autograd);
-  m.impl("sigmoid", &sigmoid_autograd);
-  m.impl("tanh", &tanh_autograd);
-  m.impl("prelu", &prelu_autograd);
-  m.impl("pelu", &pelu_autograd);
-  m.impl("maxout", &maxout_autograd);
-  m.impl("softmax", &softmax_autograd);
-  m.impl("log_softmax", &log_softmax_autograd);
-  m.impl("grouped_softmax", &grouped_softmax_autograd);
-  m.impl("distillation_loss", &distillation_loss_autograd);
-}
+// An op with an Autograd kernel here gets no Python autograd (glo_kernels/ops.py asks the dispatcher).
+TORCH_LIBRARY_IMPL(glo_kernels, Autograd, m) { register_autograd<CppNs>(m); }
+TORCH_LIBRARY_IMPL(glo_kernels_triton, Autograd, m) { register_autograd<TritonNs>(m); }

@@ -1,6 +1,6 @@
-// The schemas of every glo_kernels operator. Device kernels are registered beside their code
-// (cpu/activations_cpu.cpp, cuda/activations.cu); autograd of the forward ops in autograd.cpp, of the backward ops
-// (double backward) and fake (meta) kernels in glo_kernels/ops.py.
+// The schemas of every operator, from the list in glo/op_list.h. Device kernels are registered beside their code
+// (cpu/*.cpp, cuda/*.cu, triton_ops.cpp); autograd of the forward ops in autograd.cpp, of the backward ops (double
+// backward) and fake (meta) kernels in glo_kernels/ops.py.
 // Importing glo_kernels._C runs these static registrations; the module itself is empty (no pybind).
 #include <Python.h>
 #include <torch/library.h>
@@ -8,74 +8,31 @@
 #include <cstdint>
 #include <vector>
 
+#include "glo/op_list.h"
 #include "glo/softmax_plan.h"
 
-TORCH_LIBRARY(glo_kernels, m) {
-  // ReLU: returns (y, mask); mask is the packed int32 bit mask of x > 0 for backward, empty unless save_mask.
-  m.def("relu(Tensor x, bool save_mask) -> (Tensor, Tensor)");
-  // In-place ReLU on x; returns the mask.
-  m.def("relu_(Tensor(a!) x, bool save_mask) -> Tensor");
-  // dx from the upstream gradient and the forward's mask.
-  m.def("relu_backward(Tensor grad, Tensor mask) -> Tensor");
-  // Leaky ReLU: as relu, with the slope for x <= 0.
-  m.def("leaky_relu(Tensor x, float negative_slope, bool save_mask) -> (Tensor, Tensor)");
-  // In-place Leaky ReLU; returns the mask (so any slope, negative too, has a right backward).
-  m.def("leaky_relu_(Tensor(a!) x, float negative_slope, bool save_mask) -> Tensor");
-  // dx from the upstream gradient, the mask and the slope.
-  m.def("leaky_relu_backward(Tensor grad, Tensor mask, float negative_slope) -> Tensor");
-  // ELU: alpha * expm1(x) for x < 0, x otherwise.
-  m.def("elu(Tensor x, float alpha) -> Tensor");
-  // In-place ELU (its backward then reads the output: elu_backward(..., is_result=True)).
-  m.def("elu_(Tensor(a!) x, float alpha) -> ()");
-  // dx from the upstream gradient and the saved input (is_result=False) or output (is_result=True).
-  m.def("elu_backward(Tensor grad, Tensor saved, float alpha, bool is_result) -> Tensor");
-  // Logistic sigmoid; its backward reads the output y.
-  m.def("sigmoid(Tensor x) -> Tensor");
-  // In-place sigmoid on x (its backward reads the output, which x then holds: sigmoid_backward(grad, x)).
-  m.def("sigmoid_(Tensor(a!) x) -> ()");
-  m.def("sigmoid_backward(Tensor grad, Tensor y) -> Tensor");
-  // tanh; its backward reads the output y.
-  m.def("tanh(Tensor x) -> Tensor");
-  // In-place tanh on x (backward: tanh_backward(grad, x)).
-  m.def("tanh_(Tensor(a!) x) -> ()");
-  m.def("tanh_backward(Tensor grad, Tensor y) -> Tensor");
-  // PReLU with a weight of 1 or C (= x.size(1)) elements.
-  m.def("prelu(Tensor x, Tensor weight) -> Tensor");
-  // (dx, dweight) in one pass over x and grad, dweight reduced deterministically.
-  m.def("prelu_backward(Tensor grad, Tensor x, Tensor weight) -> (Tensor, Tensor)");
-  // PELU with parameters a, b (1 or C elements each, the same number).
-  m.def("pelu(Tensor x, Tensor a, Tensor b) -> Tensor");
-  // (dx, da, db) in one pass over x and grad, da and db reduced deterministically.
-  m.def("pelu_backward(Tensor grad, Tensor x, Tensor a, Tensor b) -> (Tensor, Tensor, Tensor)");
-  // Maxout over groups of `pieces` along `dim`: (y, uint8 index of each group's winner, empty unless save_indices).
-  m.def("maxout(Tensor x, int pieces, int dim, bool save_indices) -> (Tensor, Tensor)");
-  // dx: the upstream gradient routed to each group's winner.
-  m.def("maxout_backward(Tensor grad, Tensor indices, int pieces, int dim) -> Tensor");
+namespace {
 
-  // Softmax family (docs/softmax_contract.md). The temperature is `temperature`, or the one value of
-  // `temperature_tensor` when given (a learned temperature: read on the device, no host synchronization).
-  // softmax((x - max) / T) along dim, in `dtype` (x's when None: softmax(x.to(dtype)), as torch.softmax's dtype; the
-  // pairs bfloat16/float16 -> float32 are fused, see fused_dtype_pair in glo/softmax_impls.h); its backward reads the
-  // output y and gives dx in `input_dtype` (grad's when None).
-  m.def("softmax(Tensor x, int dim, float temperature, Tensor? temperature_tensor, ScalarType? dtype=None) -> Tensor");
-  m.def("softmax_backward(Tensor grad, Tensor y, int dim, float temperature, Tensor? temperature_tensor, "
-        "ScalarType? input_dtype=None) -> Tensor");
-  // log_softmax(x / T) along dim (dtype as softmax); its backward reads the output y.
-  m.def("log_softmax(Tensor x, int dim, float temperature, Tensor? temperature_tensor, ScalarType? dtype=None) "
-        "-> Tensor");
-  m.def("log_softmax_backward(Tensor grad, Tensor y, int dim, float temperature, Tensor? temperature_tensor, "
-        "ScalarType? input_dtype=None) -> Tensor");
-  // One softmax per consecutive group of `group_sizes` elements along dim (YOLO9000's WordTree).
-  m.def("grouped_softmax(Tensor x, int[] group_sizes, int dim, float temperature, Tensor? temperature_tensor) -> Tensor");
-  m.def("grouped_softmax_backward(Tensor grad, Tensor y, int[] group_sizes, int dim, float temperature, "
-        "Tensor? temperature_tensor) -> Tensor");
-  // Hinton's distillation loss T^2 KL(softmax(teacher/T) || softmax(student/T)) over the last dim, reduced as
-  // F.kl_div: (loss, per-row statistics [rows, 5] for backward).
-  m.def("distillation_loss(Tensor student, Tensor teacher, float temperature, str reduction) -> (Tensor, Tensor)");
-  // (d student, d teacher) from the logits and the statistics; d teacher is empty unless teacher_grad.
-  m.def("distillation_loss_backward(Tensor grad, Tensor student, Tensor teacher, Tensor stats, float temperature, "
-        "str reduction, bool teacher_grad) -> (Tensor, Tensor)");
+// The schemas of glo/op_list.h, defined in each operator namespace.
+#define GLO_DEF_OP_(NAME, SCHEMA) m.def(#NAME SCHEMA);
+#define GLO_DEF_UNARY_OP_(NAME, FUNCTOR, SAVED)      \
+  m.def(#NAME "(Tensor x) -> Tensor");               \
+  m.def(#NAME "_(Tensor(a!) x) -> ()");              \
+  m.def(#NAME "_backward(Tensor grad, Tensor " #SAVED ") -> Tensor");
+
+void define_ops(torch::Library& m) {
+  GLO_ELEMENTWISE_OPS(GLO_DEF_OP_)
+  GLO_UNARY_OPS(GLO_DEF_UNARY_OP_)
+  GLO_SOFTMAX_OPS(GLO_DEF_OP_)
 }
+
+}  // namespace
+
+// The C++ kernels (CPU: cpu/*.cpp; CUDA: cuda/*.cu).
+TORCH_LIBRARY(glo_kernels, m) { define_ops(m); }
+// The Triton kernels behind the same glue (triton_ops.cpp), and the launch operators that glue calls.
+TORCH_LIBRARY(glo_kernels_triton, m) { define_ops(m); }
+TORCH_LIBRARY(glo_triton_launch, m) { GLO_TRITON_LAUNCH_OPS(GLO_DEF_OP_) }
 
 // Debugging hooks, kept out of the glo_kernels namespace (whose ops are all public and opchecked).
 namespace {

@@ -13,12 +13,11 @@ from glo_kernels.functional import (distillation_loss, elu, grouped_softmax, lea
 
 __version__ = "0.1.0"
 
-if _backends._EXT_LOADED:
+if _backends._EXT_LOADED:  # (the C++ extension defines both operator namespaces)
     _ops.register("glo_kernels")
-if _backends.available_backends()["triton"].available:
-    from glo_kernels.triton import ops as _triton_ops  # noqa: F401  (defines the glo_kernels_triton ops)
-
     _ops.register("glo_kernels_triton")
+if _backends.available_backends()["triton"].available:
+    from glo_kernels.triton import launch as _triton_launch  # noqa: F401  (the Triton ops' kernel calls)
 
 from glo_kernels import nn  # noqa: E402
 

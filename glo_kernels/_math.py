@@ -1,7 +1,8 @@
 """Pure-torch formulas shared by the autograd of the registered ops and by the reference backend.
 
-A leaf module (it imports only torch and glo_kernels._layout): the double backward of a backward op, the temperature
-gradient, the fixed-order sum. Plain torch ops, differentiable, on any device.
+A leaf module (it imports only torch and glo_kernels._layout): the double backward of the backward ops, in plain
+torch ops, differentiable, on any device. (The temperature gradient and its fixed-order sum are C++: csrc/autograd.cpp,
+for both operator namespaces.)
 """
 from __future__ import annotations
 
@@ -55,33 +56,6 @@ def _temperature_value(t: float, tt, like: torch.Tensor):
     if tt is None:
         return t
     return tt.to(dtype=opmath_dtype(like.dtype), device=like.device).reshape(())
-
-
-_SUM_BLOCK = 1024
-
-
-def fixed_order_sum(t: torch.Tensor) -> torch.Tensor:
-    """sum(t) in an order that depends only on t's size: blocks of 1024 elements (each reduced by one thread, below
-    torch's parallel grain), then blocks of the block sums. torch's own CPU sum splits work by the thread count, which
-    changes the rounding; CUDA sums are already reproducible for a given shape."""
-    v = t.reshape(-1)
-    if v.device.type != "cpu":
-        return v.sum()
-    while v.numel() > _SUM_BLOCK:
-        pad = (-v.numel()) % _SUM_BLOCK
-        if pad:
-            v = torch.cat([v, v.new_zeros(pad)])
-        v = v.view(-1, _SUM_BLOCK).sum(1)
-    return v.sum()
-
-
-def temperature_grad(dx: torch.Tensor, x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
-    """Gradient of a function of z = x / T with respect to T, from its gradient dx with respect to x:
-    dL/dT = -sum(dx * x) / T, summed in a fixed order (bitwise the same for any thread count)."""
-    acc = opmath_dtype(x.dtype)
-    t = tt.to(dtype=acc, device=x.device).reshape(())
-    g = -fixed_order_sum(dx.to(acc) * x.to(acc)) / t
-    return g.to(dtype=tt.dtype, device=tt.device).reshape(tt.shape)
 
 
 def _group_sum(t: torch.Tensor, dim: int, group_sizes) -> torch.Tensor:

@@ -3,7 +3,8 @@
 Backends:
   cuda       the C++ extension's CUDA kernels (CUDA tensors; needs the extension built with CUDA)
   triton     Triton kernels (CUDA tensors; CPU tensors too when TRITON_INTERPRET=1, which is how they are tested
-             without a GPU)
+             without a GPU), behind the C++ extension's glue (its checks and layout: csrc/triton_ops.cpp), which
+             needs only its CPU build
   cpu        the C++ extension's CPU kernels (CPU tensors)
   reference  plain PyTorch (any device); always there
 
@@ -72,6 +73,8 @@ def available_backends() -> dict[str, BackendStatus]:
         out["cuda"] = BackendStatus(True, "CUDA kernels of the C++ extension")
     if not _TRITON_IMPORTABLE:
         out["triton"] = BackendStatus(False, _TRITON_REASON)
+    elif not _EXT_LOADED:
+        out["triton"] = BackendStatus(False, f"its operators are defined by the C++ extension: {_EXT_REASON}")
     elif gpu:
         out["triton"] = BackendStatus(True, f"{_TRITON_REASON} on CUDA tensors")
     elif _TRITON_INTERPRET:
@@ -124,6 +127,8 @@ def _can_run(name: str, device: torch.device) -> str | None:
     # triton
     if not _TRITON_IMPORTABLE:
         return _TRITON_REASON
+    if not _EXT_LOADED:
+        return f"its operators are defined by the C++ extension: {_EXT_REASON}"
     if device.type == "cuda":
         return None
     if device.type == "cpu" and _TRITON_INTERPRET:
@@ -142,7 +147,7 @@ def backend_for(device: torch.device, op: str = "op") -> str:
     if device.type == "cuda":
         if _EXT_LOADED and _EXT_HAS_CUDA:
             return "cuda"
-        return "triton" if _TRITON_IMPORTABLE else "reference"
+        return "triton" if _TRITON_IMPORTABLE and _EXT_LOADED else "reference"
     if device.type == "cpu" and _EXT_LOADED:
         return "cpu"
     return "reference"
@@ -153,5 +158,5 @@ def op_namespace(backend: str):
     if backend in ("cpu", "cuda"):
         return torch.ops.glo_kernels
     if backend == "triton":
-        return torch.ops.glo_kernels_triton  # defined by glo_kernels.triton.ops at import
+        return torch.ops.glo_kernels_triton  # defined by the C++ extension; kernels in glo_kernels.triton.launch
     raise ValueError(f"backend {backend!r} has no registered ops")

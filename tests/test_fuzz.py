@@ -697,7 +697,7 @@ def _check_softmax(run):
         atol_t = temperature_grad_atol(x64, g64, atol_g, d, T, dtype, groups)
         eps_t = max(EPS[dtype], EPS[tt.dtype])
         k = len(run.grads) - 1
-        # (dT is formed from dx in the data's dtype (glo_kernels.ops.temperature_grad): where dx itself overflows
+        # (dT is formed from dx in the data's dtype (temperature_grad of csrc/autograd.cpp): where dx itself overflows
         # that dtype, dT is not defined either)
         dx_overflows = _fin(g64).abs().max() >= torch.finfo(dtype).max if g64.numel() else torch.tensor(False)
         ours = _overflow_accepted(run.grads[k], run.grads64[k], tt.dtype, (terms >= run.acc_max) | dx_overflows)

@@ -5,9 +5,6 @@ triton is imported); with one they run on CUDA tensors and are compared with the
 The interpreter is slow, so sizes stay small (a few thousand elements, a few tens of thousands at most).
 """
 
-import glob
-import importlib
-import importlib.util
 import math
 import os
 from decimal import Decimal
@@ -24,35 +21,12 @@ triton = pytest.importorskip("triton", reason="triton is not installed: the Trit
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
-_SO = sorted(glob.glob(os.path.join(ROOT, "glo_kernels", "_C*.so")))
-if not _SO:
-    pytest.skip("the C++ extension glo_kernels/_C*.so is not built (the reference of these tests)",
-                allow_module_level=True)
-torch.ops.load_library(_SO[0])
+import glo_kernels  # noqa: E402  (the C++ extension defines both operator namespaces; launch.py the Triton kernel calls)
+from glo_kernels.triton import kernels as K  # noqa: E402
 
-
-def _import_triton_ops():
-    """glo_kernels.triton.ops; if the package's __init__ cannot be imported right now, the two files directly."""
-    try:
-        return importlib.import_module("glo_kernels.triton.ops")
-    except Exception:  # noqa: BLE001 - a broken glo_kernels/__init__.py is not what these tests are about
-        mod = sys.modules.get("glo_kernels.triton.ops")
-        if mod is not None:
-            return mod
-    name = "_glo_kernels_triton_under_test"
-    if name + ".ops" in sys.modules:
-        return sys.modules[name + ".ops"]
-    pkg_dir = os.path.join(ROOT, "glo_kernels", "triton")
-    spec = importlib.util.spec_from_file_location(name, os.path.join(pkg_dir, "__init__.py"),
-                                                  submodule_search_locations=[pkg_dir])
-    pkg = importlib.util.module_from_spec(spec)
-    sys.modules[name] = pkg
-    spec.loader.exec_module(pkg)
-    return importlib.import_module(name + ".ops")
-
-
-tops = _import_triton_ops()
-K = sys.modules[tops.__name__.rsplit(".", 1)[0] + ".kernels"]
+_STATUS = glo_kernels.available_backends()
+if not _STATUS["triton"].available:
+    pytest.skip(f"backend triton: {_STATUS['triton'].reason}", allow_module_level=True)
 if DEVICE == "cpu" and not K.INTERPRETED:
     pytest.skip("glo_kernels.triton.kernels was imported before TRITON_INTERPRET=1 was set, and there is no GPU",
                 allow_module_level=True)

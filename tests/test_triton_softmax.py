@@ -7,9 +7,6 @@ imported); with one they run on CUDA tensors. The interpreter is slow: sizes sta
 elements exercises the online path at the real limits; a fixture lowers them for more).
 """
 
-import glob
-import importlib
-import importlib.util
 import math
 import os
 import sys
@@ -27,44 +24,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _import_triton_package():
-    """The package glo_kernels.triton with its ops registered; if glo_kernels/__init__.py cannot be imported right
-    now, the files of glo_kernels/triton directly. Returns (softmax_ops, softmax_kernels, kernels)."""
-    try:
-        ops = importlib.import_module("glo_kernels.triton.ops")
-        prefix = "glo_kernels.triton"
-    except Exception:  # noqa: BLE001 - a broken glo_kernels/__init__.py is not what these tests are about
-        ops = sys.modules.get("glo_kernels.triton.ops")
-        prefix = "glo_kernels.triton"
-        if ops is None:
-            prefix = "_glo_kernels_triton_under_test"
-            if prefix not in sys.modules:
-                pkg_dir = os.path.join(ROOT, "glo_kernels", "triton")
-                spec = importlib.util.spec_from_file_location(prefix, os.path.join(pkg_dir, "__init__.py"),
-                                                              submodule_search_locations=[pkg_dir])
-                pkg = importlib.util.module_from_spec(spec)
-                sys.modules[prefix] = pkg
-                spec.loader.exec_module(pkg)
-            importlib.import_module(prefix + ".ops")
-    smops = importlib.import_module(prefix + ".softmax_ops")  # registered by ops.py's last line, or here
-    return smops, sys.modules[prefix + ".softmax_kernels"], sys.modules[prefix + ".kernels"]
+import glo_kernels  # noqa: E402  (the C++ extension defines both operator namespaces; launch.py the Triton kernel calls)
+from glo_kernels.triton import kernels as K  # noqa: E402
+from glo_kernels.triton import softmax_kernels as SK  # noqa: E402
 
-
-SMOPS, SK, K = _import_triton_package()
+_STATUS = glo_kernels.available_backends()
+if not _STATUS["triton"].available:
+    pytest.skip(f"backend triton: {_STATUS['triton'].reason}", allow_module_level=True)
 if DEVICE == "cpu" and not K.INTERPRETED:
     pytest.skip("glo_kernels.triton.kernels was imported before TRITON_INTERPRET=1 was set, and there is no GPU",
                 allow_module_level=True)
 
 T = torch.ops.glo_kernels_triton
 
-# The C++ operators, only for the parity test of the error texts (skipped when not built).
-_SO = sorted(glob.glob(os.path.join(ROOT, "glo_kernels", "_C*.so")))
-try:
-    if _SO:
-        torch.ops.load_library(_SO[0])
-    HAVE_CPP = _SO != [] and hasattr(torch.ops.glo_kernels, "softmax")
-except Exception:  # noqa: BLE001
-    HAVE_CPP = False
+
+def _geometry(t: torch.Tensor, dim: int) -> tuple[int, int, int]:
+    """(outer, size, inner) of t around dim (softmax_geometry of csrc/include/glo/softmax_impls.h)."""
+    if t.dim() == 0:
+        return 1, 1, 1
+    outer = math.prod(t.shape[:dim])
+    inner = math.prod(t.shape[dim + 1:])
+    return outer, t.shape[dim], inner
+
 
 # The interpreter computes with numpy, which warns on inf - inf and the like; the results are the IEEE ones.
 pytestmark = [pytest.mark.filterwarnings("ignore::RuntimeWarning"),
@@ -234,7 +215,7 @@ def test_paths_exercised():
 def test_float64_online(long_rows):
     """The looped path in float64 and the inner > 1 loop."""
     for shape, dim in [((2, 3000), -1), ((1, 700, 30), 1)]:
-        assert not SK.softmax_plan(SMOPS._geometry(torch.empty(shape), dim % len(shape)), torch.float64)["SINGLE"]
+        assert not SK.softmax_plan(_geometry(torch.empty(shape), dim % len(shape)), torch.float64)["SINGLE"]
         x = _rand(shape, torch.float64, seed=3)
         for log in (False, True):
             y = (T.log_softmax if log else T.softmax)(x, dim, 0.9, None)
@@ -663,7 +644,6 @@ def test_errors():
         assert msg.startswith(f"glo_kernels.{op}: {text}"), (op, msg)
 
 
-@pytest.mark.skipif(not HAVE_CPP, reason="the C++ softmax operators are not built")
 def test_errors_match_cpp():
     """The same texts as the C++ operators (torch.ops.glo_kernels.*), case by case."""
     C = torch.ops.glo_kernels

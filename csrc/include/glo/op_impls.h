@@ -18,7 +18,8 @@
 // ops also channels_last / channels_last_3d, see dense_format: the kernels read and write the storage linearly; a
 // channel op's geometry then describes the storage, see storage_geometry), on one
 // device, non-empty, of one floating dtype (mask: int32).
-// `factory(T{})` returns the functor of glo/activations.h computing in opmath type T.
+// `factory(T{})` returns the functor of glo/activations.h computing in opmath type T; `factory.name()` names its
+// element function and `factory.scalars()` lists its scalar parameters (what the Triton kernel set hands to Python).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -31,6 +32,7 @@
 #include <vector>
 
 #include "glo/activations.h"
+#include "glo/op_list.h"
 
 namespace glo {
 
@@ -143,6 +145,8 @@ struct Ops {
   struct ReLUFactory {
     template <class T>
     ReLU<T> operator()(T) const { return {}; }
+    static const char* name() { return "relu"; }
+    std::vector<double> scalars() const { return {}; }
   };
   static std::tuple<Tensor, Tensor> relu(const Tensor& x, bool save_mask) {
     return mask_op(x, save_mask, "relu", ReLUFactory{});
@@ -157,6 +161,8 @@ struct Ops {
     double slope;
     template <class T>
     LeakyReLU<T> operator()(T) const { return {static_cast<T>(slope)}; }
+    static const char* name() { return "leaky_relu"; }
+    std::vector<double> scalars() const { return {slope}; }
   };
   static std::tuple<Tensor, Tensor> leaky_relu(const Tensor& x, double negative_slope, bool save_mask) {
     return mask_op(x, save_mask, "leaky_relu", LeakyReLUFactory{negative_slope});
@@ -211,19 +217,15 @@ struct Ops {
     double alpha;
     template <class T>
     ELU<T> operator()(T) const { return {static_cast<T>(alpha)}; }
+    static const char* name() { return "elu"; }
+    std::vector<double> scalars() const { return {alpha}; }
   };
   struct ELUFromResultFactory {
     double alpha;
     template <class T>
     ELUFromResult<T> operator()(T) const { return {static_cast<T>(alpha)}; }
-  };
-  struct SigmoidFactory {
-    template <class T>
-    Sigmoid<T> operator()(T) const { return {}; }
-  };
-  struct TanhFactory {
-    template <class T>
-    Tanh<T> operator()(T) const { return {}; }
+    static const char* name() { return "elu_from_result"; }
+    std::vector<double> scalars() const { return {alpha}; }
   };
 
   static Tensor elu(const Tensor& x, double alpha) { return unary_op(x, "elu", ELUFactory{alpha}); }
@@ -236,16 +238,22 @@ struct Ops {
     }
     return unary_backward(grad, saved, "elu_backward", "saved", ELUFactory{alpha});
   }
-  static Tensor sigmoid(const Tensor& x) { return unary_op(x, "sigmoid", SigmoidFactory{}); }
-  static void sigmoid_(Tensor& x) { unary_op_(x, "sigmoid_", SigmoidFactory{}); }
-  static Tensor sigmoid_backward(const Tensor& grad, const Tensor& y) {
-    return unary_backward(grad, y, "sigmoid_backward", "y", SigmoidFactory{});
+
+  // ---- the ops of GLO_UNARY_OPS (glo/op_list.h): name, name_ and name_backward of each line ----
+#define GLO_UNARY_MEMBERS(NAME, FUNCTOR, SAVED)                                                     \
+  struct NAME##_factory {                                                                         \
+    template <class T>                                                                            \
+    FUNCTOR<T> operator()(T) const { return {}; }                                                 \
+    static const char* name() { return #NAME; }                                                  \
+    std::vector<double> scalars() const { return {}; }                                            \
+  };                                                                                              \
+  static Tensor NAME(const Tensor& x) { return unary_op(x, #NAME, NAME##_factory{}); }           \
+  static void NAME##_(Tensor& x) { unary_op_(x, #NAME "_", NAME##_factory{}); }                  \
+  static Tensor NAME##_backward(const Tensor& grad, const Tensor& saved) {                        \
+    return unary_backward(grad, saved, #NAME "_backward", #SAVED, NAME##_factory{});              \
   }
-  static Tensor tanh(const Tensor& x) { return unary_op(x, "tanh", TanhFactory{}); }
-  static void tanh_(Tensor& x) { unary_op_(x, "tanh_", TanhFactory{}); }
-  static Tensor tanh_backward(const Tensor& grad, const Tensor& y) {
-    return unary_backward(grad, y, "tanh_backward", "y", TanhFactory{});
-  }
+  GLO_UNARY_OPS(GLO_UNARY_MEMBERS)
+#undef GLO_UNARY_MEMBERS
 
   // ---- ops with learned per-channel parameters (PReLU: weight; PELU: a, b) ----
   // All parameters follow torch.nn.functional.prelu's rule (1 element, or one per channel of dim 1) and have the same
@@ -322,10 +330,14 @@ struct Ops {
   struct PReLUFactory {
     template <class T>
     PReLU<T> operator()(T) const { return {}; }
+    static const char* name() { return "prelu"; }
+    std::vector<double> scalars() const { return {}; }
   };
   struct PELUFactory {
     template <class T>
     PELU<T> operator()(T) const { return {}; }
+    static const char* name() { return "pelu"; }
+    std::vector<double> scalars() const { return {}; }
   };
 
   static Tensor prelu(const Tensor& x, const Tensor& weight) {
@@ -412,28 +424,17 @@ struct Ops {
   }
 };
 
-// Registers every operator of the table for one dispatch key; used by each device's translation unit.
-#define GLO_REGISTER_OPS(m, K)                                   \
-  m.impl("relu", &::glo::Ops<K>::relu);                         \
-  m.impl("relu_", &::glo::Ops<K>::relu_);                       \
-  m.impl("relu_backward", &::glo::Ops<K>::relu_backward);       \
-  m.impl("leaky_relu", &::glo::Ops<K>::leaky_relu);             \
-  m.impl("leaky_relu_", &::glo::Ops<K>::leaky_relu_);           \
-  m.impl("leaky_relu_backward", &::glo::Ops<K>::leaky_relu_backward); \
-  m.impl("elu", &::glo::Ops<K>::elu);                           \
-  m.impl("elu_", &::glo::Ops<K>::elu_);                         \
-  m.impl("elu_backward", &::glo::Ops<K>::elu_backward);         \
-  m.impl("sigmoid", &::glo::Ops<K>::sigmoid);                   \
-  m.impl("sigmoid_", &::glo::Ops<K>::sigmoid_);                 \
-  m.impl("sigmoid_backward", &::glo::Ops<K>::sigmoid_backward); \
-  m.impl("tanh", &::glo::Ops<K>::tanh);                         \
-  m.impl("tanh_", &::glo::Ops<K>::tanh_);                       \
-  m.impl("tanh_backward", &::glo::Ops<K>::tanh_backward);       \
-  m.impl("prelu", &::glo::Ops<K>::prelu);                       \
-  m.impl("prelu_backward", &::glo::Ops<K>::prelu_backward);     \
-  m.impl("pelu", &::glo::Ops<K>::pelu);                         \
-  m.impl("pelu_backward", &::glo::Ops<K>::pelu_backward);       \
-  m.impl("maxout", &::glo::Ops<K>::maxout);                     \
-  m.impl("maxout_backward", &::glo::Ops<K>::maxout_backward)
+// Registers every element-wise operator of glo/op_list.h (GLO_ELEMENTWISE_OPS and GLO_UNARY_OPS) with the kernel
+// set K for one dispatch key: `GLO_REGISTER_OPS(m, K);` in a TORCH_LIBRARY_IMPL block.
+#define GLO_IMPL_OP_(NAME, SCHEMA) m_.impl(#NAME, &::glo::Ops<GloK_>::NAME);
+#define GLO_IMPL_UNARY_OP_(NAME, FUNCTOR, SAVED) \
+  GLO_IMPL_OP_(NAME, ) GLO_IMPL_OP_(NAME##_, ) GLO_IMPL_OP_(NAME##_backward, )
+#define GLO_REGISTER_OPS(m, K)                \
+  do {                                        \
+    using GloK_ = K;                          \
+    auto& m_ = (m);                           \
+    GLO_ELEMENTWISE_OPS(GLO_IMPL_OP_)         \
+    GLO_UNARY_OPS(GLO_IMPL_UNARY_OP_)         \
+  } while (false)
 
 }  // namespace glo

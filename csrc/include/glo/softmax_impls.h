@@ -316,15 +316,13 @@ struct SoftmaxOps {
   }
 };
 
-// Registers the softmax family for one dispatch key; used by each device's translation unit.
-#define GLO_REGISTER_SOFTMAX_OPS(m, K)                                                   \
-  m.impl("softmax", &::glo::SoftmaxOps<K>::softmax);                                    \
-  m.impl("log_softmax", &::glo::SoftmaxOps<K>::log_softmax);                            \
-  m.impl("softmax_backward", &::glo::SoftmaxOps<K>::softmax_backward);                  \
-  m.impl("log_softmax_backward", &::glo::SoftmaxOps<K>::log_softmax_backward);          \
-  m.impl("grouped_softmax", &::glo::SoftmaxOps<K>::grouped_softmax);                    \
-  m.impl("grouped_softmax_backward", &::glo::SoftmaxOps<K>::grouped_softmax_backward);  \
-  m.impl("distillation_loss", &::glo::SoftmaxOps<K>::distillation_loss);                \
-  m.impl("distillation_loss_backward", &::glo::SoftmaxOps<K>::distillation_loss_backward)
+// Registers the softmax family of glo/op_list.h (GLO_SOFTMAX_OPS) with the kernel set K for one dispatch key.
+#define GLO_IMPL_SOFTMAX_OP_(NAME, SCHEMA) m_.impl(#NAME, &::glo::SoftmaxOps<GloK_>::NAME);
+#define GLO_REGISTER_SOFTMAX_OPS(m, K)          \
+  do {                                          \
+    using GloK_ = K;                            \
+    auto& m_ = (m);                             \
+    GLO_SOFTMAX_OPS(GLO_IMPL_SOFTMAX_OP_)       \
+  } while (false)
 
 }  // namespace glo
