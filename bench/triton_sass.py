@@ -112,6 +112,7 @@ def variants() -> list[Variant]:
     import torch
     import triton.language as tl
 
+    from glo_kernels.ops.unary import UNARY
     from glo_kernels.triton import kernels as K
     from glo_kernels.triton import softmax_kernels as SK
 
@@ -132,7 +133,7 @@ def variants() -> list[Variant]:
                  "size_bucket": "i32"},
                 dict(OP=op, OPMATH=tl.float32, WORDS=words, NEG_ZERO=False), cfg_m.num_warps, 32 * words,
                 2 * nb + 1 / 8, True, ("g_ptr", "mask_ptr", "dx_ptr", "numel")))
-        for opn in ("elu", "sigmoid", "tanh"):
+        for opn in ("elu",) + tuple(spec.name for spec in UNARY):  # (the unary family: glo_kernels/ops/unary.py)
             fwd, bwd = K.unary_pair(opn)
             block = cfg_u.kwargs["BLOCK"]
             out.append(Variant(

@@ -6,7 +6,7 @@
 // Why C++: torch.library.register_autograd installs a Python kernel at the Autograd key, which runs on every call,
 // grad or no grad (on the 2-core CI machine, torch.ops.glo_kernels.relu on 1024 floats took 5.0 us without grad and
 // 10.8 us with it, torch.relu 0.9 / 1.6 us). Here a call costs one C++ custom Function.
-// Each backward calls the backward operator through the dispatcher: its own autograd (Python, glo_kernels/ops.py)
+// Each backward calls the backward operator through the dispatcher: its own autograd (Python, glo_kernels/library.py)
 // gives the double backward.
 // Each forward runs the device kernel below the autograd keys, as PyTorch's generated VariableType kernels do.
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -441,6 +441,6 @@ void register_autograd(torch::Library& m) {
 
 }  // namespace
 
-// An op with an Autograd kernel here gets no Python autograd (glo_kernels/ops.py asks the dispatcher).
+// (The backward ops' autograd, their double backward, is Python: glo_kernels/library.py.)
 TORCH_LIBRARY_IMPL(glo_kernels, Autograd, m) { register_autograd<CppNs>(m); }
 TORCH_LIBRARY_IMPL(glo_kernels_triton, Autograd, m) { register_autograd<TritonNs>(m); }

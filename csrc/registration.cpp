@@ -1,6 +1,6 @@
 // The schemas of every operator, from the list in glo/op_list.h. Device kernels are registered beside their code
 // (cpu/*.cpp, cuda/*.cu, triton_ops.cpp); autograd of the forward ops in autograd.cpp, of the backward ops (double
-// backward) and fake (meta) kernels in glo_kernels/ops.py.
+// backward) and fake (meta) kernels in glo_kernels/library.py.
 // Importing glo_kernels._C runs these static registrations; the module itself is empty (no pybind).
 #include <Python.h>
 #include <torch/library.h>

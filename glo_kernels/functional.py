@@ -8,6 +8,7 @@ import torch
 
 from glo_kernels import backends, reference
 from glo_kernels.backends import op_namespace
+from glo_kernels.ops.unary import UNARY
 from glo_kernels._layout import dense_format
 
 _FLOAT_DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
@@ -193,8 +194,9 @@ def elu(x: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Ten
 
 
 class _SavedOutputInplace(torch.autograd.Function):
-    """In-place sigmoid / tanh under autograd: x is overwritten with the output, which is all their backward reads
-    (saved after the write, so autograd's version check catches a later in-place change of it)."""
+    """In-place op of the unary family whose backward reads its output, under autograd: x is overwritten with the
+    output, which is all the backward reads (saved after the write, so autograd's version check catches a later
+    in-place change of it)."""
 
     @staticmethod
     def forward(ctx, x, backend, name):
@@ -210,8 +212,9 @@ class _SavedOutputInplace(torch.autograd.Function):
         return getattr(op_namespace(ctx.backend), ctx.name + "_backward")(grad_y, y), None, None
 
 
-def _saved_output_op(name: str, x: torch.Tensor, inplace: bool) -> torch.Tensor:
-    """An op without arguments whose backward reads its saved output (sigmoid, tanh)."""
+def _unary(spec, x: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """An op of the unary family (glo_kernels/ops/unary.py): its backward reads its saved output or input."""
+    name = spec.name
     _check_x(x, name)
     if inplace:
         _check_inplace(x, name)
@@ -221,27 +224,29 @@ def _saved_output_op(name: str, x: torch.Tensor, inplace: bool) -> torch.Tensor:
     ns = op_namespace(backend)
     if inplace:
         if _needs_grad(x):
-            return _SavedOutputInplace.apply(x, backend, name)
+            if spec.saved == "y":
+                return _SavedOutputInplace.apply(x, backend, name)
+            # the backward reads the input, which the write destroys: the op runs on a copy, written back (as
+            # PyTorch's in-place ops whose derivative needs the input)
+            return x.copy_(getattr(ns, name)(x.clone()))
         getattr(ns, name + "_")(x)
         return x
     return getattr(ns, name)(x)
 
 
-def sigmoid(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-    """Logistic sigmoid ``1 / (1 + exp(-x))``, as ``torch.sigmoid``; the backward reads the saved output.
+def _make_unary(spec):
+    def op(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        return _unary(spec, x, inplace)
 
-    ``inplace=True`` overwrites and returns ``x``, as ``torch.sigmoid_`` (any strides; a non-contiguous x is computed
-    on a contiguous copy and written back): autograd stays right, since the backward needs only the output, which x
-    then holds. As with torch's in-place ops, a leaf that requires grad (or a view of one) raises, and a later
-    in-place change of the output is caught at backward.
-    """
-    return _saved_output_op("sigmoid", x, inplace)
+    op.__name__ = op.__qualname__ = spec.name
+    op.__doc__ = spec.doc
+    op.__module__ = __name__
+    return op
 
 
-def tanh(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-    """``tanh(x)``, as ``torch.tanh``; the backward reads the saved output. ``inplace=True`` overwrites and returns
-    ``x``, as ``Tensor.tanh_`` (see :func:`sigmoid`)."""
-    return _saved_output_op("tanh", x, inplace)
+# glo_kernels.<name>(x, inplace=False) of every op of the unary family.
+UNARY_FUNCTIONS = {spec.name: _make_unary(spec) for spec in UNARY}
+globals().update(UNARY_FUNCTIONS)
 
 
 def pelu(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

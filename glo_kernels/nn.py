@@ -5,9 +5,12 @@ state_dict loads unchanged) and only replaces ``forward`` with the fused glo_ker
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from glo_kernels import functional as F
+from glo_kernels.ops.unary import UNARY
 
 
 class ReLU(torch.nn.ReLU):
@@ -38,18 +41,31 @@ class ELU(torch.nn.ELU):
         return F.elu(input, self.alpha, inplace=self.inplace)
 
 
-class Sigmoid(torch.nn.Sigmoid):
-    """``torch.nn.Sigmoid()`` on glo_kernels' fused kernels."""
+def _make_unary_module(spec) -> type:
+    """glo_kernels.nn.<Twin> of an op of the unary family: its torch.nn twin with forward on glo_kernels.<name> (the
+    twin's `inplace` passed on where it has one)."""
+    fn = F.UNARY_FUNCTIONS[spec.name]
+    base = spec.torch_module
+    takes_inplace = "inplace" in inspect.signature(base.__init__).parameters
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.sigmoid(input)
+        return fn(input, inplace=self.inplace) if takes_inplace else fn(input)
+
+    def twin(m: torch.nn.Module) -> torch.nn.Module:
+        return cls(inplace=m.inplace) if takes_inplace else cls()
+
+    cls = type(base.__name__, (base,), {
+        "forward": forward,
+        "__doc__": f"``torch.nn.{base.__name__}`` on glo_kernels' fused kernels (:func:`glo_kernels.{spec.name}`).",
+        "__module__": __name__,
+    })
+    cls._glo_twin = staticmethod(twin)
+    return cls
 
 
-class Tanh(torch.nn.Tanh):
-    """``torch.nn.Tanh()`` on glo_kernels' fused kernels."""
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.tanh(input)
+# glo_kernels.nn.<Twin> of every op of the unary family (Sigmoid, Tanh, ...).
+UNARY_MODULES = {spec.module_name: _make_unary_module(spec) for spec in UNARY}
+globals().update(UNARY_MODULES)
 
 
 class PELU(torch.nn.Module):
@@ -211,13 +227,12 @@ def _twin_prelu(m: torch.nn.PReLU) -> torch.nn.Module:
 # torch.nn class -> function building its glo_kernels twin. Grows as ops are added.
 _TWINS = {
     torch.nn.ELU: lambda m: ELU(alpha=m.alpha, inplace=m.inplace),
-    torch.nn.Sigmoid: lambda m: Sigmoid(),
-    torch.nn.Tanh: lambda m: Tanh(),
     torch.nn.ReLU: _twin_relu,
     torch.nn.LeakyReLU: _twin_leaky_relu,
     torch.nn.PReLU: _twin_prelu,
     torch.nn.Softmax: lambda m: Softmax(dim=m.dim),
     torch.nn.LogSoftmax: lambda m: LogSoftmax(dim=m.dim),
+    **{spec.torch_module: UNARY_MODULES[spec.module_name]._glo_twin for spec in UNARY},
 }
 
 
@@ -252,4 +267,4 @@ def replace_activations(model: torch.nn.Module) -> torch.nn.Module:
 
 
 __all__ = ["DistillationLoss", "ELU", "GroupedSoftmax", "LeakyReLU", "LogSoftmax", "Maxout", "PELU", "PReLU", "ReLU",
-           "Sigmoid", "Softmax", "Tanh", "replace_activations"]
+           "Softmax", "replace_activations", *UNARY_MODULES]

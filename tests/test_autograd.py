@@ -4,6 +4,7 @@ import torch
 
 import glo_kernels
 from glo_kernels._registry import OPS
+from op_db import UNARY, UNARY_NAMES, unary_saved_torch
 
 
 def _away_from_kinks(shape, device, gen):
@@ -67,12 +68,6 @@ def _opcheck_cases(device):
         ("elu_", (x.clone(), 0.7)),
         ("elu_backward", (dy.clone().requires_grad_(), xr, 0.7, False)),
         ("elu_backward", (dy.clone().requires_grad_(), torch.nn.functional.elu(xr, 0.7), 0.7, True)),
-        ("sigmoid", (xr,)),
-        ("sigmoid_", (x.clone(),)),
-        ("sigmoid_backward", (dy.clone().requires_grad_(), torch.sigmoid(xr))),
-        ("tanh", (xr,)),
-        ("tanh_", (x.clone(),)),
-        ("tanh_backward", (dy.clone().requires_grad_(), torch.tanh(xr))),
         ("pelu", (xr, wc.clone().requires_grad_() + 0.5, wc.clone().requires_grad_() + 0.3)),
         ("pelu", (xr, w1.clone().requires_grad_(), w1.clone().requires_grad_() + 1.0)),
         ("pelu_backward", (dy.clone().requires_grad_(), xr, wc.clone().requires_grad_() + 0.5,
@@ -83,6 +78,9 @@ def _opcheck_cases(device):
         ("maxout_backward", (torch.randn(4, 1, 5, dtype=torch.float64, device=device, requires_grad=True),
                              torch.ops.glo_kernels.maxout(x.cpu(), 3, 1, True)[1].to(device), 3, 1)),
     ]
+    for spec in UNARY:  # the unary family: name, name_ and name_backward (reading the saved input or output)
+        cases += [(spec.name, (xr,)), (spec.name + "_", (x.clone(),)),
+                  (spec.name + "_backward", (dy.clone().requires_grad_(), unary_saved_torch(spec, xr)))]
     return cases + _channels_last_opcheck_cases(device) + _softmax_opcheck_cases(device, xr, dy)
 
 
@@ -96,15 +94,15 @@ def _channels_last_opcheck_cases(device):
     mask = torch.ops.glo_kernels.relu(x.cpu(), True)[1].to(device)
     cases = [("relu", (xr, True)), ("leaky_relu", (xr, 0.2, True)), ("relu_", (x.clone(), True)),
              ("leaky_relu_", (x.clone(), 0.2, True)), ("elu", (xr, 0.7)), ("elu_", (x.clone(), 0.7)),
-             ("sigmoid", (xr,)), ("tanh", (xr,)), ("sigmoid_", (x.clone(),)), ("tanh_", (x.clone(),)),
              ("relu_backward", (g_cl, mask))]
+    cases += [c for spec in UNARY for c in ((spec.name, (xr,)), (spec.name + "_", (x.clone(),)))]
     w = torch.rand(3, dtype=torch.float64, device=device, requires_grad=True)
     a, b = (torch.rand(3, dtype=torch.float64, device=device).add(0.5).requires_grad_() for _ in range(2))
     cases += [("prelu", (xr, w)), ("prelu", (xr, w[:1])), ("pelu", (xr, a, b)), ("pelu", (xr, a[:1], b[:1]))]
     for g in (g_cl, g_c):
         cases += [("prelu_backward", (g, xr, w)), ("pelu_backward", (g, xr, a, b))]
-        cases += [("elu_backward", (g, xr, 0.7, False)), ("sigmoid_backward", (g, torch.sigmoid(x))),
-                  ("tanh_backward", (g, torch.tanh(x)))]
+        cases += [("elu_backward", (g, xr, 0.7, False))]
+        cases += [(spec.name + "_backward", (g, unary_saved_torch(spec, x))) for spec in UNARY]
     # Maxout over the channels keeps the format (y, indices, dx); over another dim it does not
     x6 = torch.randn(2, 6, 4, 5, dtype=torch.float64, device=device).to(memory_format=torch.channels_last)
     idx = torch.ops.glo_kernels.maxout(x6.cpu(), 2, 1, True)[1].to(device)
@@ -255,17 +253,21 @@ def test_torch_export_and_compile_with_a_dynamic_batch(backend):
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1, dict(torch._dynamo.utils.counters["stats"])
 
 
-_CPP_AUTOGRAD_OPS = ("relu", "leaky_relu", "elu", "sigmoid", "tanh", "prelu", "pelu", "maxout", "softmax",
-                     "log_softmax", "grouped_softmax", "distillation_loss")
+_CPP_AUTOGRAD_OPS = ("relu", "leaky_relu", "elu", "prelu", "pelu", "maxout", "softmax", "log_softmax", "grouped_softmax",
+                     "distillation_loss") + UNARY_NAMES
 
 
 @pytest.mark.skipif(not glo_kernels.available_backends()["cpu"].available, reason="the C++ extension is not built")
 def test_forward_ops_of_the_extension_have_cpp_autograd():
-    """The autograd kernel of each forward op of torch.ops.glo_kernels is the C++ one (csrc/autograd.cpp): a Python
-    kernel would run on every call, grad or not, at several µs each. The backward ops keep their Python autograd
-    (double backward only)."""
-    for name in _CPP_AUTOGRAD_OPS:
-        lines = [ln for ln in torch._C._dispatch_dump(f"glo_kernels::{name}").splitlines() if ln.startswith("Autograd")]
-        assert len(lines) == 1 and "csrc/autograd.cpp" in lines[0], (name, lines)
-    lines = [ln for ln in torch._C._dispatch_dump("glo_kernels::relu_backward").splitlines() if ln.startswith("Autograd")]
-    assert len(lines) == 1 and "torch/library.py" in lines[0], lines
+    """The autograd kernel of each forward op of both operator namespaces (torch.ops.glo_kernels and
+    glo_kernels_triton) is the C++ one (csrc/autograd.cpp): a Python kernel would run on every call, grad or not, at
+    several µs each. The backward ops keep their Python autograd (double backward only). Every forward op is listed."""
+    for ns in ("glo_kernels", "glo_kernels_triton"):
+        forward = {s.name.split("::")[1] for s in torch._C._jit_get_all_schemas() if s.name.startswith(ns + "::")}
+        forward = {n for n in forward if not n.endswith("_") and not n.endswith("_backward")}
+        assert forward == set(_CPP_AUTOGRAD_OPS), (ns, forward ^ set(_CPP_AUTOGRAD_OPS))
+        for name in _CPP_AUTOGRAD_OPS:
+            lines = [ln for ln in torch._C._dispatch_dump(f"{ns}::{name}").splitlines() if ln.startswith("Autograd")]
+            assert len(lines) == 1 and "csrc/autograd.cpp" in lines[0], (ns, name, lines)
+        lines = [ln for ln in torch._C._dispatch_dump(f"{ns}::relu_backward").splitlines() if ln.startswith("Autograd")]
+        assert len(lines) == 1 and "torch/library.py" in lines[0], lines

@@ -54,6 +54,7 @@ from conftest import backend_params
 from helpers import EPS, assert_matches_reference
 from bounds import (distillation_bounds, finite as _fin, row_max as _row_max, softmax_backward_atol,
                     softmax_forward_atol, softmax_tol, sum_gamma, temperature_grad_atol)
+from op_db import UNARY, UNARY_NAMES
 
 # ---------------------------------------------------------------------------------------------------------------
 # Settings: a profile of this file's own (not loaded globally), whose database lives in the repository.
@@ -78,7 +79,7 @@ NATIVE_EXAMPLES = max(1, round(300 * _SCALE))  # per op, on the cpu / reference 
 INTERPRETED_EXAMPLES = max(1, round(80 * _SCALE))  # per op, Triton under its interpreter (CPU tensors)
 NATIVE_MAX_NUMEL = 3000
 INTERPRETED_MAX_NUMEL = 2000
-FORMAT_KEEPING_OPS = ("relu", "leaky_relu", "elu", "sigmoid", "tanh", "prelu", "pelu")  # output in dense_format(x)
+FORMAT_KEEPING_OPS = ("relu", "leaky_relu", "elu", "prelu", "pelu") + UNARY_NAMES  # output in dense_format(x)
 LONG_ROW = (4097, 9000)  # row lengths of the "long" shapes (native backends only)
 
 DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)  # the first one is what examples shrink to
@@ -220,12 +221,12 @@ def special_values(op, dtype) -> list[float]:
     vals = [float("nan"), float("inf"), -float("inf"), 0.0, -0.0, sub_min, -sub_min, fi.smallest_normal / 3,
             -fi.smallest_normal / 3, fi.smallest_normal, -fi.smallest_normal, 1e4, -1e4, 1.0, -1.0,
             fi.eps, -fi.eps, 1e-30, -1e-30]
-    # Saturation / underflow points of exp, expm1, sigmoid, tanh (float32 and float64 thresholds), both sides.
+    # Saturation / underflow points of exp, expm1, sigmoid, tanh (float32 and float64 thresholds), both sides; those
+    # of the unary family are in its specs (UnarySpec.edges).
     edges = {
-        "sigmoid": (8.0, 9.0, 16.6, 17.0, 36.7, 37.0, 88.72, 89.0, 103.9, 104.0, 709.0, 746.0),
-        "tanh": (0.55, 0.625, 8.7, 9.01, 9.1, 18.4, 19.1, 44.0),
         "elu": (1e-8, 1e-4, 0.5, 17.0, 17.4, 36.8, 37.5, 87.3, 88.8, 103.0, 104.0, 745.0),
         "pelu": (1e-8, 1e-4, 0.5, 8.9, 17.0, 37.0, 88.8, 104.0),
+        **{spec.name: spec.edges for spec in UNARY if spec.edges},
     }.get(op.name, (88.0, 104.0, 1e4 - 1, 3e4))
     for e in edges:
         vals += [e, -e]
@@ -533,8 +534,8 @@ def fuzz_one(op, backend, data, max_numel, long_rows):
     assert y.dtype == dtype and y.device == x.device, f"{what}: output {y.dtype} on {y.device}"
     if not inplace:
         if name != "reference":  # (the reference backend returns what torch's ops return)
-            # contiguous; the element-wise ops keep a channels_last input's format (glo_kernels.ops.dense_format)
-            if op.name == "maxout":  # over the channels (dim 1) only: glo_kernels.ops.maxout_format
+            # contiguous; the element-wise ops keep a channels_last input's format (glo_kernels._layout.dense_format)
+            if op.name == "maxout":  # over the channels (dim 1) only: glo_kernels._layout.maxout_format
                 fmt = maxout_format(x, kwargs["dim"])
             else:
                 fmt = dense_format(x) if op.name in FORMAT_KEEPING_OPS else torch.contiguous_format

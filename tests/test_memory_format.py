@@ -7,6 +7,7 @@ import torch
 import glo_kernels
 from glo_kernels._layout import dense_format
 from bounds import UNIT_ROUNDOFF, sum_gamma
+from op_db import UNARY
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -14,15 +15,13 @@ OPS = {
     "relu": lambda x: glo_kernels.relu(x),
     "leaky_relu": lambda x: glo_kernels.leaky_relu(x, 0.2),
     "elu": lambda x: glo_kernels.elu(x, 0.7),
-    "sigmoid": glo_kernels.sigmoid,
-    "tanh": glo_kernels.tanh,
+    **{spec.name: getattr(glo_kernels, spec.name) for spec in UNARY},
 }
 INPLACE = {
     "relu": lambda x: glo_kernels.relu(x, inplace=True),
     "leaky_relu": lambda x: glo_kernels.leaky_relu(x, 0.2, inplace=True),
     "elu": lambda x: glo_kernels.elu(x, 0.7, inplace=True),
-    "sigmoid": lambda x: glo_kernels.sigmoid(x, inplace=True),
-    "tanh": lambda x: glo_kernels.tanh(x, inplace=True),
+    **{spec.name: (lambda x, fn=getattr(glo_kernels, spec.name): fn(x, inplace=True)) for spec in UNARY},
 }
 # Ops with learned parameters: (function of x and the parameters, parameter count, a parameter's values).
 PARAM_OPS = {

@@ -29,6 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import glo_kernels
 from glo_kernels._registry import ALL_OPS, ALL_OPS_BY_NAME, OPS
+from op_db import UNARY
 from helpers import make_input, seeded, non_contiguous
 
 # NaN and inf inputs make the Triton interpreter's numpy arithmetic warn; the values are checked, not the warnings.
@@ -239,9 +240,9 @@ def _call_every_registered_op(ns, x, g, w, a, b, tt, call) -> None:
     y = call("elu", x, 1.5)
     call("elu_backward", g, x, 1.5, False)
     call("elu_backward", g, y, 1.5, True)
-    for name in ("sigmoid", "tanh"):
-        y = call(name, x)
-        call(name + "_backward", g, y)
+    for spec in UNARY:
+        y = call(spec.name, x)
+        call(spec.name + "_backward", g, x if spec.saved == "x" else y)
     for weight in (w, w[:1]):
         call("prelu", x, weight)
         call("prelu_backward", g, x, weight)
@@ -357,8 +358,8 @@ def test_inplace_modifies_exactly_x(op, backend, layout):
 
 @pytest.mark.parametrize("layout", ["offset", "strided"])
 def test_registered_inplace_ops_write_only_x(backend, layout):
-    """relu_, leaky_relu_, elu_, sigmoid_ and tanh_ called directly on a view write exactly the view's elements; the
-    returned mask does not alias the buffer."""
+    """relu_, leaky_relu_, elu_ and the in-place ops of the unary family (sigmoid_, tanh_, ...) called directly on a
+    view write exactly the view's elements; the returned mask does not alias the buffer."""
     name, device = backend
     ns = _ns(name)
     if ns is None:
@@ -369,8 +370,7 @@ def test_registered_inplace_ops_write_only_x(backend, layout):
                                ("leaky_relu_", (-0.5, True), lambda v: ns.leaky_relu(v, -0.5, False)[0]),
                                ("leaky_relu_", (0.2, False), lambda v: ns.leaky_relu(v, 0.2, False)[0]),
                                ("elu_", (0.7,), lambda v: ns.elu(v, 0.7)),
-                               ("sigmoid_", (), ns.sigmoid),
-                               ("tanh_", (), ns.tanh)):
+                               *((spec.name + "_", (), getattr(ns, spec.name)) for spec in UNARY)):
         buf = make_input((416,), torch.float32, device, generator=gen)
         expected = buf.clone()
         _view_in_buffer(expected, layout).copy_(ref(_view_in_buffer(buf, layout).clone()))
@@ -677,8 +677,7 @@ def _error_cases():
         "elu": lambda x, d: (gk.elu, (x,), {}),
         "pelu": lambda x, d: (gk.pelu, (x, _t(d, 3), _t(d, 3)), {}),
         "maxout": lambda x, d: (gk.maxout, (x, 2), {"dim": 0}),
-        "sigmoid": lambda x, d: (gk.sigmoid, (x,), {}),
-        "tanh": lambda x, d: (gk.tanh, (x,), {}),
+        **{spec.name: (lambda x, d, fn=getattr(gk, spec.name): (fn, (x,), {})) for spec in UNARY},
         "softmax": lambda x, d: (gk.softmax, (x, -1, 2.0), {}),
         "log_softmax": lambda x, d: (gk.log_softmax, (x, -1, 2.0), {}),
         "grouped_softmax": lambda x, d: (gk.grouped_softmax, (x, [1, 4]), {}),

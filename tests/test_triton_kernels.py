@@ -23,6 +23,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 import glo_kernels  # noqa: E402  (the C++ extension defines both operator namespaces; launch.py the Triton kernel calls)
 from glo_kernels.triton import kernels as K  # noqa: E402
+from op_db import UNARY_BY_NAME, UNARY_NAMES  # noqa: E402
 
 _STATUS = glo_kernels.available_backends()
 if not _STATUS["triton"].available:
@@ -39,8 +40,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 OPS = ["relu", "relu_", "relu_backward", "leaky_relu", "leaky_relu_", "leaky_relu_backward", "prelu",
-       "prelu_backward", "pelu", "pelu_backward", "maxout", "maxout_backward", "elu", "elu_", "elu_backward",
-       "sigmoid", "sigmoid_backward", "tanh", "tanh_backward"]
+       "prelu_backward", "pelu", "pelu_backward", "maxout", "maxout_backward", "elu", "elu_", "elu_backward"]
+OPS += [n + suffix for n in UNARY_NAMES for suffix in ("", "_", "_backward")]
 SPECIALS = [float("nan"), float("inf"), -float("inf"), -0.0, 0.0, 1e30, -1e30, 1e-30, -1e-30, 1.0, -1.0]
 # Leaky ReLU slopes: the usual one, one not exact in binary (float64 must keep all its bits), negative, zero.
 SLOPES = [0.01, 1.0 / 3.0, -0.5, 0.0]
@@ -270,7 +271,9 @@ _ATOL = {torch.float64: 2.0 ** -1022, torch.float32: 2.0 ** -126, torch.bfloat16
          torch.float16: 2.0 ** -25}
 # ELU alphas: the usual one, one not exact in binary (float64 must keep all its bits), zero, negative (forward and
 # backward from the input only: the backward from the output needs alpha >= 0).
-UNARY_CASES = [("elu", 1.0), ("elu", 1.0 / 3.0), ("elu", 0.0), ("elu", -0.5), ("sigmoid", None), ("tanh", None)]
+UNARY_CASES = [("elu", 1.0), ("elu", 1.0 / 3.0), ("elu", 0.0), ("elu", -0.5)] + [(n, None) for n in UNARY_NAMES]
+# (one ELU case and the unary family, for the slower tests)
+UNARY_CASES_SHORT = [("elu", 1.0)] + [(n, None) for n in UNARY_NAMES]
 
 
 def _opmath_of(dtype):
@@ -316,7 +319,7 @@ def unary_math(op: str, x: torch.Tensor, alpha) -> torch.Tensor:
     if op == "elu":
         a = torch.tensor(alpha, dtype=_opmath_of(x.dtype)).double()
         return torch.where(x64 < 0, torch.expm1(x64) * a, x64)
-    return getattr(torch, op)(x64)
+    return UNARY_BY_NAME[op].twin(x64)
 
 
 def unary_backward_math(op: str, g: torch.Tensor, saved: torch.Tensor, alpha, is_result: bool):
@@ -332,8 +335,15 @@ def unary_backward_math(op: str, g: torch.Tensor, saved: torch.Tensor, alpha, is
     if op == "sigmoid":
         dx = g64 * (1 - s64) * s64  # 1 - y is one rounding too
         return dx, dx
-    # tanh: y * y is rounded before 1 - y * y (unless fused): the error is relative to |dy| * (1 + y * y)
-    return g64 * (1 - s64 * s64), g64.abs() * (1 + s64 * s64)
+    if op == "tanh":  # y * y is rounded before 1 - y * y (unless fused): the error is relative to |dy| * (1 + y * y)
+        return g64 * (1 - s64 * s64), g64.abs() * (1 + s64 * s64)
+    spec = UNARY_BY_NAME[op]
+    assert spec.saved == "x", f"{op}: no float64 formula of its backward from the output here"
+    # from the input: PyTorch's twin differentiated in float64; its derivative's terms are O(1), so where it cancels
+    # the error is relative to |dy|
+    x64 = s64.clone().requires_grad_()
+    (dx,) = torch.autograd.grad(spec.twin(x64), x64, g64)
+    return dx, dx.abs() + g64.abs()
 
 
 def _uargs(op, alpha):
@@ -341,9 +351,10 @@ def _uargs(op, alpha):
 
 
 def _is_result_modes(op, alpha):
-    """The backwards of op: ELU from the input, and from the output where alpha >= 0; sigmoid and tanh from y."""
+    """The backwards of op: ELU from the input, and from the output where alpha >= 0; the unary family from what its
+    spec saves (is_result: the output y)."""
     if op != "elu":
-        return (True,)
+        return (UNARY_BY_NAME[op].saved == "y",)
     return (False, True) if alpha >= 0 else (False,)
 
 
@@ -395,7 +406,7 @@ def test_unary_forward_backward(op, alpha, dtype, shape):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("op,alpha", [("elu", 1.0), ("elu", 1.6732632423543772), ("sigmoid", None), ("tanh", None)])
+@pytest.mark.parametrize("op,alpha", [("elu", 1.6732632423543772)] + UNARY_CASES_SHORT)
 def test_unary_accuracy(op, alpha, dtype):
     """Against float64 torch over magnitudes from 1e-30 (1e-300) to 100: expm1 near 0 (ELU), tanh(x) ~ x for tiny |x|
     and +-1 for large |x|; fp32 within a few ulp, fp64 within ~4 ulp, 16-bit dtypes within one rounding."""
@@ -446,7 +457,7 @@ def test_elu_inplace(dtype, contiguous):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("op,alpha", [("elu", 1.0), ("sigmoid", None), ("tanh", None)])
+@pytest.mark.parametrize("op,alpha", UNARY_CASES_SHORT)
 def test_unary_noncontiguous(op, alpha, dtype):
     base = make_input((40, 30), dtype, seed=11)
     gbase = make_input((40, 30), dtype, seed=12, specials=False)
@@ -457,14 +468,15 @@ def test_unary_noncontiguous(op, alpha, dtype):
         assert y.is_contiguous() and y.shape == x.shape
         assert_bitwise(y, getattr(T, op)(x.contiguous(), *args).cpu())
         assert_within(y, getattr(C, op)(view(base), *args), factor=2, what="vs C++")
-        saved = x if op == "elu" else view(getattr(T, op)(base.to(DEVICE), *args))  # the input, or the output
-        dx = _unary_bwd(T, op, g, saved, alpha, op != "elu")
+        (is_result,) = _is_result_modes(op, alpha)[:1]
+        saved = view(getattr(T, op)(base.to(DEVICE), *args)) if is_result else x  # the output, or the input
+        dx = _unary_bwd(T, op, g, saved, alpha, is_result)
         assert dx.is_contiguous() and dx.shape == x.shape
-        assert_bitwise(dx, _unary_bwd(T, op, g.contiguous(), saved.contiguous(), alpha, op != "elu").cpu())
+        assert_bitwise(dx, _unary_bwd(T, op, g.contiguous(), saved.contiguous(), alpha, is_result).cpu())
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("op,alpha", [("elu", 1.0), ("sigmoid", None), ("tanh", None)])
+@pytest.mark.parametrize("op,alpha", UNARY_CASES_SHORT)
 def test_unary_empty_and_scalar(op, alpha, dtype):
     args = _uargs(op, alpha)
     for shape in [(0,), (3, 0), (0, 5, 2)]:

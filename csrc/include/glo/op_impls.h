@@ -65,7 +65,7 @@ inline void check_mask(const Tensor& grad, const Tensor& mask, const char* op) {
 // x is dense in it and not contiguous, else contiguous (a strided x is read through one contiguous copy). Outputs get
 // the format of their input, and the kernels process x's storage linearly, without a copy, as PyTorch's own
 // element-wise ops do; a saved mask's bits follow that storage order (its backward must get grad in the same format:
-// glo_kernels/ops.py's autograd formulas convert it). glo_kernels/ops.py dense_format is the same rule in Python.
+// glo_kernels/library.py's autograd formulas convert it). glo_kernels/_layout.py dense_format is the same rule in Python.
 inline at::MemoryFormat dense_format(const Tensor& x) {
   if (x.is_contiguous()) return at::MemoryFormat::Contiguous;
   if (x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast)) return at::MemoryFormat::ChannelsLast;

@@ -13,19 +13,10 @@ import torch
 from glo_kernels._layout import (channel_view_shape, dense_format, empty_like_dense, leading_rows, mask_shape,
                                  maxout_format, opmath_dtype, reduce_to_param)
 from glo_kernels import reference
+from glo_kernels.ops.unary import UNARY
 from glo_kernels._math import maxout_gather, pelu_double_backward, softmax_backward_formula
 
-__all__ = ["UNARY_OPS", "register"]
-
-
-# The element-wise ops of GLO_UNARY_OPS (csrc/include/glo/op_list.h): each has name, name_ and name_backward(grad,
-# saved). Per op: which tensor its backward reads ("x", the input, or "y", the output) and the derivative of its
-# backward op with respect to that saved tensor, times gg: d_saved(gg, grad, saved) (the double backward's second
-# term; the first, with respect to grad, is the backward op itself: it is linear in grad).
-UNARY_OPS = {
-    "sigmoid": ("y", lambda gg, grad, y: gg * grad * (1 - 2 * y)),  # dx = grad * (1 - y) * y
-    "tanh": ("y", lambda gg, grad, y: -2 * gg * grad * y),  # dx = grad * (1 - y^2)
-}
+__all__ = ["register"]
 
 
 def _register(ns: str) -> None:
@@ -77,10 +68,10 @@ def _register(ns: str) -> None:
     # (dx follows the format of the saved tensor)
     lib.register_fake(f"{ns}::elu_backward", lambda grad, saved, alpha, is_result: empty_like_dense(saved))
 
-    for name in UNARY_OPS:
-        lib.register_fake(f"{ns}::{name}", lambda x: empty_like_dense(x))
-        lib.register_fake(f"{ns}::{name}_", lambda x: None)
-        lib.register_fake(f"{ns}::{name}_backward", lambda grad, saved: empty_like_dense(saved))
+    for spec in UNARY:  # (the family of GLO_UNARY_OPS; glo_kernels/ops/unary.py)
+        lib.register_fake(f"{ns}::{spec.name}", lambda x: empty_like_dense(x))
+        lib.register_fake(f"{ns}::{spec.name}_", lambda x: None)
+        lib.register_fake(f"{ns}::{spec.name}_backward", lambda grad, saved: empty_like_dense(saved))
 
     # ---- double backward: every backward op is linear in grad (its derivative there is the op itself, applied to
     # the incoming gradient gg), plus the derivative through the saved tensor ----
@@ -122,8 +113,8 @@ def _register(ns: str) -> None:
 
         return bwd_bwd
 
-    for name, (_, d_saved) in UNARY_OPS.items():
-        autograd(name + "_backward", unary_bwd_bwd(name, d_saved), save_grad_and_saved)
+    for spec in UNARY:
+        autograd(spec.name + "_backward", unary_bwd_bwd(spec.name, spec.d_saved), save_grad_and_saved)
 
     def save_inputs(ctx, inputs, output):
         ctx.save_for_backward(*inputs)

@@ -1,0 +1,76 @@
+"""The unary family: element-wise activations without learned parameters or arguments whose backward reads one saved
+tensor, the input x or the output y. One UnarySpec per op; everything else of the op follows from it.
+
+An op of this family is written in five places (docs/adding_an_op.md):
+  - its math: the functor glo::<Functor><T> in csrc/include/glo/activations.h (forward(x), backward(dy, saved)), the
+    pair <name>_forward / <name>_backward in glo_kernels/triton/math.py, and reference.<name>(x, inplace=False) in
+    glo_kernels/reference.py (plain torch, the ground truth of the tests);
+  - its line X(name, Functor, saved) in GLO_UNARY_OPS of csrc/include/glo/op_list.h (schemas, device kernels and C++
+    autograd of <name>, <name>_ and <name>_backward in both operator namespaces);
+  - its UnarySpec below, from which come: the functional glo_kernels.<name>(x, inplace=False), the module
+    glo_kernels.nn.<Twin> (subclassing its torch.nn twin) and its replace_activations swap, the fake kernels and the
+    double backward (glo_kernels/library.py), the entries of the op table of tests and benchmarks
+    (glo_kernels/_registry.py), hence every generic test, benchmark and report row.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+
+
+@dataclasses.dataclass(frozen=True)
+class UnarySpec:
+    """One op of the unary family."""
+
+    name: str  # glo_kernels.<name>; torch.ops.<namespace>.<name>, <name>_, <name>_backward
+    doc: str  # the docstring of glo_kernels.<name>
+    twin: Callable  # PyTorch's function with the same conventions (tests compare; benchmarks time it as eager)
+    torch_module: type  # its torch.nn twin: glo_kernels.nn.<torch_module.__name__> subclasses it
+    saved: str  # "x" or "y": the tensor the backward reads (the third field of its GLO_UNARY_OPS line)
+    # gg * the derivative of <name>_backward(grad, saved) with respect to saved: the double backward's second term
+    # (the first, with respect to grad, is the backward op itself applied to gg: it is linear in grad). Plain torch.
+    d_saved: Callable  # (gg, grad, saved) -> tensor
+    # |x| where the math changes branch, saturates or underflows (float32 / float64 thresholds): the fuzz tests put
+    # inputs on both sides of each, and of its negative.
+    edges: tuple[float, ...] = ()
+    ulps: float = 4.0  # values and gradients within this many roundings of the dtype of the float64 reference
+    opinfo: str | None = None  # its OpInfo in torch.testing._internal.common_methods_invocations.op_db, if any
+
+    @property
+    def module_name(self) -> str:
+        return self.torch_module.__name__
+
+
+UNARY: tuple[UnarySpec, ...] = (
+    UnarySpec(
+        name="sigmoid",
+        doc="""Logistic sigmoid ``1 / (1 + exp(-x))``, as ``torch.sigmoid``; the backward reads the saved output.
+
+    ``inplace=True`` overwrites and returns ``x``, as ``torch.sigmoid_`` (any strides; a non-contiguous x is computed
+    on a contiguous copy and written back): autograd stays right, since the backward needs only the output, which x
+    then holds. As with torch's in-place ops, a leaf that requires grad (or a view of one) raises, and a later
+    in-place change of the output is caught at backward.
+    """,
+        twin=torch.sigmoid,
+        torch_module=torch.nn.Sigmoid,
+        saved="y",
+        d_saved=lambda gg, grad, y: gg * grad * (1 - 2 * y),  # dx = grad * (1 - y) * y
+        edges=(8.0, 9.0, 16.6, 17.0, 36.7, 37.0, 88.72, 89.0, 103.9, 104.0, 709.0, 746.0),
+        opinfo="sigmoid",
+    ),
+    UnarySpec(
+        name="tanh",
+        doc="""``tanh(x)``, as ``torch.tanh``; the backward reads the saved output. ``inplace=True`` overwrites and returns
+    ``x``, as ``Tensor.tanh_`` (see :func:`sigmoid`).""",
+        twin=torch.tanh,
+        torch_module=torch.nn.Tanh,
+        saved="y",
+        d_saved=lambda gg, grad, y: -2 * gg * grad * y,  # dx = grad * (1 - y^2)
+        edges=(0.55, 0.625, 8.7, 9.01, 9.1, 18.4, 19.1, 44.0),
+        opinfo="tanh",
+    ),
+)
+
+UNARY_BY_NAME = {spec.name: spec for spec in UNARY}
