@@ -108,6 +108,22 @@ class _ELUInplace(torch.autograd.Function):
         return op_namespace(ctx.backend).elu_backward(grad_y, y, ctx.alpha, True), None, None
 
 
+def _mask_op(name: str, x: torch.Tensor, args: tuple, inplace: bool) -> torch.Tensor:
+    """ReLU / Leaky ReLU (args: the slope) on the chosen backend; a 1-bit mask is saved when autograd records."""
+    if inplace:
+        _check_inplace(x, name)
+    backend = backends.backend_for(x.device, name)
+    if backend == "reference":
+        return getattr(reference, name)(x, *args, inplace=inplace)
+    ns = op_namespace(backend)
+    if inplace:
+        if _needs_grad(x):
+            return _MaskInplace.apply(x, backend, name, args)
+        getattr(ns, name + "_")(x, *args, False)
+        return x
+    return getattr(ns, name)(x, *args, _needs_grad(x))[0]
+
+
 def relu(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """ReLU, ``max(x, 0)``, as ``torch.nn.functional.relu`` (NaN propagates, gradient 0 at 0).
 
@@ -116,18 +132,7 @@ def relu(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     Any shape and strides; float64, float32, bfloat16, float16 (16-bit computed in float32).
     """
     _check_x(x, "relu")
-    if inplace:
-        _check_inplace(x, "relu")
-    backend = backends.backend_for(x.device, "relu")
-    if backend == "reference":
-        return reference.relu(x, inplace=inplace)
-    ns = op_namespace(backend)
-    if inplace:
-        if _needs_grad(x):
-            return _MaskInplace.apply(x, backend, "relu", ())
-        ns.relu_(x, False)
-        return x
-    return ns.relu(x, _needs_grad(x))[0]
+    return _mask_op("relu", x, (), inplace)
 
 
 def leaky_relu(x: torch.Tensor, negative_slope: float = 0.01, inplace: bool = False) -> torch.Tensor:
@@ -137,18 +142,7 @@ def leaky_relu(x: torch.Tensor, negative_slope: float = 0.01, inplace: bool = Fa
     """
     _check_x(x, "leaky_relu")
     negative_slope = _check_number(negative_slope, "leaky_relu", "negative_slope")
-    if inplace:
-        _check_inplace(x, "leaky_relu")
-    backend = backends.backend_for(x.device, "leaky_relu")
-    if backend == "reference":
-        return reference.leaky_relu(x, negative_slope, inplace=inplace)
-    ns = op_namespace(backend)
-    if inplace:
-        if _needs_grad(x):
-            return _MaskInplace.apply(x, backend, "leaky_relu", (negative_slope,))
-        ns.leaky_relu_(x, negative_slope, False)
-        return x
-    return ns.leaky_relu(x, negative_slope, _needs_grad(x))[0]
+    return _mask_op("leaky_relu", x, (negative_slope,), inplace)
 
 
 def prelu(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -127,7 +127,26 @@ def _dtype_repr(dtype) -> str:
     return "" if dtype is None else f", dtype={dtype}"
 
 
-class Softmax(torch.nn.Softmax):
+class _TemperatureSoftmax:
+    """What Softmax and LogSoftmax add to their torch.nn twin (the second base class): a temperature and a dtype."""
+
+    dtype: torch.dtype | None = None  # (modules pickled before the argument existed)
+    _op = ""  # the glo_kernels function: "softmax" or "log_softmax"
+
+    def __init__(self, dim: int | None = None, temperature=1.0, dtype: torch.dtype | None = None):
+        super().__init__(dim)
+        self.temperature = temperature
+        self.dtype = dtype
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        dim = self.dim if self.dim is not None else torch.nn.functional._get_softmax_dim(self._op, input.dim(), 5)
+        return getattr(F, self._op)(input, dim, self.temperature, self.dtype)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, {_temperature_repr(self.temperature)}" + _dtype_repr(self.dtype)
+
+
+class Softmax(_TemperatureSoftmax, torch.nn.Softmax):
     """``torch.nn.Softmax(dim=None)`` with a ``temperature`` (default 1.0): ``softmax(x / temperature, dim)``.
 
     ``dim=None`` follows torch.nn.Softmax's legacy rule (0 for 0-, 1- and 3-d inputs, else 1, with its warning).
@@ -137,40 +156,16 @@ class Softmax(torch.nn.Softmax):
     state_dict keys are torch.nn.Softmax's).
     """
 
-    dtype: torch.dtype | None = None  # (modules pickled before the argument existed)
-
-    def __init__(self, dim: int | None = None, temperature=1.0, dtype: torch.dtype | None = None):
-        super().__init__(dim)
-        self.temperature = temperature
-        self.dtype = dtype
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        dim = self.dim if self.dim is not None else torch.nn.functional._get_softmax_dim("softmax", input.dim(), 5)
-        return F.softmax(input, dim, self.temperature, self.dtype)
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}, {_temperature_repr(self.temperature)}" + _dtype_repr(self.dtype)
+    _op = "softmax"
 
 
-class LogSoftmax(torch.nn.LogSoftmax):
+class LogSoftmax(_TemperatureSoftmax, torch.nn.LogSoftmax):
     """``torch.nn.LogSoftmax(dim=None)`` with a ``temperature`` (default 1.0): ``log_softmax(x / temperature, dim)``.
 
     Arguments (``dtype`` too) as :class:`Softmax`.
     """
 
-    dtype: torch.dtype | None = None  # (modules pickled before the argument existed)
-
-    def __init__(self, dim: int | None = None, temperature=1.0, dtype: torch.dtype | None = None):
-        super().__init__(dim)
-        self.temperature = temperature
-        self.dtype = dtype
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        dim = self.dim if self.dim is not None else torch.nn.functional._get_softmax_dim("log_softmax", input.dim(), 5)
-        return F.log_softmax(input, dim, self.temperature, self.dtype)
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}, {_temperature_repr(self.temperature)}" + _dtype_repr(self.dtype)
+    _op = "log_softmax"
 
 
 class GroupedSoftmax(torch.nn.Module):
