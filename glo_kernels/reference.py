@@ -98,6 +98,23 @@ def tanh(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     return _dense_op(torch.tanh, x, inplace)
 
 
+def silu(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """F.silu computed in opmath (16-bit inputs in float32, rounded once, as by the kernels: PyTorch's own float16
+    double backward of silu overflows, inf * 0, for large |x|), a non-dense x read through a contiguous copy (see
+    _dense_op: PyTorch's vectorized and scalar loops differ by an ulp). In place: computed, then written back (under
+    autograd on a copy: F.silu's own in-place form saves the input it overwrites, and its backward then fails)."""
+
+    def out_of_place(v):
+        (vf,) = _opmath(v)
+        return F.silu(vf if _is_dense(vf) else vf.contiguous()).to(v.dtype)
+
+    if not inplace:
+        return out_of_place(x)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return x.copy_(out_of_place(x.clone()))
+    return x.copy_(out_of_place(x))
+
+
 class _PELU(torch.autograd.Function):
     """PELU in plain torch ops, mirroring the functor: only the selected side of each element enters the gradient.
     16-bit inputs are computed in float32, as by the kernels."""

@@ -71,6 +71,27 @@ UNARY: tuple[UnarySpec, ...] = (
         edges=(0.55, 0.625, 8.7, 9.01, 9.1, 18.4, 19.1, 44.0),
         opinfo="tanh",
     ),
+    UnarySpec(
+        name="silu",
+        doc="""SiLU (Swish), ``x * sigmoid(x)``, as ``torch.nn.functional.silu``; the backward reads the saved input.
+
+    One fused pass each way: ``dx = dy * s * (1 + x * (1 - s))`` with ``s = sigmoid(x)``. ``inplace=True`` overwrites
+    and returns ``x``, as ``F.silu(x, inplace=True)`` (under autograd the op runs on a copy of x, which its backward
+    reads). Conventions are torch's (NaN propagates; the gradient at +-inf is NaN), with two differences in accuracy
+    only: tiny results keep their precision where torch's ``x / (1 + exp(-x))`` flushes them to -0.0 (x below -88.7
+    in float32), and ``1 - s`` is formed as ``sigmoid(-x)``, accurate for large x, where torch's subtraction loses
+    about |x| ulps of the gradient.
+    """,
+        twin=torch.nn.functional.silu,
+        torch_module=torch.nn.SiLU,
+        saved="x",
+        # d/dx of s (1 + x (1 - s)) = s (1 - s) (2 + x (1 - 2 s))
+        d_saved=lambda gg, grad, x: gg * grad * (torch.sigmoid(x) * (1 - torch.sigmoid(x))
+                                                 * (2 + x * (1 - 2 * torch.sigmoid(x)))),
+        # the gradient's zero (1.2785) and the second derivative's (2.3994); sigmoid's saturation points
+        edges=(1.2785, 2.3994, 8.0, 9.0, 16.6, 17.0, 36.7, 37.0, 88.72, 89.0, 103.9, 104.0, 709.0, 746.0),
+        opinfo="nn.functional.silu",
+    ),
 )
 
 UNARY_BY_NAME = {spec.name: spec for spec in UNARY}

@@ -276,6 +276,23 @@ def tanh_backward(g, s, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
     return g * (1.0 - s * s)
 
 
+@triton.jit
+def silu_forward(x, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
+    """SiLU<T>: forward(x) = x * sigmoid(x), sigmoid as sigmoid_forward."""
+    return x * sigmoid_forward(x, a, OPMATH, LIBDEVICE, FAST16)
+
+
+@triton.jit
+def silu_backward(g, s, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+    """SiLU<T>: backward(dy, x) = dy * sig * (1 + x * sig(-x)), sig(x) and sig(-x) from the same e = exp(-|x|)."""
+    e = _exp(tl.where(s < 0.0, s, -s), LIBDEVICE)
+    r = _div(tl.full(s.shape, 1.0, OPMATH), 1.0 + e, OPMATH)
+    er = _div(e, 1.0 + e, OPMATH)
+    sig = tl.where(s < 0.0, er, r)
+    sig_neg = tl.where(s < 0.0, r, er)
+    return g * sig * (1.0 + s * sig_neg)
+
+
 def unary_pair(name: str):
     """(forward, backward) of the element function `name`, found by the names <name>_forward / <name>_backward."""
     fwd, bwd = globals().get(name + "_forward"), globals().get(name + "_backward")

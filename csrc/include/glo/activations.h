@@ -314,6 +314,34 @@ struct Sigmoid {
   GLO_HD T backward(T dy, T y) const { return dy * (T(1) - y) * y; }
 };
 
+// SiLU / Swish (Elfwing et al. 2018; Ramachandran et al. 2017): y = x * sigmoid(x), with sigmoid as Sigmoid<T> (so
+// tiny results keep their precision: torch's x / (1 + exp(-x)) flushes them to -0.0 below x = -88.7 in float).
+// Backward from the input: dx = dy * s * (1 + x * (1 - s)), s = sigmoid(x), with 1 - s = sigmoid(-x) formed from the
+// same e = exp(-|x|), not by subtraction (for large x torch's 1 - s loses |x| ulps of the result). +-inf give a NaN
+// gradient, as torch's (0 * inf); NaN propagates. Fast (16-bit device storage): Sigmoid<T, true>'s bound (<= 10u, see
+// fast16 above) and one rounding of the product with x; in the backward rcp.approx's 2u enters s and 1 - s alike.
+template <typename T, bool Fast = false>  // Fast: 16-bit storage on the device (see fast16 above)
+struct SiLU {
+  GLO_HD T forward(T x) const { return x * Sigmoid<T, Fast>{}.forward(x); }
+  GLO_HD T backward(T dy, T x) const {
+    const T e = gexp(x < T(0) ? x : -x);  // exp(-|x|)
+    const T d = T(1) + e;                  // in [1, 2]
+    const T r = frcp12<Fast>(d);           // 1 / (1 + e)
+    // e / (1 + e): with Fast e * r; else a second IEEE division (one rounding; and on the device, where a division's
+    // slow path is a call, two divisions keep the registers free: e * r there made the float kernel save 8 bytes to
+    // the stack around that call, tests/test_sass.py::test_no_spills)
+    T er;
+    if constexpr (Fast) {
+      er = e * r;
+    } else {
+      er = e / d;
+    }
+    const T s = x < T(0) ? er : r;   // sigmoid(x)
+    const T sn = x < T(0) ? r : er;  // sigmoid(-x) = 1 - sigmoid(x)
+    return dy * s * (T(1) + x * sn);
+  }
+};
+
 // tanh; backward from the output: dx = dy * (1 - y * y).
 template <typename T>
 struct Tanh {
@@ -455,6 +483,10 @@ GLO_HD Sigmoid<T, true> fast16_variant(const Sigmoid<T, false>&) {
 }
 template <typename T>
 GLO_HD PELU<T, true> fast16_variant(const PELU<T, false>&) {
+  return {};
+}
+template <typename T>
+GLO_HD SiLU<T, true> fast16_variant(const SiLU<T, false>&) {
   return {};
 }
 
