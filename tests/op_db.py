@@ -9,15 +9,7 @@ from glo_kernels.ops.unary import UNARY, UNARY_BY_NAME  # noqa: F401  (re-export
 UNARY_NAMES = tuple(spec.name for spec in UNARY)
 
 
-def unary_saved(spec, ns, x: torch.Tensor) -> torch.Tensor:
-    """The tensor the backward op of `spec` reads for input x: x itself, or the forward's output (ns: the operator
-    namespace, torch.ops.glo_kernels or torch.ops.glo_kernels_triton; called without autograd)."""
-    if spec.saved == "x":
-        return x
-    with torch.no_grad():
-        return getattr(ns, spec.name)(x.detach())
-
-
 def unary_saved_torch(spec, x: torch.Tensor) -> torch.Tensor:
-    """The same from PyTorch's twin (for inputs built before any of our ops runs, e.g. float64 opcheck samples)."""
+    """The tensor the backward op of `spec` reads for input x: x itself, or the output of PyTorch's twin (for inputs
+    built before any of our ops runs, e.g. float64 opcheck samples)."""
     return x if spec.saved == "x" else spec.twin(x)

@@ -58,7 +58,6 @@ def _assert_same_bits(a: torch.Tensor, b: torch.Tensor, what: str):
 # ---------------------------------------------------------------------------------------------------------------
 # 1. the unary family in place
 # ---------------------------------------------------------------------------------------------------------------
-SAVED_OUTPUT_OPS = UNARY_NAMES  # (named before the family had ops whose backward reads the input)
 LAYOUTS = ("contiguous", "strided", "transposed", "channels_last", "offset", "scalar", "empty")
 
 
@@ -88,7 +87,7 @@ def _layout_input(layout, dtype, device, gen):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=_dtype_id)
-@pytest.mark.parametrize("name", SAVED_OUTPUT_OPS)
+@pytest.mark.parametrize("name", UNARY_NAMES)
 def test_inplace_equals_out_of_place(backend, name, dtype, layout):
     """inplace=True returns x itself (same storage, strides unchanged), holding bit for bit what the out-of-place op
     returns for the same x, and writes nothing outside x; inplace=False leaves x alone."""
@@ -118,7 +117,7 @@ def _saved_output_grad64(name, x64, dy64):
 
 @pytest.mark.parametrize("layout", ("contiguous", "strided", "channels_last"))
 @pytest.mark.parametrize("dtype", DTYPES, ids=_dtype_id)
-@pytest.mark.parametrize("name", SAVED_OUTPUT_OPS)
+@pytest.mark.parametrize("name", UNARY_NAMES)
 def test_inplace_autograd(backend, name, dtype, layout):
     """In place on a non-leaf (as after a layer): the gradient reaching the leaf is the op's, against float64."""
     bname, device = backend
@@ -154,7 +153,7 @@ def test_inplace_autograd(backend, name, dtype, layout):
                              what=f"{name}[{bname}, {dtype}, {layout}] in place, gradient")
 
 
-@pytest.mark.parametrize("name", SAVED_OUTPUT_OPS)
+@pytest.mark.parametrize("name", UNARY_NAMES)
 def test_inplace_double_backward(backend, name):
     """The in-place op's backward is itself differentiable (its saved output enters the backward op's autograd)."""
     bname, device = backend
@@ -169,7 +168,7 @@ def test_inplace_double_backward(backend, name):
     assert torch.autograd.gradgradcheck(f, (x,), fast_mode=bname == "triton")
 
 
-@pytest.mark.parametrize("name", SAVED_OUTPUT_OPS)
+@pytest.mark.parametrize("name", UNARY_NAMES)
 def test_inplace_autograd_errors(backend, name):
     """As torch's in-place ops: a leaf requiring grad (or a view of one) raises before anything is written; an
     overwritten tensor that autograd saved, or a later in-place change of the output, is caught at backward."""
@@ -221,7 +220,7 @@ def test_inplace_modules_stay_torch_twins():
                 ours(inplace=True)
 
 
-@pytest.mark.parametrize("name", SAVED_OUTPUT_OPS)
+@pytest.mark.parametrize("name", UNARY_NAMES)
 def test_inplace_torch_compile(backend, name):
     """An in-place op of the unary family after a layer traces with no graph break; values and gradients equal
     eager's."""
