@@ -252,6 +252,36 @@ def test_distillation_teacher_without_grad_and_extremes(backend):
     torch.testing.assert_close(loss.double().cpu(), ref, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float64), ids=lambda d: str(d).replace("torch.", ""))
+def test_distillation_inf_term_dropped_by_a_later_max(backend, dtype):
+    """A student -inf (log q_j = -inf) early in a row whose teacher max comes later and is so large that p_j
+    underflows to exactly 0: the term is 0 (docs/softmax_contract.md), not 0 * inf. The online forms rescale the term's
+    running sum by exp((m_old - m_new) / T) = 0 there (GLO_TEST_SEED=661150937 found the CPU kernel giving NaN).
+    A second row, whose p_j at the -inf stays > 0, has KL = +inf."""
+    name, device = backend
+    cols = 4097  # past the CPU kernels' first 4096-element chunk, and past one block of the Triton/CUDA loops
+    gen = seeded(name, str(dtype), "inf term")
+    s = make_input((2, cols), dtype, "cpu", specials=False, generator=gen)
+    t = make_input((2, cols), dtype, "cpu", specials=False, generator=gen)
+    s[:, 0] = -math.inf
+    t[0, -1] = 1e4  # row 0: p_0 = exp((t_0 - 1e4) / T) / Z_t = 0, in float64 too
+    s64, t64 = s.double(), t.double()
+    p_min = 0.0 if dtype == torch.float64 else 2.0**-149  # (the reference's zero for float32 kernels, as test_fuzz)
+    for reduction in ("none", "sum"):
+        what = f"distillation_loss[{name}, {dtype}, {reduction}]"
+        so, to = s[:1].to(device).requires_grad_(), t[:1].to(device).requires_grad_()
+        loss = glo_kernels.distillation_loss(so, to, 1.0, reduction)
+        ref = reference.distillation_loss(s64[:1], t64[:1], 1.0, reduction, p_min=p_min)
+        assert torch.isfinite(loss).all(), f"{what}: row 0 {loss.sum().item()}"
+        b = distillation_bounds(s64[:1], t64[:1], 1.0, reduction, dtype, backend=name)
+        assert_matches_reference(loss, ref, dtype, rel=b.rel, atol=b.loss, what=what)
+        gs, gt = torch.autograd.grad(loss.sum(), [so, to])
+        assert torch.isfinite(gs).all() and torch.isfinite(gt).all(), f"{what}: gradients of row 0 not finite"
+        both = glo_kernels.distillation_loss(s.to(device), t.to(device), 1.0, reduction)
+        assert both[1:].sum().item() == math.inf if reduction == "none" else both.item() == math.inf, \
+            f"{what}: row 1's KL is +inf"
+
+
 def _fast(name, device):
     return name == "triton" and device == "cpu"
 

@@ -360,7 +360,7 @@ void distill_forward_impl(const Tensor& s, const Tensor& t, const Tensor& stats,
         if (mtn != kNegInf<T>) {
           const T f = mt == kNegInf<T> ? T(0) : gexp((mt - mtn) * inv_t);
           zt *= f;
-          a *= f;
+          a = f == T(0) ? T(0) : a * f;  // terms whose e_j becomes 0 drop out (an inf term must not give 0 * inf)
           mt = mtn;
           for (int64_t j = 0; j < cnt; ++j) {
             const T e = gexp((tv[j] - mt) * inv_t);
