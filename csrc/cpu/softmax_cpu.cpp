@@ -378,15 +378,9 @@ void distill_forward_impl(const Tensor& s, const Tensor& t, const Tensor& stats,
       const T nan = std::numeric_limits<T>::quiet_NaN();
       const T logzs = ms == kNegInf<T> || nan_row ? nan : std::log(zs);
       const T logzt = mt == kNegInf<T> || nan_row ? nan : std::log(zt);
-      const T kl = a * inv_t / zt - (mt - ms) * inv_t - logzt + logzs;
-      T* row_stats = st + r * kDistillStats;
-      row_stats[kMaxS] = ms;
-      row_stats[kLogZS] = logzs;
-      row_stats[kMaxT] = mt;
-      row_stats[kLogZT] = logzt;
-      row_stats[kKL] = kl;
+      const DistillRow<T> dr = DistillRow<T>::from_sums(ms, logzs, mt, logzt, zt, a, inv_t);
+      dr.store(st + r * kDistillStats);
       if (lp != nullptr) {
-        const DistillRow<T> dr{ms, logzs, mt, logzt, kl, inv_t};
         for (int64_t base = 0; base < cols; base += kChunk) {
           const int64_t cnt = std::min(kChunk, cols - base);
           const T* sv = cpu::load_chunk(srow + base, sbuf, cnt);
@@ -418,8 +412,7 @@ void distill_backward_impl(const Tensor& grad, const Tensor& s, const Tensor& t,
   at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
     alignas(64) T sbuf[kChunk], tbuf[kChunk], gbuf[kChunk], o1[kChunk], o2[kChunk];
     for (int64_t r = r0; r < r1; ++r) {
-      const T* rs = st + r * kDistillStats;
-      const DistillRow<T> dr{rs[kMaxS], rs[kLogZS], rs[kMaxT], rs[kLogZT], rs[kKL], inv_t};
+      const DistillRow<T> dr = DistillRow<T>::load(st + r * kDistillStats, inv_t);
       const int64_t row = r * cols;
       T A = 0, B = 0;
       if (none) {  // A = sum G p, B = sum G p (r + 1), G = grad * T^2

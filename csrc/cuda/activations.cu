@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "common.cuh"
 #include "glo/op_impls.h"
 
 namespace glo {
@@ -31,7 +32,6 @@ namespace {
 
 constexpr int kThreads = 256;                     // threads per block of every kernel
 constexpr int kWarpsPerBlock = kThreads / 32;
-constexpr int64_t kMaxGrid = int64_t{1} << 20;    // grid cap of grid-stride kernels (any value is correct)
 
 // Channel backward tiling (shape-only constants; see CudaKernels::channel_backward).
 constexpr int64_t kPlaneMaxInner = 256;           // inner < this: "plane" mode, else "rows" mode
@@ -42,23 +42,10 @@ constexpr int64_t kRowChunk = 4096;               // rows mode: elements of one 
 constexpr int64_t kReduceThreadMaxTerms = 64;     // param reduce: one thread per slot up to this many terms,
 constexpr int64_t kReduceWarpMaxTerms = 4096;     // one warp per slot up to this many, else one block per slot
 
-constexpr unsigned kFullMask = 0xffffffffu;
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 // Grid of a grid-stride kernel doing `work` units, `per_block` units per block and pass.
 inline unsigned grid_for(int64_t work, int64_t per_block) {
-  return static_cast<unsigned>(std::max<int64_t>(1, std::min(ceil_div(work, per_block), kMaxGrid)));
+  return grid_cap(ceil_div(work, per_block));
 }
-
-inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
-// 16 bytes of consecutive elements, loaded / stored as one vector access.
-template <typename scalar_t>
-struct alignas(16) Vec16 {
-  static constexpr int kSize = 16 / static_cast<int>(sizeof(scalar_t));
-  scalar_t val[kSize];
-};
 
 // Stores a 16-byte vector. store_vec: a plain store of a uint4, which ptxas usually emits as one STG.E.128 but may
 // split into 32-bit pieces when the four values do not sit in an aligned register quad (seen in the unrolled loops of
@@ -90,12 +77,6 @@ __device__ __forceinline__ void store_vec_pinned(void* p, const VT& v) {
 }
 
 __device__ __forceinline__ int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-
-// a / b for a >= 0, b > 0, with the cheaper 32-bit division when both fit.
-__device__ __forceinline__ int64_t idiv(int64_t a, int64_t b) {
-  if (((a | b) >> 32) == 0) return static_cast<int64_t>(static_cast<uint32_t>(a) / static_cast<uint32_t>(b));
-  return a / b;
-}
 
 // a % b for a >= 0, b > 0.
 __device__ __forceinline__ int64_t imod(int64_t a, int64_t b) { return a - idiv(a, b) * b; }

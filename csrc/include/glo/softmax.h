@@ -29,6 +29,24 @@ template <class T>
 struct DistillRow {
   T m_s, logz_s, m_t, logz_t, kl, inv_t;
 
+  // A row from its one-pass sums (docs/softmax_contract.md): Z_t = sum e_j and A = sum e_j (t_j - s_j) over the
+  // e_j = exp((t_j - m_t) inv_t) > 0, and the logs of Z_s, Z_t (NaN for a row of only -inf: the caller's log).
+  //   kl = A inv_t / Z_t - (m_t - m_s) inv_t - logZ_t + logZ_s
+  GLO_HD static DistillRow from_sums(T m_s, T logz_s, T m_t, T logz_t, T z_t, T a, T inv_t) {
+    return {m_s, logz_s, m_t, logz_t, a * inv_t / z_t - (m_t - m_s) * inv_t - logz_t + logz_s, inv_t};
+  }
+  // The row's kDistillStats saved statistics (`stats` of the forward), read and written.
+  GLO_HD static DistillRow load(const T* st, T inv_t) {
+    return {st[kMaxS], st[kLogZS], st[kMaxT], st[kLogZT], st[kKL], inv_t};
+  }
+  GLO_HD void store(T* st) const {
+    st[kMaxS] = m_s;
+    st[kLogZS] = logz_s;
+    st[kMaxT] = m_t;
+    st[kLogZT] = logz_t;
+    st[kKL] = kl;
+  }
+
   GLO_HD T log_q(T s) const { return (s - m_s) * inv_t - logz_s; }
   GLO_HD T log_p(T t) const { return (t - m_t) * inv_t - logz_t; }
   // (t - m_t) - (s - m_s) is formed before scaling: t = s + c gives r = 0 up to rounding of the statistics.

@@ -10,12 +10,13 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "glo/launch.h"
+
 namespace glo {
 namespace softmax_plan {
 
 constexpr int kThreads = 256;                   // block of the sub-warp / warp row groups
 constexpr int kMaxBlock = 1024;                 // largest block (one row group)
-constexpr int64_t kMaxGrid = int64_t{1} << 20;  // grid cap of grid-stride loops (any value is correct)
 
 // Cached rows: 16-byte chunks per thread held in registers, per cached tensor (template arguments of the kernels).
 // Forward: x, 48 bytes of registers per thread for 16-bit types and float32, 32 for float64 (the kernels are capped at
@@ -33,12 +34,6 @@ constexpr int64_t kMaxSmemTwoBlocks = 96 * 1024;
 constexpr int64_t kSmemReserve = 2 * 1024;
 
 constexpr int kMaxClusterLimit = 16;  // largest cluster any plan uses (the non-portable limit of sm_90)
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-inline unsigned grid_cap(int64_t blocks) {
-  return static_cast<unsigned>(std::max<int64_t>(1, std::min(blocks, kMaxGrid)));
-}
 
 inline int next_pow2(int64_t v) {
   int p = 1;
