@@ -217,11 +217,7 @@ __global__ void __launch_bounds__(kThreads) mask_backward_kernel(
   using T = at::opmath_type<scalar_t>;
   using V = Vec16<scalar_t>;
   constexpr int VEC = V::kSize;
-  const int64_t tid = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
-
-  for (int64_t v = tid; v < nvec; v += stride) {
-    const int64_t i = v * VEC;
+  vec_loop<VEC, kThreads>(n, nvec, [&](int64_t i) {
     const uint32_t bits = static_cast<uint32_t>(mask[i >> 5]) >> (i & 31);
     const V gv = *reinterpret_cast<const V*>(grad + i);
     V out;
@@ -230,10 +226,9 @@ __global__ void __launch_bounds__(kThreads) mask_backward_kernel(
       out.val[j] = static_cast<scalar_t>(f.backward(static_cast<T>(gv.val[j]), ((bits >> j) & 1u) != 0));
     }
     store_vec(dx + i, out);
-  }
-  for (int64_t i = nvec * VEC + tid; i < n; i += stride) {
+  }, [&](int64_t i) {
     dx[i] = static_cast<scalar_t>(f.backward(static_cast<T>(grad[i]), mask_bit(mask, i)));
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -255,18 +250,13 @@ __global__ void __launch_bounds__(kThreads) unary_forward_kernel(
   using T = at::opmath_type<scalar_t>;
   using V = Vec16<scalar_t>;
   constexpr int VEC = V::kSize;
-  const int64_t tid = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
-  for (int64_t v = tid; v < nvec; v += stride) {
-    const V xv = *reinterpret_cast<const V*>(x + v * VEC);
+  vec_loop<VEC, kThreads>(n, nvec, [&](int64_t i) {
+    const V xv = *reinterpret_cast<const V*>(x + i);
     V out;
 #pragma unroll
     for (int j = 0; j < VEC; ++j) out.val[j] = static_cast<scalar_t>(f.forward(static_cast<T>(xv.val[j])));
-    store_vec(y + v * VEC, out);
-  }
-  for (int64_t i = nvec * VEC + tid; i < n; i += stride) {
-    y[i] = static_cast<scalar_t>(f.forward(static_cast<T>(x[i])));
-  }
+    store_vec(y + i, out);
+  }, [&](int64_t i) { y[i] = static_cast<scalar_t>(f.forward(static_cast<T>(x[i]))); });
 }
 
 template <typename scalar_t, typename F>
@@ -280,21 +270,18 @@ __global__ void __launch_bounds__(kThreads) unary_backward_kernel(
   using T = at::opmath_type<scalar_t>;
   using V = Vec16<scalar_t>;
   constexpr int VEC = V::kSize;
-  const int64_t tid = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
-  for (int64_t v = tid; v < nvec; v += stride) {
-    const V gv = *reinterpret_cast<const V*>(grad + v * VEC);
-    const V sv = *reinterpret_cast<const V*>(saved + v * VEC);
+  vec_loop<VEC, kThreads>(n, nvec, [&](int64_t i) {
+    const V gv = *reinterpret_cast<const V*>(grad + i);
+    const V sv = *reinterpret_cast<const V*>(saved + i);
     V out;
 #pragma unroll
     for (int j = 0; j < VEC; ++j) {
       out.val[j] = static_cast<scalar_t>(f.backward(static_cast<T>(gv.val[j]), static_cast<T>(sv.val[j])));
     }
-    store_vec(dx + v * VEC, out);
-  }
-  for (int64_t i = nvec * VEC + tid; i < n; i += stride) {
+    store_vec(dx + i, out);
+  }, [&](int64_t i) {
     dx[i] = static_cast<scalar_t>(f.backward(static_cast<T>(grad[i]), static_cast<T>(saved[i])));
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -357,11 +344,7 @@ __global__ void __launch_bounds__(kThreads) channel_forward_kernel(
   using V = Vec16<scalar_t>;
   constexpr int VEC = V::kSize;
   constexpr int NK = F::kConsts;
-  const int64_t tid = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
-
-  for (int64_t v = tid; v < nvec; v += stride) {
-    const int64_t i = v * VEC;
+  vec_loop<VEC, kThreads>(n, nvec, [&](int64_t i) {
     int64_t c = 0, s = 0;
     if (C > 1) {
       const int64_t row = div_s.div(i);  // n * C + c
@@ -394,8 +377,7 @@ __global__ void __launch_bounds__(kThreads) channel_forward_kernel(
       }
     }
     store_vec(y + i, yv);
-  }
-  for (int64_t i = nvec * VEC + tid; i < n; i += stride) {
+  }, [&](int64_t i) {
     int64_t c = 0;
     if (C > 1) {
       const int64_t row = div_s.div(i);
@@ -404,7 +386,7 @@ __global__ void __launch_bounds__(kThreads) channel_forward_kernel(
     T pc[NK];
     load_consts(consts, C, c, pc);
     y[i] = static_cast<scalar_t>(f.forward(static_cast<T>(x[i]), pc));
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 // What every CUDA kernel file shares (activations.cu, softmax.cu): the full warp mask, 16-byte vectors and their
-// alignment test, and device integer division. Host launch arithmetic (ceil_div, grid_cap) is glo/launch.h.
+// alignment test, device integer division and the element-wise grid-stride loops. Host launch arithmetic (ceil_div,
+// grid_cap) is glo/launch.h.
 #pragma once
 
 #include <cstdint>
@@ -26,5 +27,19 @@ __device__ __forceinline__ int64_t idiv(int64_t a, int64_t b) {
 }
 
 __device__ __forceinline__ int64_t ceil_div_dev(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The grid-stride loops of an element-wise kernel launched with THREADS threads per block (0: read blockDim.x; any
+// grid is correct):
+// vector_body(i) for the vectors i = v * VEC of the vector part, v < nvec (nvec = 0 where the pointers are not 16-byte
+// aligned), then scalar_body(i) for the tail elements i in [nvec * VEC, n).
+template <int VEC, int THREADS, class VectorBody, class ScalarBody>
+__device__ __forceinline__ void vec_loop(int64_t n, int64_t nvec, const VectorBody& vector_body,
+                                         const ScalarBody& scalar_body) {
+  const int64_t block = THREADS > 0 ? THREADS : blockDim.x;
+  const int64_t tid = static_cast<int64_t>(blockIdx.x) * block + threadIdx.x;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * block;
+  for (int64_t v = tid; v < nvec; v += stride) vector_body(v * VEC);
+  for (int64_t i = nvec * VEC + tid; i < n; i += stride) scalar_body(i);
+}
 
 }  // namespace glo

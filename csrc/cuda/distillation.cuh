@@ -139,10 +139,7 @@ __global__ void __launch_bounds__(kThreads) distill_backward_reduced_kernel(
   using V = Vec16<scalar_t>;
   constexpr int VEC = V::kSize;
   const T g = static_cast<T>(static_cast<double>(grad[0]) * scale);
-  const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t v = tid; v < nvec; v += stride) {
-    const int64_t i = v * VEC;
+  vec_loop<VEC, 0>(n, nvec, [&](int64_t i) {
     const DistillRow<T> dr = DistillRow<T>::load(stats + idiv(i, cols) * kDistillStats, inv_t);
     const V sv = *reinterpret_cast<const V*>(s + i);
     const V tv = *reinterpret_cast<const V*>(t + i);
@@ -156,14 +153,13 @@ __global__ void __launch_bounds__(kThreads) distill_backward_reduced_kernel(
     }
     *reinterpret_cast<V*>(ds + i) = os;
     if (dt != nullptr) *reinterpret_cast<V*>(dt + i) = ot;
-  }
-  for (int64_t i = nvec * VEC + tid; i < n; i += stride) {
+  }, [&](int64_t i) {
     const DistillRow<T> dr = DistillRow<T>::load(stats + idiv(i, cols) * kDistillStats, inv_t);
     T a, b;
     dr.reduced_grads(static_cast<T>(s[i]), static_cast<T>(t[i]), g, a, b);
     ds[i] = static_cast<scalar_t>(a);
     if (dt != nullptr) dt[i] = static_cast<scalar_t>(b);
-  }
+  });
 }
 
 // Backward of reduction "none", per row: G_j = grad_j * scale; A = sum G_j p_j, B = sum G_j p_j (r_j + 1) (terms with
