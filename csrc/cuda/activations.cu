@@ -915,11 +915,9 @@ struct CudaKernels {
       const int64_t n = grad.numel();
       const scalar_t* gp = grad.const_data_ptr<scalar_t>();
       scalar_t* dp = dx.mutable_data_ptr<scalar_t>();
-      const int64_t nvec = aligned16(gp) && aligned16(dp) ? n / VEC : 0;
-      const int64_t tail = n - nvec * VEC;
-      const unsigned grid = grid_for(std::max(nvec, tail), kThreads);
+      const VecLaunch l = vec_launch<VEC, kThreads>(n, gp, dp);
       mask_backward_kernel<scalar_t>
-          <<<grid, kThreads, 0, stream>>>(gp, mask.const_data_ptr<int32_t>(), dp, n, nvec, f);
+          <<<l.grid, kThreads, 0, stream>>>(gp, mask.const_data_ptr<int32_t>(), dp, n, l.nvec, f);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }
@@ -934,9 +932,8 @@ struct CudaKernels {
       const int64_t n = x.numel();
       const scalar_t* xp = x.const_data_ptr<scalar_t>();
       scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-      const int64_t nvec = aligned16(xp) && aligned16(yp) ? n / VEC : 0;
-      const unsigned grid = grid_for(std::max(nvec, n - nvec * VEC), kThreads);
-      unary_forward_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(xp, yp, n, nvec, f);
+      const VecLaunch l = vec_launch<VEC, kThreads>(n, xp, yp);
+      unary_forward_kernel<scalar_t><<<l.grid, kThreads, 0, stream>>>(xp, yp, n, l.nvec, f);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }
@@ -952,9 +949,8 @@ struct CudaKernels {
       const scalar_t* gp = grad.const_data_ptr<scalar_t>();
       const scalar_t* sp = saved.const_data_ptr<scalar_t>();
       scalar_t* dp = dx.mutable_data_ptr<scalar_t>();
-      const int64_t nvec = aligned16(gp) && aligned16(sp) && aligned16(dp) ? n / VEC : 0;
-      const unsigned grid = grid_for(std::max(nvec, n - nvec * VEC), kThreads);
-      unary_backward_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(gp, sp, dp, n, nvec, f);
+      const VecLaunch l = vec_launch<VEC, kThreads>(n, gp, sp, dp);
+      unary_backward_kernel<scalar_t><<<l.grid, kThreads, 0, stream>>>(gp, sp, dp, n, l.nvec, f);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }
@@ -991,9 +987,9 @@ struct CudaKernels {
       const int64_t n = x.numel();
       const scalar_t* xp = x.const_data_ptr<scalar_t>();
       scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-      const int64_t nvec = aligned16(xp) && aligned16(yp) ? n / VEC : 0;
-      const int64_t tail = n - nvec * VEC;
-      const unsigned grid = grid_for(std::max(nvec, tail), kThreads);
+      const VecLaunch l = vec_launch<VEC, kThreads>(n, xp, yp);
+      const int64_t nvec = l.nvec;
+      const unsigned grid = l.grid;
       const Tensor consts = channel_consts<scalar_t>(params, g.channels, f, x, stream);
       const auto* kp = consts.const_data_ptr<at::opmath_type<scalar_t>>();
       const FastDiv div_s(g.inner), div_c(g.channels);

@@ -3,6 +3,7 @@
 // grid_cap) is glo/launch.h.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "glo/launch.h"
@@ -40,6 +41,20 @@ __device__ __forceinline__ void vec_loop(int64_t n, int64_t nvec, const VectorBo
   const int64_t stride = static_cast<int64_t>(gridDim.x) * block;
   for (int64_t v = tid; v < nvec; v += stride) vector_body(v * VEC);
   for (int64_t i = nvec * VEC + tid; i < n; i += stride) scalar_body(i);
+}
+
+
+// The launch of vec_loop over n elements: its vector part (nvec = n / VEC where every pointer is 16-byte aligned, else
+// 0; a null pointer counts as aligned) and a grid of THREADS-thread blocks for the longer of its two loops.
+struct VecLaunch {
+  int64_t nvec;
+  unsigned grid;
+};
+
+template <int VEC, int THREADS, class... P>
+inline VecLaunch vec_launch(int64_t n, const P*... ptrs) {
+  const int64_t nvec = (aligned16(ptrs) && ...) ? n / VEC : 0;
+  return {nvec, grid_cap(ceil_div(std::max(nvec, n - nvec * VEC), THREADS))};
 }
 
 }  // namespace glo
