@@ -161,6 +161,12 @@ def _segment_offsets(base, j, inner, INNER1: tl.constexpr):
 
 
 @triton.jit
+def _segment_chunk(base, valid, j, end, inner, INNER1: tl.constexpr):
+    """(mask, offsets) [R, S] of elements j (int64, [S]) of the R rows, those before `end` of the rows that exist."""
+    return valid[:, None] & (j < end)[None, :], _segment_offsets(base, j, inner, INNER1)
+
+
+@triton.jit
 def _segment(pid, offs_ptr, size, n_groups, GROUPED: tl.constexpr):
     """(tile, start, end): the program's tile of rows and its segment of them."""
     if GROUPED:
@@ -173,6 +179,19 @@ def _segment(pid, offs_ptr, size, n_groups, GROUPED: tl.constexpr):
         start = tl.zeros([], tl.int64)
         end = size + tl.zeros([], tl.int64)
     return tile, start, end
+
+
+@triton.jit
+def _segment_setup(offs_ptr, t_ptr, temperature, outer, size, inner, IT, n_groups, HAS_T: tl.constexpr,
+                   GROUPED: tl.constexpr, INNER1: tl.constexpr, OPMATH: tl.constexpr, R: tl.constexpr,
+                   S: tl.constexpr):
+    """What every softmax kernel starts from: its segment [start, end), inv_t, the offsets of element 0 of its R rows
+    and which exist, and the S chunk columns."""
+    pid = tl.program_id(0).to(tl.int64)
+    tile, start, end = _segment(pid, offs_ptr, size, n_groups, GROUPED)
+    inv_t = _inv_temperature(t_ptr, temperature, HAS_T, OPMATH)
+    base, valid = _segment_rows(tile, outer, size, inner, IT, R, INNER1)
+    return start, end, inv_t, base, valid, tl.arange(0, S).to(tl.int64)
 
 
 @triton.jit
@@ -200,15 +219,11 @@ def _softmax_forward_kernel(x_ptr, y_ptr, t_ptr, offs_ptr, outer, size, inner, I
 
     Special values (contract): a NaN or +inf in the segment makes it NaN (NaN enters z, or inf - inf); an all -inf
     segment is NaN (-inf - -inf); -inf among finite values gives 0 (LOG: -inf)."""
-    pid = tl.program_id(0).to(tl.int64)
-    tile, start, end = _segment(pid, offs_ptr, size, n_groups, GROUPED)
-    inv_t = _inv_temperature(t_ptr, temperature, HAS_T, OPMATH)
-    base, valid = _segment_rows(tile, outer, size, inner, IT, R, INNER1)
-    cols = tl.arange(0, S).to(tl.int64)
+    start, end, inv_t, base, valid, cols = _segment_setup(offs_ptr, t_ptr, temperature, outer, size, inner, IT,
+                                                          n_groups, HAS_T, GROUPED, INNER1, OPMATH, R, S)
     if SINGLE:
         j = start + cols
-        msk = valid[:, None] & (j < end)[None, :]
-        offs = _segment_offsets(base, j, inner, INNER1)
+        msk, offs = _segment_chunk(base, valid, j, end, inner, INNER1)
         x = _upcast(tl.load(x_ptr + offs, mask=msk, other=float("-inf")), OPMATH)
         m = tl.max(x, axis=1)
         d = (x - m[:, None]) * inv_t
@@ -224,8 +239,7 @@ def _softmax_forward_kernel(x_ptr, y_ptr, t_ptr, offs_ptr, outer, size, inner, I
         z = tl.zeros([R], OPMATH)
         for j0 in range(start, end, S):
             j = j0 + cols
-            msk = valid[:, None] & (j < end)[None, :]
-            offs = _segment_offsets(base, j, inner, INNER1)
+            msk, offs = _segment_chunk(base, valid, j, end, inner, INNER1)
             x = _upcast(tl.load(x_ptr + offs, mask=msk, other=float("-inf")), OPMATH)
             m, z, _shift, _alpha, _e = _online_update(m, z, x, msk, inv_t, LIBDEVICE)
         # With the true max m (-inf for an all -inf segment: NaN below, as in the SINGLE path).
@@ -235,8 +249,7 @@ def _softmax_forward_kernel(x_ptr, y_ptr, t_ptr, offs_ptr, outer, size, inner, I
             rz = _div(tl.full([R], 1.0, OPMATH), z, OPMATH)
         for j0 in range(start, end, S):
             j = j0 + cols
-            msk = valid[:, None] & (j < end)[None, :]
-            offs = _segment_offsets(base, j, inner, INNER1)
+            msk, offs = _segment_chunk(base, valid, j, end, inner, INNER1)
             x = _upcast(tl.load(x_ptr + offs, mask=msk, other=float("-inf")), OPMATH)
             d = (x - m[:, None]) * inv_t
             if LOG:
@@ -253,15 +266,11 @@ def _softmax_backward_kernel(g_ptr, y_ptr, dx_ptr, t_ptr, offs_ptr, outer, size,
                              LIBDEVICE: tl.constexpr, R: tl.constexpr, S: tl.constexpr):
     """Per segment: softmax: dot = sum dy y, dx = y (dy - dot) inv_t;
     LOG: S = sum dy, dx = (dy - exp(y) S) inv_t. Sums: per-lane accumulators over the chunks, then a tree."""
-    pid = tl.program_id(0).to(tl.int64)
-    tile, start, end = _segment(pid, offs_ptr, size, n_groups, GROUPED)
-    inv_t = _inv_temperature(t_ptr, temperature, HAS_T, OPMATH)
-    base, valid = _segment_rows(tile, outer, size, inner, IT, R, INNER1)
-    cols = tl.arange(0, S).to(tl.int64)
+    start, end, inv_t, base, valid, cols = _segment_setup(offs_ptr, t_ptr, temperature, outer, size, inner, IT,
+                                                          n_groups, HAS_T, GROUPED, INNER1, OPMATH, R, S)
     if SINGLE:
         j = start + cols
-        msk = valid[:, None] & (j < end)[None, :]
-        offs = _segment_offsets(base, j, inner, INNER1)
+        msk, offs = _segment_chunk(base, valid, j, end, inner, INNER1)
         g = _upcast(tl.load(g_ptr + offs, mask=msk, other=0.0), OPMATH)
         y = _upcast(tl.load(y_ptr + offs, mask=msk, other=0.0), OPMATH)
         if LOG:
@@ -275,8 +284,7 @@ def _softmax_backward_kernel(g_ptr, y_ptr, dx_ptr, t_ptr, offs_ptr, outer, size,
         acc = tl.zeros([R, S], OPMATH)
         for j0 in range(start, end, S):
             j = j0 + cols
-            msk = valid[:, None] & (j < end)[None, :]
-            offs = _segment_offsets(base, j, inner, INNER1)
+            msk, offs = _segment_chunk(base, valid, j, end, inner, INNER1)
             g = _upcast(tl.load(g_ptr + offs, mask=msk, other=0.0), OPMATH)
             if LOG:
                 acc += g
@@ -286,8 +294,7 @@ def _softmax_backward_kernel(g_ptr, y_ptr, dx_ptr, t_ptr, offs_ptr, outer, size,
         red = tl.sum(acc, axis=1)
         for j0 in range(start, end, S):
             j = j0 + cols
-            msk = valid[:, None] & (j < end)[None, :]
-            offs = _segment_offsets(base, j, inner, INNER1)
+            msk, offs = _segment_chunk(base, valid, j, end, inner, INNER1)
             g = _upcast(tl.load(g_ptr + offs, mask=msk, other=0.0), OPMATH)
             y = _upcast(tl.load(y_ptr + offs, mask=msk, other=0.0), OPMATH)
             if LOG:
@@ -407,8 +414,13 @@ def _distill_load_stats(stats_ptr, r, valid):
 
 
 @triton.jit
-def _distill_none_terms(gv, sv, tv, m_s, lz_s, m_t, lz_t, inv_t, t2, LIBDEVICE: tl.constexpr):
-    """(q, p, G p, G p (r + 1)) of reduction "none" with G = grad T^2 (the last two _zero_term where p == 0)."""
+def _distill_none_terms(g_ptr, s_ptr, t_ptr, offs, msk, m_s, lz_s, m_t, lz_t, inv_t, t2, OPMATH: tl.constexpr,
+                        LIBDEVICE: tl.constexpr):
+    """(q, p, G p, G p (r + 1)) of reduction "none" at offsets `offs` with G = grad T^2 (the last two _zero_term where
+    p == 0)."""
+    gv = _upcast(tl.load(g_ptr + offs, mask=msk, other=0.0), OPMATH)
+    sv = _upcast(tl.load(s_ptr + offs, mask=msk, other=0.0), OPMATH)
+    tv = _upcast(tl.load(t_ptr + offs, mask=msk, other=0.0), OPMATH)
     q = _exp((sv - m_s[:, None]) * inv_t - lz_s[:, None], LIBDEVICE)
     p, rr = _distill_pointwise(sv, tv, m_s, lz_s, m_t, lz_t, inv_t, LIBDEVICE)
     gp = gv * t2 * p
@@ -450,10 +462,8 @@ def _distill_backward_kernel(g_ptr, s_ptr, t_ptr, stats_ptr, ds_ptr, dt_ptr, row
         if SINGLE:
             msk = valid[:, None] & (cols_ < cols)[None, :]
             offs = base[:, None] + cols_[None, :]
-            gv = _upcast(tl.load(g_ptr + offs, mask=msk, other=0.0), OPMATH)
-            sv = _upcast(tl.load(s_ptr + offs, mask=msk, other=0.0), OPMATH)
-            tv = _upcast(tl.load(t_ptr + offs, mask=msk, other=0.0), OPMATH)
-            q, p, gp, gpr = _distill_none_terms(gv, sv, tv, m_s, lz_s, m_t, lz_t, inv_t, t2, LIBDEVICE)
+            q, p, gp, gpr = _distill_none_terms(g_ptr, s_ptr, t_ptr, offs, msk, m_s, lz_s, m_t, lz_t, inv_t, t2,
+                                                OPMATH, LIBDEVICE)
             a = tl.sum(tl.where(msk, gp, 0.0), axis=1)
             b = tl.sum(tl.where(msk, gpr, 0.0), axis=1)
             ds = -inv_t * (gp - q * a[:, None])
@@ -468,10 +478,8 @@ def _distill_backward_kernel(g_ptr, s_ptr, t_ptr, stats_ptr, ds_ptr, dt_ptr, row
                 j = j0 + cols_
                 msk = valid[:, None] & (j < cols)[None, :]
                 offs = base[:, None] + j[None, :]
-                gv = _upcast(tl.load(g_ptr + offs, mask=msk, other=0.0), OPMATH)
-                sv = _upcast(tl.load(s_ptr + offs, mask=msk, other=0.0), OPMATH)
-                tv = _upcast(tl.load(t_ptr + offs, mask=msk, other=0.0), OPMATH)
-                q, p, gp, gpr = _distill_none_terms(gv, sv, tv, m_s, lz_s, m_t, lz_t, inv_t, t2, LIBDEVICE)
+                q, p, gp, gpr = _distill_none_terms(g_ptr, s_ptr, t_ptr, offs, msk, m_s, lz_s, m_t, lz_t, inv_t, t2,
+                                                    OPMATH, LIBDEVICE)
                 acc_a += tl.where(msk, gp, 0.0)
                 acc_b += tl.where(msk, gpr, 0.0)
             a = tl.sum(acc_a, axis=1)
@@ -480,10 +488,8 @@ def _distill_backward_kernel(g_ptr, s_ptr, t_ptr, stats_ptr, ds_ptr, dt_ptr, row
                 j = j0 + cols_
                 msk = valid[:, None] & (j < cols)[None, :]
                 offs = base[:, None] + j[None, :]
-                gv = _upcast(tl.load(g_ptr + offs, mask=msk, other=0.0), OPMATH)
-                sv = _upcast(tl.load(s_ptr + offs, mask=msk, other=0.0), OPMATH)
-                tv = _upcast(tl.load(t_ptr + offs, mask=msk, other=0.0), OPMATH)
-                q, p, gp, gpr = _distill_none_terms(gv, sv, tv, m_s, lz_s, m_t, lz_t, inv_t, t2, LIBDEVICE)
+                q, p, gp, gpr = _distill_none_terms(g_ptr, s_ptr, t_ptr, offs, msk, m_s, lz_s, m_t, lz_t, inv_t, t2,
+                                                    OPMATH, LIBDEVICE)
                 ds = -inv_t * (gp - q * a[:, None])
                 tl.store(ds_ptr + offs, _downcast(ds, ds_ptr.dtype.element_ty), mask=msk)
                 if HAS_DT:
