@@ -98,21 +98,87 @@ def tanh(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     return _dense_op(torch.tanh, x, inplace)
 
 
-def silu(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-    """F.silu computed in opmath (16-bit inputs in float32, rounded once, as by the kernels: PyTorch's own float16
-    double backward of silu overflows, inf * 0, for large |x|), a non-dense x read through a contiguous copy (see
-    _dense_op: PyTorch's vectorized and scalar loops differ by an ulp). In place: computed, then written back (under
-    autograd on a copy: F.silu's own in-place form saves the input it overwrites, and its backward then fails)."""
+def _opmath_op(fn, x: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """fn(x) computed in opmath (16-bit inputs in float32, rounded once, as by the kernels), a non-dense x read
+    through a contiguous copy (see _dense_op: PyTorch's vectorized and scalar loops may differ by an ulp). In place:
+    computed, then written back (under autograd on a copy, which the backward reads: torch's own in-place forms of
+    these ops save the input they overwrite, and their backward then fails)."""
 
     def out_of_place(v):
         (vf,) = _opmath(v)
-        return F.silu(vf if _is_dense(vf) else vf.contiguous()).to(v.dtype)
+        return fn(vf if _is_dense(vf) else vf.contiguous()).to(v.dtype)
 
     if not inplace:
         return out_of_place(x)
     if torch.is_grad_enabled() and x.requires_grad:
         return x.copy_(out_of_place(x.clone()))
     return x.copy_(out_of_place(x))
+
+
+def silu(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """F.silu in opmath (_opmath_op: PyTorch's own float16 double backward of silu overflows, inf * 0, for large
+    |x|)."""
+    return _opmath_op(F.silu, x, inplace)
+
+
+class _Mish(torch.autograd.Function):
+    """F.mish's values; gradient dy * (t + x s (1 - t^2)), t = tanh(softplus(x)), s = sigmoid(x), written in torch ops
+    so that its own derivative (the double backward) stays finite for large x, where torch's formula overflows
+    (exp(x): NaN from x = 710 in float64)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return F.mish(x)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        (x,) = ctx.saved_tensors
+        t = torch.tanh(F.softplus(x))
+        return grad_y * (t + x * torch.sigmoid(x) * (1 - t * t))
+
+
+def mish(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    return _opmath_op(_Mish.apply, x, inplace)
+
+
+class _Hardsigmoid(torch.autograd.Function):
+    """F.hardsigmoid's values; gradient dy / 6 for -3 < x < 3, else 0 (torch's kinks), with 1/6 in the data's
+    precision (torch multiplies by the float32 1/6 also for float64: 3e-8 relative off)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return F.hardsigmoid(x)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        (x,) = ctx.saved_tensors
+        return torch.where((x > -3) & (x < 3), grad_y * (1 / 6), torch.zeros_like(grad_y))
+
+
+class _Hardswish(torch.autograd.Function):
+    """F.hardswish's values; gradient 0 for x <= -3, dy for x >= 3, dy * (x / 3 + 1/2) between (torch's kinks), NaN
+    propagating (torch's vectorized loop: its scalar tail passes dy at NaN)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return F.hardswish(x)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        (x,) = ctx.saved_tensors
+        mid = grad_y * (x / 3 + 0.5)
+        return torch.where(x <= -3, torch.zeros_like(grad_y), torch.where(x >= 3, grad_y, mid))
+
+
+def hardsigmoid(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    return _opmath_op(_Hardsigmoid.apply, x, inplace)
+
+
+def hardswish(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    return _opmath_op(_Hardswish.apply, x, inplace)
 
 
 class _PELU(torch.autograd.Function):

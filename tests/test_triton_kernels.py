@@ -22,6 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 import glo_kernels  # noqa: E402  (the C++ extension defines both operator namespaces; launch.py the Triton kernel calls)
+from glo_kernels import reference  # noqa: E402
 from glo_kernels.triton import kernels as K  # noqa: E402
 from op_db import UNARY_BY_NAME, UNARY_NAMES  # noqa: E402
 
@@ -302,6 +303,7 @@ def assert_within(actual: torch.Tensor, expected: torch.Tensor, scale: torch.Ten
     assert torch.equal(a[inf_e], e[inf_e]), f"{what}: infinities differ"
     fin = torch.isfinite(e)
     scale = e.abs() if scale is None else scale.cpu().double().abs()
+    scale = torch.where(torch.isfinite(scale), scale, torch.zeros_like(scale))  # (a finite dx of a NaN dy: 0 * NaN)
     bound = factor * (_OP_RTOL[dtype] * scale + _OUT_RTOL[dtype] * e.abs() + _ATOL[dtype])
     err = (a - e).abs()
     bad = fin & ~(err <= bound)
@@ -319,7 +321,7 @@ def unary_math(op: str, x: torch.Tensor, alpha) -> torch.Tensor:
     if op == "elu":
         a = torch.tensor(alpha, dtype=_opmath_of(x.dtype)).double()
         return torch.where(x64 < 0, torch.expm1(x64) * a, x64)
-    return UNARY_BY_NAME[op].twin(x64)
+    return getattr(reference, op)(x64)  # (the reference: torch's twin in float64, where torch is right there)
 
 
 def unary_backward_math(op: str, g: torch.Tensor, saved: torch.Tensor, alpha, is_result: bool):
@@ -339,10 +341,11 @@ def unary_backward_math(op: str, g: torch.Tensor, saved: torch.Tensor, alpha, is
         return g64 * (1 - s64 * s64), g64.abs() * (1 + s64 * s64)
     spec = UNARY_BY_NAME[op]
     assert spec.saved == "x", f"{op}: no float64 formula of its backward from the output here"
-    # from the input: PyTorch's twin differentiated in float64; its derivative's terms are O(1), so where it cancels
-    # the error is relative to |dy|
+    # from the input: the reference differentiated in float64 (torch's twin, or its formula where torch's float64
+    # gradient is off: hardsigmoid's float32 1/6; NaN propagating: hardswish); its derivative's terms are O(1), so
+    # where it cancels the error is relative to |dy|
     x64 = s64.clone().requires_grad_()
-    (dx,) = torch.autograd.grad(spec.twin(x64), x64, g64)
+    (dx,) = torch.autograd.grad(getattr(reference, op)(x64), x64, g64)
     return dx, dx.abs() + g64.abs()
 
 

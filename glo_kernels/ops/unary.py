@@ -92,6 +92,70 @@ UNARY: tuple[UnarySpec, ...] = (
         edges=(1.2785, 2.3994, 8.0, 9.0, 16.6, 17.0, 36.7, 37.0, 88.72, 89.0, 103.9, 104.0, 709.0, 746.0),
         opinfo="nn.functional.silu",
     ),
+    UnarySpec(
+        name="mish",
+        doc="""Mish, ``x * tanh(softplus(x))``, as ``torch.nn.functional.mish``; the backward reads the saved input.
+
+    One fused pass each way, written with one exp: with ``e = exp(x)`` and ``w = e (e + 2)``,
+    ``tanh(softplus(x)) = w / (w + 2)`` (1 from x = 20, where torch's softplus switches to x), stable for large |x|;
+    ``dx = dy * (t + x * sigmoid(x) * (1 - t**2))``. ``inplace=True`` overwrites and returns ``x``, as
+    ``F.mish(x, inplace=True)``. Conventions are torch's: NaN propagates, ``mish(-inf)`` is NaN (``-inf * 0``) and
+    the gradient at +-inf is NaN.
+    """,
+        twin=torch.nn.functional.mish,
+        torch_module=torch.nn.Mish,
+        saved="x",
+        # mish'' = s (1 - t^2) (2 + x (1 - s) - 2 x t s), t = tanh(softplus(x)), s = sigmoid(x)
+        d_saved=lambda gg, grad, x: gg * grad * _mish_second(x),
+        # the gradient's zero (-1.1924) and the second derivative's (-2.2564, 1.4906); the switch at 20; exp's
+        # underflow (float32, float64)
+        edges=(1.1924, 1.4906, 2.2564, 20.0, 87.3, 88.72, 103.9, 104.0, 708.4, 709.0, 745.0, 746.0),
+        opinfo="nn.functional.mish",
+    ),
+    UnarySpec(
+        name="hardsigmoid",
+        doc="""Hard sigmoid, ``min(max(x + 3, 0), 6) / 6``, as ``torch.nn.functional.hardsigmoid``; the backward reads
+    the saved input.
+
+    Values are bitwise torch's (the same operations in the same order). The gradient is ``dy / 6`` for
+    ``-3 < x < 3`` and 0 elsewhere, torch's values at the kinks +-3 and at NaN; ``1/6`` is rounded to the data's
+    precision (torch multiplies by the float32 ``1/6`` also for float64 data, 3e-8 relative off). ``inplace=True``
+    overwrites and returns ``x``, as ``F.hardsigmoid(x, inplace=True)``.
+    """,
+        twin=torch.nn.functional.hardsigmoid,
+        torch_module=torch.nn.Hardsigmoid,
+        saved="x",
+        d_saved=lambda gg, grad, x: torch.zeros_like(gg),  # dx = dy / 6 (or 0): linear in dy, constant in x
+        edges=(3.0,),
+        ulps=2.0,  # (x + 3 or x * c) and the division by 6: two roundings
+        opinfo="nn.functional.hardsigmoid",
+    ),
+    UnarySpec(
+        name="hardswish",
+        doc="""Hard swish, ``x * min(max(x + 3, 0), 6) / 6``, as ``torch.nn.functional.hardswish``; the backward reads
+    the saved input.
+
+    Values and gradients are bitwise torch's (the same operations in the same order). The gradient is 0 for
+    ``x <= -3``, ``dy`` for ``x >= 3`` and ``dy * (x / 3 + 1/2)`` between: torch's values at the kinks. A NaN input
+    gives a NaN gradient (torch's vectorized loop; its scalar loop passes ``dy`` there). ``inplace=True`` overwrites
+    and returns ``x``, as ``F.hardswish(x, inplace=True)``.
+    """,
+        twin=torch.nn.functional.hardswish,
+        torch_module=torch.nn.Hardswish,
+        saved="x",
+        # d/dx of dy * (x / 3 + 1/2) between the kinks (NaN included, as the backward's own select)
+        d_saved=lambda gg, grad, x: torch.where((x <= -3) | (x >= 3), torch.zeros_like(gg), gg * grad / 3),
+        edges=(3.0,),
+        ulps=2.0,  # (x + 3 or x * c) and the division by 6: two roundings
+        opinfo="nn.functional.hardswish",
+    ),
 )
+
+
+def _mish_second(x: torch.Tensor) -> torch.Tensor:
+    """mish''(x) = s (1 - t^2) (2 + x (1 - s) - 2 x t s), t = tanh(softplus(x)), s = sigmoid(x) (plain torch)."""
+    t = torch.tanh(torch.nn.functional.softplus(x))
+    s = torch.sigmoid(x)
+    return s * (1 - t * t) * (2 + x * (1 - s) - 2 * x * t * s)
 
 UNARY_BY_NAME = {spec.name: spec for spec in UNARY}

@@ -293,6 +293,63 @@ def silu_backward(g, s, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
     return g * sig * (1.0 + s * sig_neg)
 
 
+@triton.jit
+def mish_forward(x, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
+    """Mish<T>: e = exp(x), w = e (e + 2), forward(x) = x * (x < 20 ? w / (w + 2) : 1)   (NaN takes the 1)."""
+    big = ~(x < 20.0)
+    e = _exp(tl.where(big, 0.0, x), LIBDEVICE)
+    w = e * (e + 2.0)
+    return x * tl.where(big, 1.0, _div(w, w + 2.0, OPMATH))
+
+
+@triton.jit
+def mish_backward(g, s, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+    """Mish<T>: backward(dy, x) = dy * (t + x sig (2 r) (1 + t)), r = 1 / (w + 2), t = w r, sig = e / (1 + e);
+    x >= 20 (or NaN): dy * (1 + x * 0)."""
+    big = ~(s < 20.0)
+    e = _exp(tl.where(big, 0.0, s), LIBDEVICE)
+    w = e * (e + 2.0)
+    r = _div(tl.full(s.shape, 1.0, OPMATH), w + 2.0, OPMATH)
+    t = w * r
+    sig = _div(e, 1.0 + e, OPMATH)
+    d = t + s * sig * (2.0 * r) * (1.0 + t)
+    return g * tl.where(big, 1.0 + s * 0.0, d)
+
+
+@triton.jit
+def _relu6_of_x_plus_3(x):
+    """x + 3 clamped to [0, 6], NaN propagating."""
+    c = x + 3.0
+    lo = tl.where(c < 0.0, 0.0, c)
+    return tl.where(lo > 6.0, 6.0, lo)
+
+
+@triton.jit
+def hardsigmoid_forward(x, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
+    """Hardsigmoid<T>: forward(x) = min(max(x + 3, 0), 6) / 6 (an IEEE division, as the functor's)."""
+    return _div(_relu6_of_x_plus_3(x), tl.full(x.shape, 6.0, OPMATH), OPMATH)
+
+
+@triton.jit
+def hardsigmoid_backward(g, s, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+    """Hardsigmoid<T>: backward(dy, x) = -3 < x < 3 ? dy * (1/6 rounded to opmath) : 0."""
+    sixth = _div(tl.full(s.shape, 1.0, OPMATH), tl.full(s.shape, 6.0, OPMATH), OPMATH)
+    return tl.where((s > -3.0) & (s < 3.0), g * sixth, 0.0)
+
+
+@triton.jit
+def hardswish_forward(x, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
+    """Hardswish<T>: forward(x) = x * min(max(x + 3, 0), 6) / 6, in that order."""
+    return _div(x * _relu6_of_x_plus_3(x), tl.full(x.shape, 6.0, OPMATH), OPMATH)
+
+
+@triton.jit
+def hardswish_backward(g, s, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+    """Hardswish<T>: backward(dy, x) = x <= -3 ? 0 : x >= 3 ? dy : dy * (x / 3 + 0.5)   (NaN propagates)."""
+    mid = g * (_div(s, tl.full(s.shape, 3.0, OPMATH), OPMATH) + 0.5)
+    return tl.where(s <= -3.0, 0.0, tl.where(s >= 3.0, g, mid))
+
+
 def unary_pair(name: str):
     """(forward, backward) of the element function `name`, found by the names <name>_forward / <name>_backward."""
     fwd, bwd = globals().get(name + "_forward"), globals().get(name + "_backward")

@@ -121,7 +121,7 @@ GLO_HD double gtanh(double x) { return ::tanh(x); }
 // Device math for 16-bit storage ("fast16"). A bfloat16 / float16 result keeps 8 / 11 significant bits, so its float
 // opmath need not be within 2 ulp of float: CUDA's expm1f (about 27 instructions) and the IEEE divide (about 10, and
 // a slow-path branch) cost the 16-bit kernels half of their H100 issue budget (bench/sass_report.py). The functors
-// with a `Fast` template parameter (ELU, Sigmoid, PELU) use, when Fast is true AND in device code, the functions
+// with a `Fast` template parameter (ELU, Sigmoid, PELU, SiLU, Mish, the hard activations) use, when Fast is true AND in device code, the functions
 // below instead; the CUDA dispatch makes them Fast for Half / BFloat16 storage only (fast16_variant, at the end of
 // this header; device_functor in cuda/activations.cu). Float32 and float64 kernels, the CPU loops (host code: Fast
 // changes nothing there) and exp itself (CUDA's expf: 8 instructions, within 2 ulp, subnormal results right) keep
@@ -187,6 +187,15 @@ __device__ __forceinline__ float rcp_approx_ftz(float d) {
 }
 
 __device__ __forceinline__ float expm1(float x) { return expm1_from_exp(x, ex2_approx_ftz(x * 1.44269504f)); }
+
+// exp(x) as __expf without flushing: ex2.approx.f32 (subnormal results kept) of fl(x log2 e), within
+// 2 + floor(|1.173 x|) float ulps (CUDA Programming Guide, __expf): 1.4e-5 relative at x = -100, where Mish's result
+// x e is still a normal bfloat16; below a 16-bit ulp by a factor of 35 or more wherever exp's result is not 0.
+__device__ __forceinline__ float exp_approx(float x) {
+  float r;
+  asm("ex2.approx.f32 %0, %1;" : "=f"(r) : "f"(x * 1.44269504f));
+  return r;
+}
 #endif
 
 }  // namespace fast16
@@ -232,6 +241,41 @@ GLO_HD float frcp12(float d) {
 template <bool Fast>
 GLO_HD double frcp12(double d) {
   return 1.0 / d;
+}
+
+// exp(x): (Fast, device) fast16::exp_approx, else gexp.
+template <bool Fast>
+GLO_HD float fexp(float x) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (Fast) return fast16::exp_approx(x);
+  else
+#endif
+    return gexp(x);
+}
+template <bool Fast>
+GLO_HD double fexp(double x) {
+  return gexp(x);
+}
+
+// 1 / d for d in [1, 2^126] (a normal result: rcp.approx.ftz is within 1 ulp there, as on [1, 2]).
+template <bool Fast>
+GLO_HD float frcp_ge1(float d) {
+  return frcp12<Fast>(d);
+}
+template <bool Fast>
+GLO_HD double frcp_ge1(double d) {
+  return 1.0 / d;
+}
+
+// v / 6, or (Fast) v * fl(1/6) as PyTorch's CUDA kernels of the hard activations compute it: within a float ulp of
+// v / 6 (two roundings instead of one), far below a 16-bit ulp.
+template <bool Fast, typename T>
+GLO_HD T fdiv6(T v) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (Fast) return v * (T(1) / T(6));
+  else
+#endif
+    return v / T(6);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -347,6 +391,79 @@ template <typename T>
 struct Tanh {
   GLO_HD T forward(T x) const { return gtanh(x); }
   GLO_HD T backward(T dy, T y) const { return dy * (T(1) - y * y); }
+};
+
+// Mish (Misra 2019): y = x * tanh(softplus(x)). With e = exp(x) and w = e (e + 2), tanh(log(1 + e)) = w / (w + 2)
+// exactly: one exp and one division, no log or tanh, and 1 - tanh = 2 / (w + 2) without cancellation. From x = 20
+// (torch's softplus threshold) tanh(softplus(x)) is 1 to within float64's rounding, and e stays finite. Backward from
+// the input: dx = dy * (t + x * s * (1 - t^2)), t = tanh(softplus(x)), s = sigmoid(x) = e / (1 + e),
+// 1 - t^2 = (1 - t)(1 + t). torch's conventions at the ends: y(-inf) = -inf * 0 = NaN, the gradient at +-inf NaN.
+// Fast (16-bit device storage): exp as fast16::exp_approx (1.4e-5 relative at x = -100, 2.4e-6 at x = 20) and the
+// divisions as rcp.approx (1 ulp; w + 2 in [2, 2.4e17], 1 + e in [1, 4.9e8]): the results within 3e-5 relative,
+// 1/130 of a bfloat16 ulp and 1/16 of a float16 ulp.
+template <typename T, bool Fast = false>
+struct Mish {
+  GLO_HD T forward(T x) const {
+    const bool big = !(x < T(20));  // also NaN
+    const T e = fexp<Fast>(big ? T(0) : x);
+    const T w = e * (e + T(2));
+    T t;
+    if constexpr (Fast) {
+      t = w * frcp_ge1<Fast>(w + T(2));
+    } else {
+      t = w / (w + T(2));
+    }
+    return x * (big ? T(1) : t);
+  }
+  GLO_HD T backward(T dy, T x) const {
+    const bool big = !(x < T(20));
+    const T e = fexp<Fast>(big ? T(0) : x);
+    const T w = e * (e + T(2));
+    const T r = frcp_ge1<Fast>(w + T(2));
+    const T t = w * r;                                    // tanh(softplus(x))
+    T s;                                                  // sigmoid(x)
+    if constexpr (Fast) {
+      s = e * frcp_ge1<Fast>(T(1) + e);
+    } else {
+      s = e / (T(1) + e);
+    }
+    const T d = t + x * s * (T(2) * r) * (T(1) + t);      // t + x s (1 - t) (1 + t)
+    return dy * (big ? T(1) + x * T(0) : d);              // (x * 0: NaN at +inf and NaN, as torch's inf * 0)
+  }
+};
+
+// x + 3 clamped to [0, 6], NaN propagating (torch's maximum / minimum): the hard activations' common part.
+template <typename T>
+GLO_HD T relu6_of_x_plus_3(T x) {
+  const T c = x + T(3);
+  const T lo = c < T(0) ? T(0) : c;
+  return lo > T(6) ? T(6) : lo;
+}
+
+// Hardsigmoid (as F.hardsigmoid): y = min(max(x + 3, 0), 6) / 6, torch's operations in torch's order, so the values
+// are bitwise torch's. Backward from the input: dx = dy * (1/6) for -3 < x < 3, else 0 (torch's value at the kinks
+// and at NaN); 1/6 rounded to T (torch multiplies by the float 1/6 also for float64 data: 3e-8 relative off).
+// Fast (16-bit device storage): fdiv6's product, as PyTorch's CUDA kernel.
+template <typename T, bool Fast = false>
+struct Hardsigmoid {
+  GLO_HD T forward(T x) const { return fdiv6<Fast>(relu6_of_x_plus_3(x)); }
+  GLO_HD T backward(T dy, T x) const {
+    const T mid = dy * (T(1) / T(6));
+    return x > T(-3) && x < T(3) ? mid : T(0);
+  }
+};
+
+// Hardswish (Howard et al. 2019, as F.hardswish): y = x * min(max(x + 3, 0), 6) / 6 in torch's order (bitwise
+// torch's). Backward from the input, torch's values at the kinks: dx = 0 for x <= -3, dy for x >= 3, else
+// dy * (x / 3 + 1/2); NaN propagates (torch's vectorized loop; its scalar tail passes dy).
+// Fast (16-bit device storage): fdiv6's product, as PyTorch's CUDA kernel.
+template <typename T, bool Fast = false>
+struct Hardswish {
+  GLO_HD T forward(T x) const { return fdiv6<Fast>(x * relu6_of_x_plus_3(x)); }
+  GLO_HD T backward(T dy, T x) const {
+    const T mid = dy * (x / T(3) + T(0.5));
+    return x <= T(-3) ? T(0) : (x >= T(3) ? dy : mid);
+  }
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -487,6 +604,18 @@ GLO_HD PELU<T, true> fast16_variant(const PELU<T, false>&) {
 }
 template <typename T>
 GLO_HD SiLU<T, true> fast16_variant(const SiLU<T, false>&) {
+  return {};
+}
+template <typename T>
+GLO_HD Mish<T, true> fast16_variant(const Mish<T, false>&) {
+  return {};
+}
+template <typename T>
+GLO_HD Hardsigmoid<T, true> fast16_variant(const Hardsigmoid<T, false>&) {
+  return {};
+}
+template <typename T>
+GLO_HD Hardswish<T, true> fast16_variant(const Hardswish<T, false>&) {
   return {};
 }
 

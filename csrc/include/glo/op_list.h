@@ -14,10 +14,13 @@
 //   name(Tensor x) -> Tensor                          (autograd saves `saved`)
 //   name_(Tensor(a!) x) -> ()                         (in place; glo_kernels/functional.py records it)
 //   name_backward(Tensor grad, Tensor <saved>) -> Tensor
-#define GLO_UNARY_OPS(X) \
-  X(sigmoid, Sigmoid, y) \
-  X(tanh, Tanh, y)       \
-  X(silu, SiLU, x)
+#define GLO_UNARY_OPS(X)         \
+  X(sigmoid, Sigmoid, y)         \
+  X(tanh, Tanh, y)               \
+  X(silu, SiLU, x)               \
+  X(mish, Mish, x)               \
+  X(hardsigmoid, Hardsigmoid, x) \
+  X(hardswish, Hardswish, x)
 
 // ---- The other element-wise ops: X(name, schema), implemented by hand in Ops<K> (glo/op_impls.h) ----
 // relu: (y, mask); mask is the packed int32 bit mask of x > 0 for backward, empty unless save_mask. relu_: in place,
