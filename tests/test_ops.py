@@ -7,6 +7,7 @@ import torch
 
 import glo_kernels
 from glo_kernels._registry import OPS
+from glo_kernels.ops.unary import UNARY
 from helpers import EPS, assert_matches_reference, assert_same_bits, make_input, non_contiguous, seeded
 from bounds import sum_gamma
 from conftest import DTYPES
@@ -115,6 +116,30 @@ def test_dropin_exact_float32(op, backend):
         tol = 0.0 if op.exact else op.ulps * EPS[torch.float32]
         torch.testing.assert_close(y, yt, rtol=tol, atol=tol * 1e-30, equal_nan=True)
         torch.testing.assert_close(gx, gt, rtol=tol, atol=tol * dy.abs().max().item(), equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).replace("torch.", ""))
+@pytest.mark.parametrize("spec", [s for s in UNARY if s.bitwise], ids=lambda s: s.name)
+def test_unary_bitwise_twin(spec, backend, dtype):
+    """Ops that compute exactly what torch computes (UnarySpec.bitwise: the hard activations): values, and where
+    declared input gradients, bit for bit torch's twin in every dtype (16-bit: both in float32, rounded once), on a
+    dense input (torch's vectorized loop), specials included; gradients at NaN inputs aside (torch's vectorized and
+    scalar loops disagree there)."""
+    name, device = backend
+    gen = seeded("bitwise-twin", spec.name, name, str(dtype))
+    x = make_input((64, 33), dtype, "cpu", generator=gen, scale=4.0)
+    x.view(-1)[:8] = torch.tensor([-3.0, 3.0, -0.0, 0.0, -1.5, 2.0**-20, -6.0, 6.0], dtype=dtype)
+    xo, xt = x.to(device).requires_grad_(), x.clone().requires_grad_()
+    y, yt = getattr(glo_kernels, spec.name)(xo), spec.twin(xt)
+    num = ~torch.isnan(yt)  # (a NaN's sign and payload carry no meaning)
+    assert torch.equal(torch.isnan(y.cpu()), ~num), f"{spec.name}[{name}, {dtype}]: NaN positions"
+    assert_same_bits(y.detach().cpu()[num], yt.detach()[num], f"{spec.name}[{name}, {dtype}] values")
+    if "grads" in spec.bitwise:
+        dy = make_input(y.shape, dtype, "cpu", specials=False, generator=gen)
+        (g,) = torch.autograd.grad(y, xo, dy.to(device))
+        (gt,) = torch.autograd.grad(yt, xt, dy)
+        keep = ~torch.isnan(x)
+        assert_same_bits(g.cpu()[keep], gt[keep], f"{spec.name}[{name}, {dtype}] input gradient")
 
 
 @pytest.mark.parametrize("op", [op for op in OPS if op.inplace], ids=lambda op: op.name)
