@@ -121,56 +121,50 @@ def silu(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     return _opmath_op(F.silu, x, inplace)
 
 
-class _Mish(torch.autograd.Function):
-    """F.mish's values; gradient dy * (t + x s (1 - t^2)), t = tanh(softplus(x)), s = sigmoid(x), written in torch ops
-    so that its own derivative (the double backward) stays finite for large x, where torch's formula overflows
-    (exp(x): NaN from x = 710 in float64)."""
+def _saved_input_function(name: str, forward, backward, doc: str) -> type:
+    """A torch.autograd.Function that saves its input x: forward(x) -> y, backward(dy, x) -> dx (in torch ops, so that
+    autograd differentiates it again for the double backward)."""
 
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return F.mish(x)
+    class _Function(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return forward(x)
 
-    @staticmethod
-    def backward(ctx, grad_y):
-        (x,) = ctx.saved_tensors
-        t = torch.tanh(F.softplus(x))
-        return grad_y * (t + x * torch.sigmoid(x) * (1 - t * t))
+        @staticmethod
+        def backward(ctx, grad_y):
+            (x,) = ctx.saved_tensors
+            return backward(grad_y, x)
+
+    _Function.__name__ = _Function.__qualname__ = name
+    _Function.__doc__ = doc
+    return _Function
+
+
+def _mish_grad(dy, x):
+    t = torch.tanh(F.softplus(x))
+    return dy * (t + x * torch.sigmoid(x) * (1 - t * t))
+
+
+_Mish = _saved_input_function("_Mish", F.mish, _mish_grad, """F.mish's values; gradient dy * (t + x s (1 - t^2)),
+    t = tanh(softplus(x)), s = sigmoid(x), in torch ops, so that its own derivative (the double backward) stays finite
+    for large x, where torch's formula overflows (exp(x): NaN from x = 710 in float64).""")
+
+_Hardsigmoid = _saved_input_function(
+    "_Hardsigmoid", F.hardsigmoid,
+    lambda dy, x: torch.where((x > -3) & (x < 3), dy * (1 / 6), torch.zeros_like(dy)),
+    """F.hardsigmoid's values; gradient dy / 6 for -3 < x < 3, else 0 (torch's kinks), with 1/6 in the data's
+    precision (torch multiplies by the float32 1/6 also for float64: 3e-8 relative off).""")
+
+_Hardswish = _saved_input_function(
+    "_Hardswish", F.hardswish,
+    lambda dy, x: torch.where(x <= -3, torch.zeros_like(dy), torch.where(x >= 3, dy, dy * (x / 3 + 0.5))),
+    """F.hardswish's values; gradient 0 for x <= -3, dy for x >= 3, dy * (x / 3 + 1/2) between (torch's kinks), NaN
+    propagating (torch's vectorized loop: its scalar tail passes dy at NaN).""")
 
 
 def mish(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     return _opmath_op(_Mish.apply, x, inplace)
-
-
-class _Hardsigmoid(torch.autograd.Function):
-    """F.hardsigmoid's values; gradient dy / 6 for -3 < x < 3, else 0 (torch's kinks), with 1/6 in the data's
-    precision (torch multiplies by the float32 1/6 also for float64: 3e-8 relative off)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return F.hardsigmoid(x)
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        (x,) = ctx.saved_tensors
-        return torch.where((x > -3) & (x < 3), grad_y * (1 / 6), torch.zeros_like(grad_y))
-
-
-class _Hardswish(torch.autograd.Function):
-    """F.hardswish's values; gradient 0 for x <= -3, dy for x >= 3, dy * (x / 3 + 1/2) between (torch's kinks), NaN
-    propagating (torch's vectorized loop: its scalar tail passes dy at NaN)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return F.hardswish(x)
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        (x,) = ctx.saved_tensors
-        mid = grad_y * (x / 3 + 0.5)
-        return torch.where(x <= -3, torch.zeros_like(grad_y), torch.where(x >= 3, grad_y, mid))
 
 
 def hardsigmoid(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
