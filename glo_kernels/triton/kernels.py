@@ -53,6 +53,9 @@ LEAKY_RELU = 1
 # Operator ids of the per-channel-parameter kernels (tl.constexpr OP) and their parameter counts (kParams).
 PRELU = 6  # PReLU<T>: weight
 PELU = 7  # PELU<T>: a, b
+# (the same ids as the kernels see them: a jit function reads only globals made tl.constexpr)
+_RELU_ID = tl.constexpr(RELU)
+_PRELU_ID = tl.constexpr(PRELU)
 CHANNEL_PARAMS = {PRELU: 1, PELU: 2}
 
 # Mask kernels: each program handles MASK_WORDS words of 32 elements (a [MASK_WORDS, 32] tile).
@@ -142,7 +145,7 @@ def _downcast(v, DTYPE: tl.constexpr, HW: tl.constexpr = False):
 def _mask_forward_kernel(x_ptr, y_ptr, mask_ptr, numel, mask_len, slope: tl.float64, size_bucket, OP: tl.constexpr,
                          SAVE_MASK: tl.constexpr, OPMATH: tl.constexpr, WORDS: tl.constexpr,
                          NEG_ZERO: tl.constexpr = False):
-    """y = f.forward(x) and, if SAVE_MASK, the packed bits f.keep(x); f = ReLU (OP 0) or LeakyReLU (OP 1).
+    """y = f.forward(x) and, if SAVE_MASK, the packed bits f.keep(x); f = ReLU (OP RELU) or LeakyReLU (LEAKY_RELU).
 
     x_ptr and y_ptr may be the same tensor (in place): each element is read, then written, by one program.
     """
@@ -152,7 +155,7 @@ def _mask_forward_kernel(x_ptr, y_ptr, mask_ptr, numel, mask_len, slope: tl.floa
     offs = words[:, None] * 32 + lane[None, :]  # [WORDS, 32]: row w is element 32*w + j
     inb = offs < numel
     x = _upcast(tl.load(x_ptr + offs, mask=inb, other=0.0), OPMATH)
-    if OP == 0:
+    if OP == _RELU_ID:
         # ReLU<T>: forward(x) = x < 0 ? 0 : x;  keep(x) = !(x <= 0)
         y = tl.where(x < 0.0, 0.0, x)
         keep = ~(x <= 0.0)
@@ -172,7 +175,7 @@ def _mask_forward_kernel(x_ptr, y_ptr, mask_ptr, numel, mask_len, slope: tl.floa
 @triton.jit(do_not_specialize=["size_bucket"])
 def _mask_backward_kernel(g_ptr, mask_ptr, dx_ptr, numel, slope: tl.float64, size_bucket, OP: tl.constexpr,
                           OPMATH: tl.constexpr, WORDS: tl.constexpr, NEG_ZERO: tl.constexpr = False):
-    """dx = f.backward(dy, bit); f = ReLU (OP 0) or LeakyReLU (OP 1)."""
+    """dx = f.backward(dy, bit); f = ReLU (OP RELU) or LeakyReLU (LEAKY_RELU)."""
     pid = tl.program_id(0).to(tl.int64)
     words = pid * WORDS + tl.arange(0, WORDS)
     lane = tl.arange(0, 32)
@@ -181,7 +184,7 @@ def _mask_backward_kernel(g_ptr, mask_ptr, dx_ptr, numel, slope: tl.float64, siz
     m = tl.load(mask_ptr + words, mask=words * 32 < numel, other=0).to(tl.uint32, bitcast=True)
     keep = ((m[:, None] >> lane[None, :].to(tl.uint32)) & 1) != 0
     g = _upcast(tl.load(g_ptr + offs, mask=inb, other=0.0), OPMATH)
-    if OP == 0:
+    if OP == _RELU_ID:
         # ReLU<T>: backward(dy, keep) = keep ? dy : 0
         dx = tl.where(keep, g, 0.0)
     else:
@@ -288,12 +291,12 @@ def _store_partial(q_ptr, terms, it, ic, i_s, C, ST, CB: tl.constexpr, SB: tl.co
 @triton.jit
 def _channel_forward_kernel(x_ptr, k_ptr, y_ptr, N, C, S, CT, ST, OP: tl.constexpr, OPMATH: tl.constexpr,
                             LIBDEVICE: tl.constexpr, NB: tl.constexpr, CB: tl.constexpr, SB: tl.constexpr):
-    """y = f.forward(x, k) with k the column's channel constants (channel_constants); f = PReLU (OP 6: k = weight)
-    or PELU (OP 7: k = a, a / b, 1 / b)."""
+    """y = f.forward(x, k) with k the column's channel constants (channel_constants); f = PReLU (OP PRELU: k =
+    weight) or PELU (PELU: k = a, a / b, 1 / b)."""
     pid = tl.program_id(0).to(tl.int64)
     it, ic, i_s, c, offs, inb = _channel_tile(pid, N, C, S, CT, ST, NB, CB, SB)
     x = _upcast(tl.load(x_ptr + offs, mask=inb, other=0.0), OPMATH)
-    if OP == 6:
+    if OP == _PRELU_ID:
         # PReLU<T>: forward(x, w) = x > 0 ? x : w * x
         p0 = _load_param(k_ptr, ic, c, C, OPMATH, CB)
         y = tl.where(x > 0.0, x, p0 * x)
@@ -320,13 +323,13 @@ def _channel_backward_kernel(g_ptr, x_ptr, k_ptr, dx_ptr, q0_ptr, q1_ptr, N, C, 
                              OP: tl.constexpr, NP: tl.constexpr, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr,
                              NB: tl.constexpr, CB: tl.constexpr, SB: tl.constexpr):
     """dx = f.backward(x, dy, k, dp) and, for each of the NP parameters j, the tile's per-channel sums of its
-    gradient terms dp[j] in q_j[it * ST + is, c] (see _store_partial); f = PReLU (OP 6, NP 1) or PELU (OP 7, NP 2);
+    gradient terms dp[j] in q_j[it * ST + is, c] (see _store_partial); f = PReLU (OP PRELU, NP 1) or PELU (NP 2);
     k: the channel constants, as in the forward."""
     pid = tl.program_id(0).to(tl.int64)
     it, ic, i_s, c, offs, inb = _channel_tile(pid, N, C, S, CT, ST, NB, CB, SB)
     x = _upcast(tl.load(x_ptr + offs, mask=inb, other=0.0), OPMATH)
     g = _upcast(tl.load(g_ptr + offs, mask=inb, other=0.0), OPMATH)
-    if OP == 6:
+    if OP == _PRELU_ID:
         # PReLU<T>: dx = x > 0 ? dy : w * dy;  dw term = x > 0 ? 0 : x * dy
         p0 = _load_param(k_ptr, ic, c, C, OPMATH, CB)
         pos = x > 0.0
