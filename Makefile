@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Compile jobs for the extension (torch's builder reads MAX_JOBS).
 export MAX_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup build test test-seeds report bench clean
+.PHONY: setup build wheel test test-seeds report bench clean
 
 setup: $(VENV)/.deps
 
@@ -21,6 +21,13 @@ build: setup
 	$(BIN)/python -m pip install --no-build-isolation --no-deps -e . -v > build.log 2>&1 || (tail -n 60 build.log; exit 1)
 	@grep "glo_kernels:" build.log || true
 	$(BIN)/python -c "import glo_kernels, sys; s = glo_kernels.available_backends(); print({k: v.available for k, v in s.items()}); sys.exit(0 if s['cpu'].available else 1)"
+
+# A wheel in dist/ (tied to this torch release: its metadata requires torch==<this version>). After `make build` it
+# only links and packs (the objects in build/temp are reused): seconds. tests/test_wheel.py installs one into a fresh
+# virtual environment and runs it from outside the tree.
+wheel: build
+	$(BIN)/python -m pip wheel --no-build-isolation --no-deps -w dist . > wheel.log 2>&1 || (tail -n 60 wheel.log; exit 1)
+	@ls -1 dist/glo_kernels-*.whl
 
 # The suite draws fresh random inputs on every run; the seed is printed at the end (GLO_TEST_SEED=<seed> replays it).
 # It runs in TEST_JOBS pytest-xdist workers (default: one per core; TEST_JOBS=0 runs in this process). Every test's
@@ -43,4 +50,4 @@ bench: build
 	$(BIN)/python -m pytest bench --benchmark-json=results/benchmark.json
 
 clean:
-	rm -rf build build.log *.egg-info glo_kernels/_C*.so
+	rm -rf build build.log wheel.log dist *.egg-info glo_kernels/_C*.so

@@ -5,6 +5,9 @@ Whether a GPU is visible plays no part (CI compiles the CUDA sources on machines
   GLO_KERNELS_CUDA=0   build the CPU kernels only
   TORCH_CUDA_ARCH_LIST defaults to "8.0;9.0+PTX" when unset (torch's builder needs it when no GPU is visible)
   MAX_JOBS             parallel compile jobs (torch's builder; defaults to the number of cores)
+
+Object files live in build/temp (kept between builds: ninja recompiles only what changed), for the editable install
+(`make build`) and the wheel (`make wheel`) alike, so that a wheel after a build only links and packs.
 """
 import glob
 import os
@@ -125,10 +128,32 @@ def _extensions():
     ]
 
 
+BUILD_TEMP = os.path.join(ROOT, "build", "temp")
+
+
+def _torch_requirement():
+    """The torch release this build compiles against: a C++ extension calls torch's C++ API, whose ABI changes from
+    release to release, so a wheel runs only with the torch it was built with (torch==X.Y.Z; any local label such
+    as +cu130 or +cpu matches)."""
+    import torch
+
+    return f"torch=={torch.__version__.split('+')[0]}"
+
+
 def _build_ext_cls():
     from torch.utils.cpp_extension import BuildExtension
 
-    return BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None or _has_ninja_module())
+    base = BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None or _has_ninja_module())
+
+    class BuildExt(base):
+        """torch's BuildExtension with its object files in build/temp, also under pip's editable install (which
+        would otherwise compile everything again in a fresh temporary folder each time)."""
+
+        def finalize_options(self):
+            super().finalize_options()
+            self.build_temp = BUILD_TEMP
+
+    return BuildExt
 
 
 def _has_ninja_module():
@@ -146,7 +171,7 @@ setup(
     description="Fused activation kernels for PyTorch (CUDA, Triton, CPU) with a plain-torch reference",
     packages=find_packages(include=["glo_kernels", "glo_kernels.*"]),
     python_requires=">=3.10",
-    install_requires=["torch>=2.8"],
+    install_requires=[_torch_requirement()],
     ext_modules=_extensions(),
     cmdclass={"build_ext": _build_ext_cls()},
     zip_safe=False,
