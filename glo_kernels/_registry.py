@@ -176,6 +176,7 @@ def _unary_entry(spec) -> OpSpec:
         inplace=True,
         module=getattr(nn, spec.module_name),
         torch_module=spec.torch_module,
+        module_kwargs=dict(spec.twin_kwargs),
         bytes_bwd=3.0,  # grad and the saved input or output in, dx out
         eager=spec.twin,
         unary=spec,

@@ -1,6 +1,7 @@
 """The functional API: argument checks, backend choice, autograd wiring. Re-exported by ``glo_kernels``."""
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 
@@ -8,7 +9,7 @@ import torch
 
 from glo_kernels import backends, reference
 from glo_kernels.backends import op_namespace
-from glo_kernels.ops.unary import UNARY
+from glo_kernels.ops.unary import UNARY, UNARY_BY_NAME
 from glo_kernels._layout import dense_format
 
 _FLOAT_DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
@@ -229,8 +230,29 @@ def _unary(spec, x: torch.Tensor, inplace: bool) -> torch.Tensor:
 
 
 def _make_unary(spec):
-    def op(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-        return _unary(spec, x, inplace)
+    if spec.choice is None:
+        def op(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+            return _unary(spec, x, inplace)
+    else:  # the twin's string argument picks the kernel (UnarySpec.choice), checked as the twin checks it
+        arg, default, values = spec.choice
+        by_value = {value: UNARY_BY_NAME[name] for value, name in values}
+        allowed = " or ".join(repr(v) for v in by_value)
+
+        def op(x: torch.Tensor, *args, inplace: bool = False, **kwargs) -> torch.Tensor:
+            if len(args) > 1 or (args and arg in kwargs) or set(kwargs) - {arg}:
+                raise TypeError(f"glo_kernels.{spec.name}() takes (x, {arg}={default!r}, *, inplace=False); got "
+                                f"{len(args) + 1} positional and keyword arguments {sorted(kwargs)}")
+            value = args[0] if args else kwargs.get(arg, default)
+            chosen = by_value.get(value) if isinstance(value, str) else None
+            if chosen is None:
+                raise ValueError(f"glo_kernels.{spec.name}: argument '{arg}' must be {allowed}, got {value!r}")
+            return _unary(chosen, x, inplace)
+
+        op.__signature__ = inspect.Signature([
+            inspect.Parameter("x", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=torch.Tensor),
+            inspect.Parameter(arg, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=str),
+            inspect.Parameter("inplace", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=bool)],
+            return_annotation=torch.Tensor)
 
     op.__name__ = op.__qualname__ = spec.name
     op.__doc__ = spec.doc

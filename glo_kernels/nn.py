@@ -46,13 +46,15 @@ def _make_unary_module(spec) -> type:
     twin's `inplace` passed on where it has one)."""
     fn = F.UNARY_FUNCTIONS[spec.name]
     base = spec.torch_module
-    takes_inplace = "inplace" in inspect.signature(base.__init__).parameters
+    # the twin's own arguments that glo_kernels.<name> takes too: inplace, the argument of UnarySpec.choice
+    params = inspect.signature(base.__init__).parameters
+    passed = tuple(a for a in ("inplace", spec.choice[0] if spec.choice else None) if a in params)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return fn(input, inplace=self.inplace) if takes_inplace else fn(input)
+        return fn(input, **{a: getattr(self, a) for a in passed})
 
     def twin(m: torch.nn.Module) -> torch.nn.Module:
-        return cls(inplace=m.inplace) if takes_inplace else cls()
+        return cls(**{a: getattr(m, a) for a in passed})
 
     cls = type(base.__name__, (base,), {
         "forward": forward,
@@ -64,7 +66,7 @@ def _make_unary_module(spec) -> type:
 
 
 # glo_kernels.nn.<Twin> of every op of the unary family (Sigmoid, Tanh, ...).
-UNARY_MODULES = {spec.module_name: _make_unary_module(spec) for spec in UNARY}
+UNARY_MODULES = {spec.module_name: _make_unary_module(spec) for spec in UNARY if spec.variant_of is None}
 globals().update(UNARY_MODULES)
 
 
@@ -227,7 +229,7 @@ _TWINS = {
     torch.nn.PReLU: _twin_prelu,
     torch.nn.Softmax: lambda m: Softmax(dim=m.dim),
     torch.nn.LogSoftmax: lambda m: LogSoftmax(dim=m.dim),
-    **{spec.torch_module: UNARY_MODULES[spec.module_name]._glo_twin for spec in UNARY},
+    **{spec.torch_module: UNARY_MODULES[spec.module_name]._glo_twin for spec in UNARY if spec.variant_of is None},
 }
 
 

@@ -175,6 +175,126 @@ def hardswish(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     return _opmath_op(_Hardswish.apply, x, inplace)
 
 
+# ---- GELU: computed in float64 (every dtype: float32 and 16-bit inputs rounded once), so that the tests' truth is
+# accurate where torch's own forms cancel (1 + erf(x / sqrt 2) and 1 + tanh(u) for x < 0) ----
+_SQRT_HALF, _SQRT_HALF_LO = 0.70710678118654752, -4.833646656726457e-17
+_INV_SQRT_2PI = 0.3989422804014327
+# z = k1 x + k3 x^3 of the tanh form (2 sqrt(2/pi), times 0.044715), each as hi + lo in float64
+_K1, _K1_LO = 1.5957691216057308, -9.96930880911092e-17
+_K3, _K3_LO = 0.07135481627260025, -6.175149918155315e-19
+_LN2_512, _LN2_512_LO = 354.891356446692, 1.1873519686893054e-14  # 512 ln 2 as hi + lo
+
+
+def _float64_op(fn, x: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """fn(x) in float64, rounded once to x's dtype (in place: written back, under autograd from a copy)."""
+    def out_of_place(v):
+        return fn(v.double()).to(v.dtype)
+
+    if not inplace:
+        return out_of_place(x)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return x.copy_(out_of_place(x.clone()))
+    return x.copy_(out_of_place(x))
+
+
+def _gelu_erfc_exp(x):
+    """(erfc(-x / sqrt 2), exp(-x^2 / 2)) with the rounding of their arguments corrected (detail::gelu_erfc_exp_f64:
+    erfc(a + d) = erfc(a) - d (2 / sqrt pi) exp(-a^2), d the rounding of a = -x / sqrt 2)."""
+    inside = x.abs() < 40  # beyond, erfc(a) is 0 or 2 and e 0 (also for +-inf, NaN)
+    xt = torch.where(inside, x, 0.0)
+    at, d = _two_prod(-xt, _SQRT_HALF)
+    d = d + (-xt) * _SQRT_HALF_LO
+    s, s_lo = _two_prod(xt, xt)
+    ex = torch.exp(-0.5 * s)
+    e = torch.where(inside, ex - ex * (0.5 * s_lo), 0.0)
+    return torch.special.erfc(-x * _SQRT_HALF) - d * 1.1283791670955126 * e, e
+
+
+def _gelu_erf_value(x):
+    return 0.5 * x * _gelu_erfc_exp(x)[0]
+
+
+def _gelu_erf_grad(dy, x):
+    c, e = _gelu_erfc_exp(x)
+    d = 0.5 * c + x * _INV_SQRT_2PI * e
+    return dy * torch.where(d == 0, x * 0, d)  # (an underflowed derivative keeps its sign, -0.0)
+
+
+_GELU = _saved_input_function(
+    "_GELU", _gelu_erf_value, _gelu_erf_grad,
+    """GELU, erf form, as GELU<double> of activations.h: x / 2 * erfc(-x / sqrt 2) (torch's 1 + erf(x / sqrt 2)
+    cancels for x < 0); gradient erfc(-x / sqrt 2) / 2 + x phi(x); the arguments' roundings corrected.""")
+
+
+def _two_prod(a: torch.Tensor, b) -> tuple[torch.Tensor, torch.Tensor]:
+    """(p, e) with p = fl(a * b) and p + e = a * b exactly (float64; Dekker's product of Veltkamp's halves)."""
+    def split(v):
+        c = v * 134217729.0
+        hi = c - (c - v)
+        return hi, v - hi
+
+    p = a * b
+    ah, al = split(a)
+    bh, bl = split(b if isinstance(b, torch.Tensor) else torch.full_like(a, b))
+    return p, (((ah * bh - p) + ah * bl) + al * bh) + al * bl
+
+
+def _gelu_tanh_parts(x: torch.Tensor):
+    """(s, sn, zp, sc) = (sigmoid(z) / sc, sigmoid(-z), z', 1 or 2^-512), z = k1 x + k3 x^3 to twice float64's
+    precision (GELUTanh<double>: sigmoid(z) for z < 0 is about exp(z), whose relative error is z's absolute error),
+    x clamped to +-24."""
+    xc = x.clamp(-24.0, 24.0)
+    a, a_lo = _two_prod(xc, _K1)
+    a_lo = a_lo + _K1_LO * xc
+    x2, x2_lo = _two_prod(xc, xc)
+    x3, x3_lo = _two_prod(x2, xc)
+    x3_lo = x3_lo + x2_lo * xc
+    b, b_lo = _two_prod(x3, _K3)
+    b_lo = b_lo + (_K3_LO * x3 + _K3 * x3_lo)
+    hi = a + b
+    bb = hi - a
+    lo = (a_lo + b_lo) + ((a - (hi - bb)) + (b - bb))
+    neg = hi < 0
+    m, ml = torch.where(neg, hi, -hi), torch.where(neg, lo, -lo)
+    # below m = -640, exp(m) = exp(m + 512 ln 2) 2^-512: no subnormal exp enters the products (GeluConsts<double>)
+    tiny = neg & (m < -640.0)
+    t = m + _LN2_512
+    m, ml = torch.where(tiny, t, m), torch.where(tiny, ((m - t) + _LN2_512) + (ml + _LN2_512_LO), ml)
+    e = torch.exp(m)
+    e = torch.where(x < -24.0, 0.0, e + e * ml)  # (sigmoid(z) is 0 there, also scaled)
+    d = 1 + torch.where(tiny, 0.0, e)
+    r, er = 1 / d, e / d
+    sc = torch.where(tiny, 2.0**-512, 1.0)
+    return torch.where(neg, er, r), torch.where(neg, r, er), 3 * _K3 * (xc * xc) + _K1, sc
+
+
+def _gelu_tanh_grad(dy, x):
+    s, sn, zp, sc = _gelu_tanh_parts(x)
+    d = s + x * (s * sn * zp)
+    return (dy * torch.where(s == 0, x * 0, d)) * sc  # (an underflowed derivative keeps its sign, -0.0)
+
+
+def _gelu_tanh_value(x):
+    s, _, _, sc = _gelu_tanh_parts(x)
+    return (x * s) * sc
+
+
+_GELUTanh = _saved_input_function(
+    "_GELUTanh", _gelu_tanh_value, _gelu_tanh_grad,
+    """GELU, tanh form, as GELUTanh<double>: x sigmoid(z), z = 2 sqrt(2/pi) (x + 0.044715 x^3) carried as hi + lo
+    (torch's 1 + tanh(z / 2) cancels for x < 0); gradient s + x s (1 - s) z'.""")
+
+
+def gelu(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """F.gelu(x) (approximate="none"), accurate for x < 0 (computed in float64)."""
+    return _float64_op(_GELU.apply, x, inplace)
+
+
+def gelu_tanh(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """F.gelu(x, approximate="tanh"), accurate for x < 0 (computed in float64)."""
+    return _float64_op(_GELUTanh.apply, x, inplace)
+
+
 class _PELU(torch.autograd.Function):
     """PELU in plain torch ops, mirroring the functor: only the selected side of each element enters the gradient.
     16-bit inputs are computed in float32, as by the kernels."""

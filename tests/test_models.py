@@ -8,6 +8,8 @@
     under DistributedDataParallel (gloo, two processes on this machine, each with half of a fixed batch): the
     parameters stay identical across ranks and equal those of a single-process run on the whole batch.
     The ranks run this file as a script (``python tests/test_models.py --ddp-worker RANK WORLD INIT_FILE OUT``).
+(c) A GPT-2-style MLP block with nn.GELU (tanh and erf forms) swapped by replace_activations: a float64 training
+    step as the torch.nn block's, and the same under torch.compile(fullgraph=True, backend="aot_eager").
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -93,6 +96,62 @@ def test_resnet18_replace_activations_matches_torch_and_compiles():
     torch.testing.assert_close(out_c, out_ref, **TIGHT)
     torch.testing.assert_close(loss_c, loss_e, **TIGHT)
     assert grads_c.keys() == {f"_orig_mod.{n}" for n in grads_e} or grads_c.keys() == grads_e.keys()
+    for n in grads_e:
+        gc = grads_c.get(n, grads_c.get(f"_orig_mod.{n}"))
+        torch.testing.assert_close(gc, grads_e[n], **TIGHT, msg=lambda m, n=n: f"compiled grad of {n}: {m}")
+    _assert_same_state(eager, compiled_module)
+    torch._dynamo.reset()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (c) A GPT-2-style block (pre-LayerNorm MLP with a residual: Linear(d, 4d) -> GELU -> Linear(4d, d)), torch.nn and
+#     after replace_activations, in a float64 training step and under torch.compile(fullgraph=True)
+# ---------------------------------------------------------------------------------------------------------------
+class _GPT2MLP(torch.nn.Module):
+    def __init__(self, d: int, approximate: str):
+        super().__init__()
+        self.ln = torch.nn.LayerNorm(d)
+        self.fc = torch.nn.Linear(d, 4 * d)
+        self.act = torch.nn.GELU(approximate=approximate)
+        self.proj = torch.nn.Linear(4 * d, d)
+        self.head = torch.nn.Linear(d, 5)
+
+    def forward(self, x):
+        x = x + self.proj(self.act(self.fc(self.ln(x))))
+        return self.head(x).mean(dim=1)
+
+
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+def test_gpt2_mlp_block_replace_activations_matches_torch_and_compiles(approximate):
+    torch.manual_seed(0)
+    ref = _GPT2MLP(16, approximate).to(torch.float64).train()
+    base = copy.deepcopy(ref)
+    ours = gk.nn.replace_activations(copy.deepcopy(ref))
+    assert type(ours.act) is gk.nn.GELU and ours.act.approximate == approximate
+    assert repr(ours.act) == repr(ref.act)
+    _assert_same_state(ref, ours)
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(4, 7, 16, generator=g, dtype=torch.float64) * 2
+    y = torch.tensor([0, 3, 1, 4])
+    out_ref, loss_ref, grads_ref = _train_step(ref, x, y)
+    out_ours, loss_ours, grads_ours = _train_step(ours, x, y)
+    torch.testing.assert_close(out_ours, out_ref, **TIGHT)
+    torch.testing.assert_close(loss_ours, loss_ref, **TIGHT)
+    assert grads_ours.keys() == grads_ref.keys()
+    for n in grads_ref:
+        assert grads_ref[n].abs().sum() > 0, n
+        torch.testing.assert_close(grads_ours[n], grads_ref[n], **TIGHT, msg=lambda m, n=n: f"grad of {n}: {m}")
+    _assert_same_state(ref, ours)
+
+    eager = gk.nn.replace_activations(copy.deepcopy(base))
+    compiled_module = gk.nn.replace_activations(copy.deepcopy(base))
+    torch._dynamo.reset()
+    compiled = torch.compile(compiled_module, backend="aot_eager", fullgraph=True)
+    out_e, loss_e, grads_e = _train_step(eager, x, y)
+    out_c, loss_c, grads_c = _train_step(compiled, x, y)
+    torch.testing.assert_close(out_c, out_e, **TIGHT)
+    torch.testing.assert_close(loss_c, loss_ref, **TIGHT)
     for n in grads_e:
         gc = grads_c.get(n, grads_c.get(f"_orig_mod.{n}"))
         torch.testing.assert_close(gc, grads_e[n], **TIGHT, msg=lambda m, n=n: f"compiled grad of {n}: {m}")

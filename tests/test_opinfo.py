@@ -101,6 +101,7 @@ def _sig_unary_(self): ...  # Tensor.sigmoid_, Tensor.tanh_
 def _sig_functional_unary(input, inplace=False): ...  # torch.nn.functional.silu, ...
 def _sig_functional_unary_(x): ...  # their OpInfos' inplace_variant: F.silu(x, inplace=True)
 def _sig_softmax(input, dim, dtype=None, *, out=None): ...  # torch.softmax, torch.log_softmax
+def _sig_gelu(input, approximate="none"): ...  # torch.nn.functional.gelu (UnarySpec.choice)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +163,9 @@ def _unary_mirrors(spec) -> tuple:
     if spec.opinfo is None:
         return ()
     has_inplace = _find_opinfo(spec.opinfo, "").inplace_variant is not None
+    if spec.choice is not None:  # (F.gelu: no in-place variant; its argument picks our kernel)
+        assert not has_inplace and spec.choice[0] == "approximate", spec
+        return (Mirror(spec.opinfo, "", spec.name, _sig_gelu, {"approximate": "approximate"}),)
     if spec.opinfo.startswith("nn.functional."):
         mirrors = (Mirror(spec.opinfo, "", spec.name, _sig_functional_unary, {"inplace": "inplace"}),
                    Mirror(spec.opinfo, "", spec.name, _sig_functional_unary_, {}, inplace=True))
@@ -193,8 +197,16 @@ def _float64_fn(m):
     glo_kernels.reference: torch's twin, or the twin's formula where torch's float64 is off (hardsigmoid's gradient
     multiplies by the float32 1/6, and torch has no double backward of it; hardswish's scalar loop passes dy at NaN)."""
     if m.spec.unary is not None:
-        f = getattr(reference, m.spec.name)
-        return lambda x, *args, **kwargs: f(x)
+        spec = m.spec.unary
+
+        def truth(x, *args, **kwargs):
+            name = spec.name
+            if spec.choice is not None:  # (F.gelu's approximate picks the formula)
+                arg, default, values = spec.choice
+                name = dict(values)[args[0] if args else kwargs.get(arg, default)]
+            return getattr(reference, name)(x)
+
+        return truth
     return _opinfo(m).op
 
 
@@ -530,7 +542,7 @@ def test_forward(m, dtype, backend, request):
         out_dtype = s.kwargs.get("dtype") or dtype
         x64 = s.input.detach().double()
         args64, kwargs64 = _map_tensors(s, lambda t: t.detach().double())
-        y64 = op.op(x64, *args64, **kwargs64)
+        y64 = _float64_fn(m)(x64, *args64, **kwargs64)
         if m.row_op:
             bound, _ = _softmax_forward_bound(m, x64, y64, _arg(m, s, "dim"), out_dtype)
         else:

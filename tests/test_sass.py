@@ -143,6 +143,16 @@ OVER_MARGIN = {
     "instructions per element over the plane kernel's 29) and expf per element",
     ("channel_backward_rows_kernel", "PELU", "float16"): "the terms' pass through shared memory (about 6 "
     "instructions per element over the plane kernel's 28) and expf per element",
+    **{(f"unary_{d}_kernel", op, dt): {
+        "GELU": "the erf form without erf: a polynomial of degree 6 (16-bit) or 10 (float32, and degree 5 near 0), "
+                "two reciprocals and an exp per element",
+        "GELUTanh": "z = k1 x + k3 x^3 (in float32 as hi + lo, six FMAs more), an exp and a reciprocal per element"}[op]
+       for op, d, dt in (("GELU", "forward", "bfloat16"), ("GELU", "forward", "float16"), ("GELU", "forward", "float32"),
+                         ("GELU", "backward", "bfloat16"), ("GELU", "backward", "float16"),
+                         ("GELU", "backward", "float32"),
+                         ("GELUTanh", "forward", "bfloat16"), ("GELUTanh", "forward", "float16"),
+                         ("GELUTanh", "forward", "float32"), ("GELUTanh", "backward", "bfloat16"),
+                         ("GELUTanh", "backward", "float16"), ("GELUTanh", "backward", "float32"))},
 }
 
 

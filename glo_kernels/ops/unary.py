@@ -15,6 +15,7 @@ An op of this family is written in five places (docs/adding_an_op.md):
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import torch
@@ -40,6 +41,15 @@ class UnarySpec:
     # What is bit for bit torch's twin in every dtype (the same operations in the same order): "values", "grads"
     # (the input gradient, NaN inputs aside: torch's loops disagree there). tests/test_ops.py checks it.
     bitwise: tuple[str, ...] = ()
+    # An op whose torch twin picks its formula by a string argument (F.gelu's approximate): each formula is a kernel
+    # of its own (a line of GLO_UNARY_OPS, a spec here). The default one's spec names the argument, its default and
+    # the spec of each value, choice = (argument, default, ((value, spec name), ...)); glo_kernels.<name> and the
+    # module take the argument and run the spec it names. The other specs name the default one's in variant_of (they
+    # get a function glo_kernels.<their name>(x, inplace=False) and a table entry, no module of their own) and the
+    # twin's arguments that select them in twin_kwargs.
+    choice: tuple | None = None
+    variant_of: str | None = None
+    twin_kwargs: tuple[tuple[str, object], ...] = ()
 
     @property
     def module_name(self) -> str:
@@ -154,6 +164,50 @@ UNARY: tuple[UnarySpec, ...] = (
         opinfo="nn.functional.hardswish",
         bitwise=("values", "grads"),
     ),
+    UnarySpec(
+        name="gelu",
+        doc="""GELU, ``x * Phi(x)`` (Phi the standard normal CDF), as ``torch.nn.functional.gelu(x,
+    approximate="none")``; ``approximate="tanh"`` runs :func:`gelu_tanh`. The backward reads the saved input.
+
+    One fused pass each way: ``dx = dy * (Phi(x) + x * phi(x))``. Accurate for every x: float32 (and 16-bit data,
+    computed in float32) without erf, from ``erfc(|x| / sqrt 2) = exp(-x^2 / 2) R(|x|)`` (a fitted rational form,
+    docs/numerics/gelu_float32.py), within 4 ulp; torch's ``1 + erf(x / sqrt 2)`` cancels for x < 0 (its float32
+    ``gelu(-6)`` is -0.0; the value is -5.9e-9). float64: ``x / 2 * erfc(-x / sqrt 2)``. Conventions: NaN propagates,
+    ``gelu(-inf)`` is NaN (as torch), ``gelu(+inf)`` is +inf (torch's float32 kernel gives NaN), the gradient at +-inf
+    is NaN. ``inplace=True`` (an extension: F.gelu has no in-place form) overwrites and returns ``x``.
+    """,
+        twin=torch.nn.functional.gelu,
+        torch_module=torch.nn.GELU,
+        saved="x",
+        # gelu'' = phi(x) (2 - x^2)
+        d_saved=lambda gg, grad, x: gg * grad * (torch.exp(-0.5 * x * x) * 0.3989422804014327 * (2 - x * x)),
+        # the derivative's zero (0.7518), the branch points (0.35, 1.0607: a = 0.75), the second derivative's zero
+        # (sqrt 2); where the value (14.2) and the derivative (14.4) underflow float32, and float64 (38.5)
+        edges=(0.35, 0.7518, 1.0607, 1.4142, 14.23, 14.42, 38.5),
+        opinfo="nn.functional.gelu",
+        choice=("approximate", "none", (("none", "gelu"), ("tanh", "gelu_tanh"))),
+    ),
+    UnarySpec(
+        name="gelu_tanh",
+        doc="""GELU, tanh form: ``0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3)))``, as
+    ``torch.nn.functional.gelu(x, approximate="tanh")`` (the same as ``glo_kernels.gelu(x, approximate="tanh")``); the
+    backward reads the saved input.
+
+    Computed as ``x * sigmoid(z)``, ``z = 2 sqrt(2/pi) (x + 0.044715 x^3)``, with the sigmoid from ``exp(-|z|)`` and
+    z carried in twice the working precision, so that values and gradients are within a few ulp for every x (torch's
+    ``1 + tanh`` cancels for x < 0: in float32 from x = -3 on). Conventions are torch's: NaN propagates,
+    ``gelu_tanh(-inf)`` is NaN, ``gelu_tanh(+inf)`` is +inf, the gradient at +-inf is NaN. ``inplace=True`` (an
+    extension) overwrites and returns ``x``.
+    """,
+        twin=functools.partial(torch.nn.functional.gelu, approximate="tanh"),
+        torch_module=torch.nn.GELU,
+        saved="x",
+        d_saved=lambda gg, grad, x: gg * grad * _gelu_tanh_second(x),
+        # the derivative's zero (0.7523); the clamp (12); where sigmoid(z) underflows float32 (10.6) and float64 (22)
+        edges=(0.7523, 10.6, 12.0, 22.0, 24.0),
+        variant_of="gelu",
+        twin_kwargs=(("approximate", "tanh"),),
+    ),
 )
 
 
@@ -162,5 +216,15 @@ def _mish_second(x: torch.Tensor) -> torch.Tensor:
     t = torch.tanh(torch.nn.functional.softplus(x))
     s = torch.sigmoid(x)
     return s * (1 - t * t) * (2 + x * (1 - s) - 2 * x * t * s)
+
+def _gelu_tanh_second(x: torch.Tensor) -> torch.Tensor:
+    """d^2/dx^2 of x sigmoid(z), z = k1 x + k3 x^3: s (1 - s) (2 z' + x ((1 - 2 s) z'^2 + 6 k3 x)) (plain torch)."""
+    k1, k3 = 1.5957691216057308, 0.07135481627260025
+    xc = x.clamp(-24.0, 24.0)  # (beyond, s (1 - s) is 0: as the kernels' clamp)
+    z = k1 * xc + k3 * xc**3
+    s, sn = torch.sigmoid(z), torch.sigmoid(-z)
+    zp = k1 + 3 * k3 * xc * xc
+    return s * sn * (2 * zp + xc * ((sn - s) * zp * zp + 6 * k3 * xc)) + x * 0
+
 
 UNARY_BY_NAME = {spec.name: spec for spec in UNARY}

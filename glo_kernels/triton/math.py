@@ -350,6 +350,242 @@ def hardswish_backward(g, s, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
     return tl.where(s <= -3.0, 0.0, tl.where(s >= 3.0, g, mid))
 
 
+# ---- GELU: GELU<T> (erf form) and GELUTanh<T> (tanh form) of activations.h; constants as hi + lo pairs there ----
+# (k1, k1_lo, k3, k3_lo, clamp, tiny_m, k ln 2, its lo, 2^-k): GeluConsts<float> / GeluConsts<double>
+_GELU_F32 = tl.constexpr((1.59576917, -4.53406805e-8, 0.0713548139, 2.39883247e-9, 12.0, -64.0, 66.5421295,
+                          -1.82846819e-7, 2.0**-96))
+_GELU_F64 = tl.constexpr((1.5957691216057308, -9.96930880911092e-17, 0.07135481627260025, -6.175149918155315e-19,
+                          24.0, -640.0, 354.891356446692, 1.1873519686893054e-14, 2.0**-512))
+# erf(a) = a P(a^2) for a < 0.75; (1 + 2a) exp(a^2) erfc(a) = 1 + p(q), q = (a - 2) / (a + 2): highest power first
+GELU_ERF_P = (-6.74720795e-4, 5.11401845e-3, -2.68344618e-2, 1.12833731e-1, -3.76126200e-1, 1.12837911)
+GELU_ERFC_P = (2.28263398e-5, -3.70543799e-4, -1.25132501e-3, 1.27968122e-3, 8.63859430e-3, -8.04692600e-3,
+               -5.42053431e-2, 1.64053500e-1, -1.66031346e-1, -9.27639082e-2, 2.76978403e-1)
+_GELU_ERF_P = tl.constexpr(GELU_ERF_P)
+_GELU_ERFC_P = tl.constexpr(GELU_ERFC_P)
+# degree 6, for 16-bit results (detail::gelu_erfc_poly6): 7.8e-6 relative
+_GELU_ERFC_P6 = tl.constexpr((5.38003864e-3, -7.56483013e-3, -5.22852615e-2, 1.64035872e-1, -1.66368261e-1,
+                              -9.27646980e-2, 2.76987672e-1))
+
+
+@triton.jit
+def _prod_err(a, b, p, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+    """a * b - p exactly, p = fl(a * b): an FMA on a GPU; in the interpreter (whose fma rounds twice) float32 in
+    float64, float64 by Dekker's product of Veltkamp's halves."""
+    if LIBDEVICE:
+        r = tl.fma(a, b, -p)
+    elif OPMATH == tl.float32:
+        r = (a.to(tl.float64) * b.to(tl.float64) - p.to(tl.float64)).to(tl.float32)
+    else:
+        ca = a * 134217729.0
+        ah = ca - (ca - a)
+        al = a - ah
+        cb = b * 134217729.0
+        bh = cb - (cb - b)
+        bl = b - bh
+        r = (((ah * bh - p) + ah * bl) + al * bh) + al * bl
+    return r
+
+
+# The interpreter's float64 erfc (libdevice is GPU-only): (1 + 2a) exp(a^2) erfc(a) as a Chebyshev series in
+# q = (a - 2) / (a + 2), q in [-1, 0.863] (a <= 27.3, past which erfc(a) underflows double), 28 terms, within 2.3 u
+# with Clenshaw's recurrence in float64 (fitted with mpmath at 40 digits).
+ERFC_CHEB64 = (
+    1.1822641079865226, 0.04064500483668497, -0.10429930002768774, 0.03388541070692337, -0.003949354544343356,
+    -0.0004031555073536919, 0.00012649650073206682, 1.1391284496538857e-05, -3.995592449372412e-06,
+    -6.225295870340115e-07, 1.1011644728511043e-07, 3.6495459342125006e-08, -6.610454469587415e-10,
+    -1.7694544542177254e-09, -2.2836147233258582e-10, 5.170453211054251e-11, 2.0875484182027137e-11,
+    1.1327496549819578e-12, -9.288168145272879e-13, -2.590521448924813e-13, -2.7144820022526944e-15,
+    1.4884856411295486e-14, 3.721274680551894e-15, -1.1047483003137105e-17, -2.408699514806375e-16,
+    -6.284708063298496e-17, -1.0035214011112831e-18, 3.881694735113e-18,
+)
+_ERFC_CHEB64 = tl.constexpr(ERFC_CHEB64)
+_ERFC_Q_MAX = tl.constexpr((27.3 - 2) / (27.3 + 2))
+
+
+@triton.jit
+def _erfc64(a):
+    """erfc(a) in float64 for the interpreter: 1 - erf(a) below a = 0.5 (no cancellation: erfc(0.5) = 0.48), else
+    exp(-a^2) (a^2 as hi + lo) times the Chebyshev series over (1 + 2a); NaN propagates."""
+    big = a >= 0.5
+    ab = tl.where(big & (a <= 27.3), a, 0.5)
+    q = (ab - 2.0) / (ab + 2.0)
+    t = (2.0 * q - (_ERFC_Q_MAX - 1.0)) / (_ERFC_Q_MAX + 1.0)  # q in [-1, q_max] -> t in [-1, 1]
+    b1 = tl.zeros(a.shape, tl.float64)
+    b2 = tl.zeros(a.shape, tl.float64)
+    for j in tl.static_range(27, 0, -1):  # (28 terms)
+        b1, b2 = 2.0 * t * b1 - b2 + _ERFC_CHEB64[j], b1
+    series = t * b1 - b2 + _ERFC_CHEB64[0]
+    sq = ab * ab
+    sq_lo = _prod_err(ab, ab, sq, tl.float64, False)
+    e = tl.exp(-sq)
+    tail = tl.where(a <= 27.3, (e - e * sq_lo) * series / (1.0 + 2.0 * ab), 0.0)
+    return tl.where(big, tail, 1.0 - tl.erf(a))
+
+
+@triton.jit
+def _erfc_f64(v, LIBDEVICE: tl.constexpr):
+    """erfc(v) in float64: libdevice's on a GPU; in the interpreter _erfc64(|v|), or 2 - that for v < 0."""
+    if LIBDEVICE:
+        r = libdevice.erfc(v)
+    else:
+        c = _erfc64(tl.abs(v))
+        r = tl.where(v < 0.0, 2.0 - c, c)
+    return r
+
+
+@triton.jit
+def _gelu_tanh_parts(x, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
+    """GELUTanh<T>::parts: (s, sn, zp, sc) = (sigmoid(z) / sc, sigmoid(-z), z', 1 or 2^-k), z = k1 x + k3 x^3
+    carried as hi + lo (detail::gelu_tanh_z; FAST16: one piece), x clamped to +-12 (float) / +-24 (double), NaN
+    kept."""
+    if OPMATH == tl.float64:
+        C: tl.constexpr = _GELU_F64
+    else:
+        C: tl.constexpr = _GELU_F32
+    k1 = tl.full(x.shape, C[0], OPMATH)
+    k3 = tl.full(x.shape, C[2], OPMATH)
+    xc = tl.where(x > C[4], C[4], tl.where(x < -C[4], -C[4], x))
+    if FAST16:
+        hi = xc * (k1 + k3 * (xc * xc))
+        lo = tl.zeros(x.shape, OPMATH)
+    else:
+        a = k1 * xc
+        a_lo = _prod_err(k1, xc, a, OPMATH, LIBDEVICE) + tl.full(x.shape, C[1], OPMATH) * xc
+        x2 = xc * xc
+        x2_lo = _prod_err(xc, xc, x2, OPMATH, LIBDEVICE)
+        x3 = x2 * xc
+        x3_lo = _prod_err(x2, xc, x3, OPMATH, LIBDEVICE) + x2_lo * xc
+        b = k3 * x3
+        b_lo = _prod_err(k3, x3, b, OPMATH, LIBDEVICE) + (tl.full(x.shape, C[3], OPMATH) * x3 + k3 * x3_lo)
+        hi = a + b
+        bb = hi - a
+        lo = (a_lo + b_lo) + ((a - (hi - bb)) + (b - bb))
+    neg = hi < 0.0
+    m = tl.where(neg, hi, -hi)
+    ml = tl.where(neg, lo, -lo)
+    if FAST16:
+        e = tl.where(x < -C[4], 0.0, _exp16(m, True))
+        r = _div_approx(tl.full(x.shape, 1.0, OPMATH), 1.0 + e)
+        er = e * r
+        sc = tl.full(x.shape, 1.0, OPMATH)
+    else:
+        tiny = neg & (m < C[5])  # exp(m) = exp(m + k ln 2) 2^-k: no subnormal exp in the products
+        ln2k = tl.full(x.shape, C[6], OPMATH)
+        t = m + ln2k
+        t_lo = ((m - t) + ln2k) + (ml + tl.full(x.shape, C[7], OPMATH))
+        m = tl.where(tiny, t, m)
+        ml = tl.where(tiny, t_lo, ml)
+        e = _exp(m, LIBDEVICE)
+        e = e + e * ml
+        e = tl.where(x < -C[4], 0.0, e)  # (sigmoid(z) is 0 there, also scaled)
+        d = 1.0 + tl.where(tiny, 0.0, e)
+        r = _div(tl.full(x.shape, 1.0, OPMATH), d, OPMATH)
+        er = _div(e, d, OPMATH)
+        sc = tl.where(tiny, tl.full(x.shape, C[8], OPMATH), 1.0)
+    s = tl.where(neg, er, r)
+    sn = tl.where(neg, r, er)
+    zp = 3.0 * k3 * (xc * xc) + k1
+    return s, sn, zp, sc
+
+
+@triton.jit
+def gelu_tanh_forward(x, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
+    """GELUTanh<T>: forward(x) = (x * s) * sc, s = sigmoid(z) / sc."""
+    s, sn, zp, sc = _gelu_tanh_parts(x, OPMATH, LIBDEVICE, FAST16)
+    return (x * s) * sc
+
+
+@triton.jit
+def gelu_tanh_backward(g, s, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+    """GELUTanh<T>: backward(dy, x) = dy * (sig + x * (sig * sig(-z) * z'))."""
+    sig, sn, zp, sc = _gelu_tanh_parts(s, OPMATH, LIBDEVICE, False)
+    d = sig + s * (sig * sn * zp)
+    return (g * tl.where(sig == 0.0, s * 0.0, d)) * sc  # (an underflowed derivative keeps its sign: -0.0)
+
+
+@triton.jit
+def _horner(t, C: tl.constexpr, N: tl.constexpr):
+    """C[0] t^(N-1) + ... + C[N-1] in float32 (C: a tl.constexpr tuple of N coefficients)."""
+    p = tl.full(t.shape, C[0], tl.float32)
+    for k in tl.static_range(1, N):
+        p = p * t + C[k]
+    return p
+
+
+@triton.jit
+def _gelu_erf_parts(x, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
+    """detail::gelu_erf_parts (float32): (r, e, tail, small, half_erf); see GELU<float> in activations.h."""
+    a = tl.abs(x) * 0.707106769
+    tail = a <= 10.2
+    at = tl.where(tail, a, 0.0)
+    xt = tl.where(tail, x, 0.0)
+    if FAST16:
+        q = _div_approx(at - 2.0, at + 2.0)
+        r = _div_approx(1.0 + _horner(q, _GELU_ERFC_P6, 7), 2.0 * at + 1.0)
+    else:
+        q = _div(at - 2.0, at + 2.0, tl.float32)
+        r = _div(1.0 + _horner(q, _GELU_ERFC_P, 11), 2.0 * at + 1.0, tl.float32)
+    sq = xt * xt
+    a0 = x * 0.707106769
+    if FAST16:
+        e = _exp16(-0.5 * sq, True)
+        small = x != x  # (all False)
+        half_erf = a0 * 0.0
+    else:
+        e = _exp(-0.5 * sq, LIBDEVICE)
+        e = e - e * (0.5 * _prod_err(xt, xt, sq, tl.float32, LIBDEVICE))
+        small = (a < 0.75) & (x > -0.35)
+        half_erf = (0.5 * a0) * _horner(a0 * a0, _GELU_ERF_P, 6)
+    return r, e, tail, small, half_erf
+
+
+@triton.jit
+def _gelu_erfc_exp64(x, LIBDEVICE: tl.constexpr):
+    """detail::gelu_erfc_exp_f64: (erfc(-x / sqrt 2), exp(-x^2 / 2)) in float64, the arguments' roundings corrected."""
+    c0 = tl.full(x.shape, 0.70710678118654752, tl.float64)
+    inside = (x > -40.0) & (x < 40.0)  # beyond, erfc(a) is 0 or 2 and e 0 (also for +-inf, NaN)
+    xt = tl.where(inside, x, 0.0)
+    at = -xt * c0
+    d = _prod_err(-xt, c0, at, tl.float64, LIBDEVICE) + (-xt) * tl.full(x.shape, -4.833646656726457e-17, tl.float64)
+    sq = xt * xt
+    sq_lo = _prod_err(xt, xt, sq, tl.float64, LIBDEVICE)
+    ex = _exp(-0.5 * sq, LIBDEVICE)
+    e = tl.where(inside, ex - ex * (0.5 * sq_lo), 0.0)
+    return _erfc_f64(-x * c0, LIBDEVICE) - d * tl.full(x.shape, 1.1283791670955126, tl.float64) * e, e
+
+
+@triton.jit
+def gelu_forward(x, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
+    """GELU<T>: float: x Phi(x) from _gelu_erf_parts; double: x / 2 * erfc(-x / sqrt 2)."""
+    if OPMATH == tl.float64:
+        c, e = _gelu_erfc_exp64(x, LIBDEVICE)
+        y = 0.5 * x * c
+    else:
+        r, e, tail, small, half_erf = _gelu_erf_parts(x, LIBDEVICE, FAST16)
+        h = (0.5 * e) * r
+        neg = tl.where(tail, ((0.5 * x) * r) * e, x * 0.0)
+        pos = x * (1.0 - tl.where(tail, h, 0.0))
+        y = tl.where(small, x * (0.5 + half_erf), tl.where(x < 0.0, neg, pos))
+    return y
+
+
+@triton.jit
+def gelu_backward(g, s, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+    """GELU<T>: backward(dy, x) = dy * (Phi(x) + x phi(x)) (see gelu_forward)."""
+    if OPMATH == tl.float64:
+        c, e = _gelu_erfc_exp64(s, LIBDEVICE)
+        d = 0.5 * c + s * tl.full(s.shape, 0.3989422804014327, tl.float64) * e
+        d = tl.where(d == 0.0, s * 0.0, d)  # (an underflowed derivative keeps its sign: -0.0)
+    else:
+        r, e, tail, small, half_erf = _gelu_erf_parts(s, LIBDEVICE, False)
+        h = tl.where(tail, (0.5 * e) * r, 0.0)
+        cdf = tl.where(small, 0.5 + half_erf, 1.0 - h)
+        xc = s * 0.398942292
+        d = tl.where((s < 0.0) & ~small, (0.5 * r + xc) * e, xc * e + cdf)
+        d = tl.where(tail, d, tl.where(s < 0.0, s * 0.0, 1.0 + s * 0.0))
+    return g * d
+
+
 def unary_pair(name: str):
     """(forward, backward) of the element function `name`, found by the names <name>_forward / <name>_backward."""
     fwd, bwd = globals().get(name + "_forward"), globals().get(name + "_backward")

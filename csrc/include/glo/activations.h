@@ -432,6 +432,283 @@ struct Mish {
   }
 };
 
+// ---- GELU (Hendrycks & Gimpel 2016): x Phi(x), Phi the standard normal CDF ----
+namespace detail {
+
+// a * b + c with one rounding (error-free transforms need it: FFMA / DFMA on the device, the FMA unit on the hosts the
+// build targets; libm's exact fma otherwise).
+GLO_HD float fma_exact(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+GLO_HD double fma_exact(double a, double b, double c) { return __builtin_fma(a, b, c); }
+
+// Constants as unevaluated pairs hi + lo (hi the value rounded to T, lo the rest).
+template <typename T>
+struct GeluConsts;
+template <>
+struct GeluConsts<float> {
+  static constexpr float k1 = 1.59576917f, k1_lo = -4.53406805e-8f;      // 2 sqrt(2 / pi)
+  static constexpr float k3 = 0.0713548139f, k3_lo = 2.39883247e-9f;     // 2 sqrt(2 / pi) * 0.044715
+  static constexpr float clamp = 12.0f;  // |x| beyond: sigmoid(z) is 0 or 1 in float (|z| > 142)
+  // exp(m) for m < tiny_m is taken as exp(m + k ln 2) 2^-k (k = 96), so that no subnormal exp enters a product
+  static constexpr float tiny_m = -64.0f, ln2k = 66.5421295f, ln2k_lo = -1.82846819e-7f, scale = 0x1p-96f;
+};
+template <>
+struct GeluConsts<double> {
+  static constexpr double k1 = 1.5957691216057308, k1_lo = -9.96930880911092e-17;
+  static constexpr double k3 = 0.07135481627260025, k3_lo = -6.175149918155315e-19;
+  static constexpr double clamp = 24.0;  // |z| > 1025
+  static constexpr double tiny_m = -640.0, ln2k = 354.891356446692, ln2k_lo = 1.1873519686893054e-14,
+                          scale = 0x1p-512;  // (k = 512)
+};
+
+// The tanh form's z = 2 sqrt(2/pi) (x + 0.044715 x^3) (so that 1 + tanh(z / 2) = 2 sigmoid(z)) as hi + lo, to a few
+// units of T's rounding of |z| squared: sigmoid(z) for z < 0 is about exp(z), whose relative error is z's absolute
+// error, and |z| reaches 142 (float) / 1025 (double) before sigmoid underflows. Error-free products (fma_exact) and
+// Knuth's two-sum; the constants' own low parts included (0.044715 is torch's decimal constant, exactly).
+template <typename T>
+GLO_HD void gelu_tanh_z(T x, T& hi, T& lo) {
+  using C = GeluConsts<T>;
+  const T a = C::k1 * x;
+  const T a_lo = fma_exact(C::k1, x, -a) + C::k1_lo * x;
+  const T x2 = x * x;
+  const T x2_lo = fma_exact(x, x, -x2);
+  const T x3 = x2 * x;
+  const T x3_lo = fma_exact(x2, x, -x3) + x2_lo * x;
+  const T b = C::k3 * x3;
+  const T b_lo = fma_exact(C::k3, x3, -b) + (C::k3_lo * x3 + C::k3 * x3_lo);
+  hi = a + b;
+  const T bb = hi - a;
+  const T err = (a - (hi - bb)) + (b - bb);
+  lo = (a_lo + b_lo) + err;
+}
+
+// The erf form in float without erf (docs/numerics/gelu_float32.py fits p): with a = |x| / sqrt 2,
+// erfc(a) = exp(-x^2 / 2) R, R = (1 + p(q)) / (1 + 2a), q = (a - 2) / (a + 2) (degree 10, 0.16 u), and
+// Phi(-|x|) = erfc(a) / 2 (Phi(|x|) = 1 - that: no cancellation, Phi(|x|) >= 1/2); exp(-x^2 / 2) from x * x and its
+// residual (never from a rounded a: exp multiplies an argument's error by x^2 / 2); past a = 10.2 (x = 14.4) the
+// value and the derivative underflow float. Near 0 (a < 0.75 and x > -0.35) Phi = 1/2 + erf(a sign x) / 2 with
+// erf(a) = a P(a^2) (degree 5, 0.02 u), which keeps the value within 2 ulp there (the tail form alone: 4.5); Fast
+// (16-bit storage) skips it. On the host (tests/test_accuracy.py sweeps it): within 4 ulp, the derivative within
+// 5 ulp away from its zero (x = -0.7518).
+struct GeluErfParts {
+  float r;         // R
+  float e;         // exp(-x^2 / 2)
+  bool tail;       // a <= 10.2 (false for +-inf, NaN)
+  bool small;      // a < 0.75 and x > -0.35, not Fast: Phi = 1/2 + half_erf there
+  float half_erf;  // erf(x / sqrt 2) / 2 = (x / 2) P(x^2 / 2) / sqrt 2
+};
+
+GLO_HD float gelu_erf_small_poly(float t) {  // P(t), erf(a) = a P(a^2) on [0, 0.75] (degree 5, 0.02 u)
+  float p = -6.74720795e-4f;
+  p = fma_f(p, t, 5.11401845e-3f);
+  p = fma_f(p, t, -2.68344618e-2f);
+  p = fma_f(p, t, 1.12833731e-1f);
+  p = fma_f(p, t, -3.76126200e-1f);
+  return fma_f(p, t, 1.12837911f);
+}
+
+// p of degree 6 for 16-bit storage (Fast): 7.8e-6 relative in 1 + p (fitted as the degree-10 one), 1/500 of a
+// bfloat16 ulp and 1/60 of a float16 ulp, four FMAs fewer.
+GLO_HD float gelu_erfc_poly6(float q) {
+  float p = 5.38003864e-3f;
+  p = fma_f(p, q, -7.56483013e-3f);
+  p = fma_f(p, q, -5.22852615e-2f);
+  p = fma_f(p, q, 1.64035872e-1f);
+  p = fma_f(p, q, -1.66368261e-1f);
+  p = fma_f(p, q, -9.27646980e-2f);
+  return fma_f(p, q, 2.76987672e-1f);
+}
+
+GLO_HD float gelu_erfc_poly(float q) {  // p(q)
+  float p = 2.28263398e-5f;
+  p = fma_f(p, q, -3.70543799e-4f);
+  p = fma_f(p, q, -1.25132501e-3f);
+  p = fma_f(p, q, 1.27968122e-3f);
+  p = fma_f(p, q, 8.63859430e-3f);
+  p = fma_f(p, q, -8.04692600e-3f);
+  p = fma_f(p, q, -5.42053431e-2f);
+  p = fma_f(p, q, 1.64053500e-1f);
+  p = fma_f(p, q, -1.66031346e-1f);
+  p = fma_f(p, q, -9.27639082e-2f);
+  return fma_f(p, q, 2.76978403e-1f);
+}
+
+}  // namespace detail
+
+// n / d for d in [1, 2^126]. Device: n * rcp.approx(d) (Fast), or that refined by one Newton step, within 1 ulp
+// without the IEEE division's slow path (about 12 instructions fewer); host: the division.
+template <bool Fast>
+GLO_HD float fdiv_ge1(float n, float d) {
+#if defined(__CUDA_ARCH__)
+  const float r = fast16::rcp_approx_ftz(d);
+  const float q = n * r;
+  if constexpr (Fast) return q;
+  else return __builtin_fmaf(__builtin_fmaf(-d, q, n), r, q);
+#else
+  return n / d;
+#endif
+}
+template <bool Fast>
+GLO_HD float fdiv_ge1_t(float n, float d) { return fdiv_ge1<Fast>(n, d); }
+template <bool Fast>
+GLO_HD double fdiv_ge1_t(double n, double d) { return n / d; }
+
+namespace detail {
+template <bool Fast>
+GLO_HD GeluErfParts gelu_erf_parts(float x) {
+  GeluErfParts g;
+  const float a = __builtin_fabsf(x) * 0.707106769f;
+  g.tail = a <= 10.2f;  // (the derivative, x phi(x), underflows at x = 14.4)
+  const float at = g.tail ? a : 0.0f;  // (inf, NaN: the tail's values are not used)
+  const float xt = g.tail ? x : 0.0f;
+  const float q = fdiv_ge1<Fast>(at - 2.0f, at + 2.0f);
+  g.r = fdiv_ge1<Fast>(1.0f + (Fast ? gelu_erfc_poly6(q) : gelu_erfc_poly(q)), fma_exact(2.0f, at, 1.0f));
+  const float s = xt * xt;
+  const float e = fexp<Fast>(-0.5f * s);
+  if constexpr (Fast) {
+    g.e = e;  // (x^2's rounding: below 6e-6 relative where e is not 0, far below a 16-bit ulp)
+    g.small = false;
+    g.half_erf = 0.0f;
+  } else {
+    g.e = fma_exact(e, -0.5f * fma_exact(xt, xt, -s), e);  // exp(-(s + s_lo) / 2)
+    g.small = a < 0.75f && x > -0.35f;
+    const float a0 = x * 0.707106769f;
+    g.half_erf = (0.5f * a0) * gelu_erf_small_poly(a0 * a0);
+  }
+  return g;
+}
+}  // namespace detail
+
+// GELU, erf form (as F.gelu(x), approximate="none"): y = x Phi(x). Backward from the input: dx = dy (Phi(x) + x phi(x)),
+// phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
+//  * float opmath: detail::gelu_erf_parts, accurate for every x (torch forms 1 + erf(x / sqrt 2), which cancels for
+//    x < 0: its float gelu(-6) is -0.0, the value -5.9e-9).
+//  * double: x / 2 * erfc(-x / sqrt 2) (no cancellation), the derivative erfc(-x / sqrt 2) / 2 + x phi(x), with the
+//    rounding of erfc's and exp's arguments corrected (detail::gelu_erfc_exp_f64).
+// Conventions: NaN propagates; gelu(-inf) = NaN (-inf * 0, as torch), gelu(+inf) = +inf (torch's float kernels give
+// NaN there); the gradient at +-inf is NaN, as torch's; a gradient that underflows (x < -14.4 in float) is -0.0, the
+// sign of its value (torch's is +0.0). Fast (16-bit device storage): exp as fast16::exp_approx and the
+// two divisions as rcp.approx: within 1e-5 relative wherever the result is a normal bfloat16 or float16.
+template <typename T, bool Fast = false>
+struct GELU;
+
+template <bool Fast>
+struct GELU<float, Fast> {
+  GLO_HD float forward(float x) const {
+    const detail::GeluErfParts g = detail::gelu_erf_parts<Fast>(x);
+    const float h = (0.5f * g.e) * g.r;                                // Phi(-|x|)
+    const float neg = g.tail ? ((0.5f * x) * g.r) * g.e : x * 0.0f;    // exp last: subnormal results round once
+    const float pos = x * (1.0f - (g.tail ? h : 0.0f));
+    const float small = x * (0.5f + g.half_erf);  // (Phi > 0: the sign of x, -0.0 and the tiniest x included)
+    return g.small ? small : (x < 0.0f ? neg : pos);
+  }
+  GLO_HD float backward(float dy, float x) const {
+    const detail::GeluErfParts g = detail::gelu_erf_parts<Fast>(x);
+    const float h = g.tail ? (0.5f * g.e) * g.r : 0.0f;
+    const float xc = x * 0.398942292f;  // x / sqrt(2 pi)
+    const float neg = (0.5f * g.r + xc) * g.e;
+    const float cdf = g.small ? 0.5f + g.half_erf : 1.0f - h;
+    float d = (x < 0.0f && !g.small) ? neg : detail::fma_f(xc, g.e, cdf);
+    d = g.tail ? d : (x < 0.0f ? x * 0.0f : 1.0f + x * 0.0f);  // -0.0 or 1; NaN at +-inf and NaN, as torch's
+    return dy * d;
+  }
+};
+
+namespace detail {
+// (erfc(-x / sqrt 2), exp(-x^2 / 2)) in double, each to a few ulp: a = fl(-x / sqrt 2) is off by d (computed with an
+// FMA and sqrt(1/2)'s low part), and erfc(a + d) = erfc(a) - d (2 / sqrt pi) exp(-a^2) to first order (unfixed, the
+// argument's rounding costs up to x^2 ulps); exp(-x^2 / 2) from x * x and its residual likewise.
+GLO_HD void gelu_erfc_exp_f64(double x, double& c, double& e) {
+  const bool in = x > -40.0 && x < 40.0;  // beyond, erfc(a) is 0 or 2 and e 0 (also for +-inf, NaN)
+  const double xt = in ? x : 0.0;
+  const double a = -x * 0.70710678118654752;
+  const double at = -xt * 0.70710678118654752;
+  const double d = fma_exact(-xt, 0.70710678118654752, -at) + (-xt) * -4.833646656726457e-17;
+  const double s = xt * xt;
+  const double s_lo = fma_exact(xt, xt, -s);
+  const double ex = ::exp(-0.5 * s);
+  e = in ? ex - ex * (0.5 * s_lo) : 0.0;
+  c = ::erfc(a) - d * 1.1283791670955126 * e;  // (exp(-a^2) = e to far better than this term needs)
+}
+}  // namespace detail
+
+template <bool Fast>
+struct GELU<double, Fast> {
+  GLO_HD double forward(double x) const {
+    double c, e;
+    detail::gelu_erfc_exp_f64(x, c, e);
+    return 0.5 * x * c;
+  }
+  GLO_HD double backward(double dy, double x) const {
+    double c, e;
+    detail::gelu_erfc_exp_f64(x, c, e);
+    const double d = 0.5 * c + x * 0.3989422804014327 * e;
+    return dy * (d == 0.0 ? x * 0.0 : d);  // (an underflowed derivative keeps its sign: -0.0, as GELU<float>'s)
+  }
+};
+
+// GELU, tanh form (as F.gelu(x, approximate="tanh")): 0.5 x (1 + tanh(z / 2)) = x sigmoid(z),
+// z = 2 sqrt(2/pi) (x + 0.044715 x^3), with sigmoid from e = exp(-|z|) (no cancellation: torch's 1 + tanh loses
+// everything for x < -3 in float) and z carried as hi + lo (detail::gelu_tanh_z), e = exp(hi) (1 + lo). Backward
+// from the input: dx = dy (s + x s (1 - s) z'), z' = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2), 1 - s = sigmoid(-z) from
+// the same e. Conventions are torch's: NaN propagates, gelu(-inf) = NaN, gelu(+inf) = +inf, the gradient at +-inf
+// NaN. Fast (16-bit device storage): z in one piece and the division as rcp.approx: z's rounding (|z| u) stays below
+// 1e-5 relative wherever the result is a normal 16-bit number.
+template <typename T, bool Fast = false>
+struct GELUTanh {
+  // s = sigmoid(z) / sc, sn = sigmoid(-z), zp = z'; x clamped to +-GeluConsts<T>::clamp (NaN kept), past which s is
+  // 0 or 1. sc is 1, or 2^-k where sigmoid(z) = exp(z) would be subnormal (z < tiny_m): the products with s then
+  // stay normal and round once, at the final * sc (a subnormal s would carry an absolute error, 2^-150 in float,
+  // that x s z' multiplies: 15 ulp of a result just above the smallest normal float).
+  GLO_HD void parts(T x, T& s, T& sn, T& zp, T& sc) const {
+    using C = detail::GeluConsts<T>;
+    const T xc = x > C::clamp ? C::clamp : (x < -C::clamp ? -C::clamp : x);
+    T hi, lo;
+    if constexpr (Fast) {
+      hi = xc * (C::k1 + C::k3 * (xc * xc));
+      lo = T(0);
+    } else {
+      detail::gelu_tanh_z(xc, hi, lo);
+    }
+    const bool neg = hi < T(0);
+    T m = neg ? hi : -hi;  // -|z|
+    T ml = neg ? lo : -lo;
+    const bool tiny = !Fast && neg && m < C::tiny_m;
+    if constexpr (!Fast) {  // m + ml + k ln 2 as hi + lo (|m| > ln2k: the fast two-sum is exact)
+      const T t = m + C::ln2k;
+      const T t_lo = ((m - t) + C::ln2k) + (ml + C::ln2k_lo);
+      m = tiny ? t : m;
+      ml = tiny ? t_lo : ml;
+    }
+    T e = fexp<Fast>(m);
+    if constexpr (!Fast) e = e + e * ml;  // exp(m + ml)
+    e = x < -C::clamp ? T(0) : e;          // (sigmoid(z) is 0 there, also scaled: x sigmoid(z) is -0.0, NaN at -inf)
+    const T d = T(1) + (tiny ? T(0) : e);  // in [1, 2]
+    T r, er;
+    if constexpr (Fast) {
+      r = frcp12<Fast>(d);
+      er = e * r;
+    } else {
+      r = fdiv_ge1_t<false>(T(1), d);
+      er = fdiv_ge1_t<false>(e, d);
+    }
+    s = neg ? er : r;
+    sn = neg ? r : er;
+    sc = tiny ? C::scale : T(1);
+    zp = T(3) * C::k3 * (xc * xc) + C::k1;
+  }
+  GLO_HD T forward(T x) const {
+    T s, sn, zp, sc;
+    parts(x, s, sn, zp, sc);
+    return (x * s) * sc;
+  }
+  GLO_HD T backward(T dy, T x) const {
+    T s, sn, zp, sc;
+    parts(x, s, sn, zp, sc);
+    const T d = s + x * (s * sn * zp);
+    return (dy * (s == T(0) ? x * T(0) : d)) * sc;  // (an underflowed derivative keeps its sign: -0.0)
+  }
+};
+
 // x + 3 clamped to [0, 6], NaN propagating (torch's maximum / minimum): the hard activations' common part.
 template <typename T>
 GLO_HD T relu6_of_x_plus_3(T x) {
@@ -616,6 +893,14 @@ GLO_HD Hardsigmoid<T, true> fast16_variant(const Hardsigmoid<T, false>&) {
 }
 template <typename T>
 GLO_HD Hardswish<T, true> fast16_variant(const Hardswish<T, false>&) {
+  return {};
+}
+template <typename T>
+GLO_HD GELU<T, true> fast16_variant(const GELU<T, false>&) {
+  return {};
+}
+template <typename T>
+GLO_HD GELUTanh<T, true> fast16_variant(const GELUTanh<T, false>&) {
   return {};
 }
 

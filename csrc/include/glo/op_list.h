@@ -20,7 +20,9 @@
   X(silu, SiLU, x)               \
   X(mish, Mish, x)               \
   X(hardsigmoid, Hardsigmoid, x) \
-  X(hardswish, Hardswish, x)
+  X(hardswish, Hardswish, x)     \
+  X(gelu, GELU, x)               \
+  X(gelu_tanh, GELUTanh, x)
 
 // ---- The other element-wise ops: X(name, schema), implemented by hand in Ops<K> (glo/op_impls.h) ----
 // relu: (y, mask); mask is the packed int32 bit mask of x > 0 for backward, empty unless save_mask. relu_: in place,
