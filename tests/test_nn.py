@@ -51,7 +51,8 @@ def _model():
         torch.nn.Linear(16, 4),
         torch.nn.PReLU(4, init=0.3),
         torch.nn.Tanh(),
-        torch.nn.GELU(),  # not implemented by glo_kernels: left alone
+        torch.nn.GELU(approximate="tanh"),
+        torch.nn.Softsign(),  # not implemented by glo_kernels: left alone
     )
 
 
@@ -67,7 +68,8 @@ def test_replace_activations_matches_torch_nn():
     assert type(model[2][1]) is glo_kernels.nn.LeakyReLU and model[2][1].inplace and model[2][1].negative_slope == 0.2
     assert type(model[4]) is glo_kernels.nn.PReLU and model[4].weight is prelu_weight  # optimizer still sees it
     assert type(model[5]) is glo_kernels.nn.Tanh
-    assert type(model[6]) is torch.nn.GELU
+    assert type(model[6]) is glo_kernels.nn.GELU and model[6].approximate == "tanh"
+    assert type(model[7]) is torch.nn.Softsign
     assert model.state_dict().keys() == ref.state_dict().keys()
     x = torch.randn(10, 8, dtype=torch.float64)
     torch.testing.assert_close(model(x), ref(x))
