@@ -50,6 +50,26 @@ def _assert_same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
         torch.testing.assert_close(sa[k], sb[k], **TIGHT, msg=lambda m, k=k: f"{k}: {m}")
 
 
+def _assert_compiled_step_matches(base, x, y, out_ref):
+    """torch.compile(fullgraph=True, backend="aot_eager") of the swapped model: the whole model as one graph, from
+    base's initial state; its outputs, loss, gradients and state after a step as the eager swapped model's."""
+    eager = gk.nn.replace_activations(copy.deepcopy(base))
+    compiled_module = gk.nn.replace_activations(copy.deepcopy(base))
+    torch._dynamo.reset()
+    compiled = torch.compile(compiled_module, backend="aot_eager", fullgraph=True)
+    out_e, loss_e, grads_e = _train_step(eager, x, y)
+    out_c, loss_c, grads_c = _train_step(compiled, x, y)
+    torch.testing.assert_close(out_c, out_e, **TIGHT)
+    torch.testing.assert_close(out_c, out_ref, **TIGHT)
+    torch.testing.assert_close(loss_c, loss_e, **TIGHT)
+    assert grads_c.keys() == {f"_orig_mod.{n}" for n in grads_e} or grads_c.keys() == grads_e.keys()
+    for n in grads_e:
+        gc = grads_c.get(n, grads_c.get(f"_orig_mod.{n}"))
+        torch.testing.assert_close(gc, grads_e[n], **TIGHT, msg=lambda m, n=n: f"compiled grad of {n}: {m}")
+    _assert_same_state(eager, compiled_module)
+    torch._dynamo.reset()
+
+
 def test_resnet18_replace_activations_matches_torch_and_compiles():
     import torchvision  # noqa: PLC0415  (only this test needs it)
 
@@ -85,22 +105,8 @@ def test_resnet18_replace_activations_matches_torch_and_compiles():
         torch.testing.assert_close(grads_ours[n], grads_ref[n], **TIGHT, msg=lambda m, n=n: f"grad of {n}: {m}")
     _assert_same_state(ref, ours)  # parameters after the SGD step, and BatchNorm's running buffers
 
-    # torch.compile: the whole swapped model as one graph, from the initial state; outputs and gradients as eager
-    eager = gk.nn.replace_activations(copy.deepcopy(base))
-    compiled_module = gk.nn.replace_activations(copy.deepcopy(base))
-    torch._dynamo.reset()
-    compiled = torch.compile(compiled_module, backend="aot_eager", fullgraph=True)
-    out_e, loss_e, grads_e = _train_step(eager, x, y)
-    out_c, loss_c, grads_c = _train_step(compiled, x, y)
-    torch.testing.assert_close(out_c, out_e, **TIGHT)
-    torch.testing.assert_close(out_c, out_ref, **TIGHT)
-    torch.testing.assert_close(loss_c, loss_e, **TIGHT)
-    assert grads_c.keys() == {f"_orig_mod.{n}" for n in grads_e} or grads_c.keys() == grads_e.keys()
-    for n in grads_e:
-        gc = grads_c.get(n, grads_c.get(f"_orig_mod.{n}"))
-        torch.testing.assert_close(gc, grads_e[n], **TIGHT, msg=lambda m, n=n: f"compiled grad of {n}: {m}")
-    _assert_same_state(eager, compiled_module)
-    torch._dynamo.reset()
+    # torch.compile: the whole swapped model as one graph; outputs and gradients as eager
+    _assert_compiled_step_matches(base, x, y, out_ref)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -144,19 +150,7 @@ def test_gpt2_mlp_block_replace_activations_matches_torch_and_compiles(approxima
         torch.testing.assert_close(grads_ours[n], grads_ref[n], **TIGHT, msg=lambda m, n=n: f"grad of {n}: {m}")
     _assert_same_state(ref, ours)
 
-    eager = gk.nn.replace_activations(copy.deepcopy(base))
-    compiled_module = gk.nn.replace_activations(copy.deepcopy(base))
-    torch._dynamo.reset()
-    compiled = torch.compile(compiled_module, backend="aot_eager", fullgraph=True)
-    out_e, loss_e, grads_e = _train_step(eager, x, y)
-    out_c, loss_c, grads_c = _train_step(compiled, x, y)
-    torch.testing.assert_close(out_c, out_e, **TIGHT)
-    torch.testing.assert_close(loss_c, loss_ref, **TIGHT)
-    for n in grads_e:
-        gc = grads_c.get(n, grads_c.get(f"_orig_mod.{n}"))
-        torch.testing.assert_close(gc, grads_e[n], **TIGHT, msg=lambda m, n=n: f"compiled grad of {n}: {m}")
-    _assert_same_state(eager, compiled_module)
-    torch._dynamo.reset()
+    _assert_compiled_step_matches(base, x, y, out_ref)
 
 
 # ---------------------------------------------------------------------------------------------------------------
