@@ -133,18 +133,19 @@ def variants() -> list[Variant]:
                  "size_bucket": "i32"},
                 dict(OP=op, OPMATH=tl.float32, WORDS=words, NEG_ZERO=False), cfg_m.num_warps, 32 * words,
                 2 * nb + 1 / 8, True, ("g_ptr", "mask_ptr", "dx_ptr", "numel")))
-        for opn in ("elu",) + tuple(spec.name for spec in UNARY):  # (the unary family: glo_kernels/ops/unary.py)
+        for opn in ("elu", "softplus") + tuple(spec.name for spec in UNARY):  # (the unary family: glo_kernels/ops/unary.py)
             fwd, bwd = K.unary_pair(opn)
             block = cfg_u.kwargs["BLOCK"]
             out.append(Variant(
                 f"{opn} fwd {dt}", K._unary_forward_kernel,
-                {"x_ptr": f"*{dt}", "y_ptr": f"*{dt}", "numel": "i32", "alpha": "fp64", "size_bucket": "i32"},
+                {"x_ptr": f"*{dt}", "y_ptr": f"*{dt}", "numel": "i32", "alpha": "fp64", "alpha2": "fp64",
+                 "size_bucket": "i32"},
                 dict(FWD=fwd, OPMATH=tl.float32, LIBDEVICE=True, BLOCK=block, NEG_ZERO=False), cfg_u.num_warps, block,
                 2 * nb, True, ("x_ptr", "y_ptr", "numel")))
             out.append(Variant(
                 f"{opn} bwd {dt}", K._unary_backward_kernel,
                 {"g_ptr": f"*{dt}", "s_ptr": f"*{dt}", "dx_ptr": f"*{dt}", "numel": "i32", "alpha": "fp64",
-                 "size_bucket": "i32"},
+                 "alpha2": "fp64", "size_bucket": "i32"},
                 dict(BWD=bwd, OPMATH=tl.float32, LIBDEVICE=True, BLOCK=block, NEG_ZERO=False), cfg_u.num_warps, block,
                 3 * nb, True, ("g_ptr", "s_ptr", "dx_ptr", "numel")))
         # Per-channel kernels: channels_last / [N, C] (inner == 1, C = 64) and NCHW with 32 x 32 planes.

@@ -1,5 +1,5 @@
 // Autograd kernels in C++ for the forward operators of both operator namespaces, glo_kernels (the CPU and CUDA
-// backends) and glo_kernels_triton (the Triton backend): relu, leaky_relu, elu, the GLO_UNARY_OPS of glo/op_list.h,
+// backends) and glo_kernels_triton (the Triton backend): relu, leaky_relu, elu, softplus, the GLO_UNARY_OPS of glo/op_list.h,
 // prelu, pelu, maxout, softmax, log_softmax, grouped_softmax, distillation_loss. (The in-place forms keep their
 // torch.autograd.Function in glo_kernels/functional.py.) Each Function is a template on the namespace Ns.
 //
@@ -136,6 +136,29 @@ struct EluFn : Function<EluFn<Ns>> {
     using Sig = Tensor(const Tensor&, const Tensor&, double, bool);
     const double alpha = ctx->saved_data["alpha"].toDouble();
     return {call_backward(GLO_OP("elu_backward", Sig), grads[0], x, alpha, false), Tensor()};
+  }
+};
+
+// ---- Softplus saves its input ----
+template <class Ns>
+struct SoftplusFn : Function<SoftplusFn<Ns>> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, double beta, double threshold) {
+    Tensor y;
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      y = GLO_OP("softplus", Tensor(const Tensor&, double, double)).call(x, beta, threshold);
+    }
+    ctx->saved_data["beta"] = beta;
+    ctx->saved_data["threshold"] = threshold;
+    ctx->save_for_backward({x});
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const Tensor x = ctx->get_saved_variables()[0];
+    using Sig = Tensor(const Tensor&, const Tensor&, double, double);
+    return {call_backward(GLO_OP("softplus_backward", Sig), grads[0], x, ctx->saved_data["beta"].toDouble(),
+                          ctx->saved_data["threshold"].toDouble()),
+            Tensor(), Tensor()};
   }
 };
 
@@ -386,6 +409,10 @@ std::tuple<Tensor, Tensor> leaky_relu_autograd(const Tensor& x, double slope, bo
 template <class Ns>
 Tensor elu_autograd(const Tensor& x, double alpha) { return EluFn<Ns>::apply(x, alpha); }
 template <class Ns>
+Tensor softplus_autograd(const Tensor& x, double beta, double threshold) {
+  return SoftplusFn<Ns>::apply(x, beta, threshold);
+}
+template <class Ns>
 Tensor prelu_autograd(const Tensor& x, const Tensor& w) { return PReLUFn<Ns>::apply(x, w); }
 template <class Ns>
 Tensor pelu_autograd(const Tensor& x, const Tensor& a, const Tensor& b) { return PELUFn<Ns>::apply(x, a, b); }
@@ -427,6 +454,7 @@ void register_autograd(torch::Library& m) {
   m.impl("relu", &relu_autograd<Ns>);
   m.impl("leaky_relu", &leaky_relu_autograd<Ns>);
   m.impl("elu", &elu_autograd<Ns>);
+  m.impl("softplus", &softplus_autograd<Ns>);
 #define GLO_UNARY_AUTOGRAD_(NAME, FUNCTOR, SAVED) m.impl(#NAME, &unary_autograd<Ns, NAME##_op>);
   GLO_UNARY_OPS(GLO_UNARY_AUTOGRAD_)
 #undef GLO_UNARY_AUTOGRAD_

@@ -1,6 +1,6 @@
 """glo_kernels: fused activation kernels for PyTorch (CUDA C++, Triton, CPU) with a plain-torch reference.
 
-Functional API: :func:`relu`, :func:`leaky_relu`, :func:`prelu`, :func:`elu`, :func:`pelu`, :func:`maxout`,
+Functional API: :func:`relu`, :func:`leaky_relu`, :func:`prelu`, :func:`elu`, :func:`softplus`, :func:`pelu`, :func:`maxout`,
 :func:`softmax`, :func:`log_softmax`, :func:`grouped_softmax`, :func:`distillation_loss`, and the unary family of
 glo_kernels.ops.unary (:func:`sigmoid`, :func:`tanh`, ...); modules in :mod:`glo_kernels.nn`.
 Backends: :func:`available_backends`, :func:`use_backend` and the environment variable ``GLO_KERNELS_BACKEND``.
@@ -9,7 +9,7 @@ from glo_kernels import backends as _backends
 from glo_kernels import library as _library
 from glo_kernels.backends import BACKENDS, BackendStatus, available_backends, backend_for, use_backend
 from glo_kernels.functional import (UNARY_FUNCTIONS, distillation_loss, elu, grouped_softmax, leaky_relu, log_softmax,
-                                   maxout, pelu, prelu, relu, softmax)
+                                   maxout, pelu, prelu, relu, softmax, softplus)
 
 globals().update(UNARY_FUNCTIONS)  # glo_kernels.sigmoid, glo_kernels.tanh, ... (glo_kernels/ops/unary.py)
 
@@ -39,6 +39,7 @@ __all__ = [
     "prelu",
     "relu",
     "softmax",
+    "softplus",
     "use_backend",
     *UNARY_FUNCTIONS,
 ]

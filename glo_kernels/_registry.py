@@ -137,6 +137,19 @@ OPS: tuple[OpSpec, ...] = (
         eager=F.elu,
     ),
     OpSpec(
+        name="softplus",
+        exact=False,
+        ulps=4.0,
+        fn=functional.softplus,
+        reference=reference.softplus,
+        kwargs_cases=({}, {"beta": 2.0}, {"beta": 0.5, "threshold": 5.0}),
+        module=nn.Softplus,
+        torch_module=torch.nn.Softplus,
+        module_kwargs={"beta": 2.0},
+        bytes_bwd=3.0,  # grad and the saved input in, dx out
+        eager=F.softplus,
+    ),
+    OpSpec(
         name="pelu",
         exact=False,
         ulps=4.0,

@@ -188,6 +188,23 @@ def elu(x: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Ten
     return ns.elu(x, alpha)
 
 
+def softplus(x: torch.Tensor, beta: float = 1.0, threshold: float = 20.0) -> torch.Tensor:
+    """Softplus, ``log(1 + exp(beta * x)) / beta``, as ``torch.nn.functional.softplus``: ``x`` itself where
+    ``x * beta > threshold`` (torch's rule: the same product and comparison); the backward reads the saved input.
+
+    One fused pass each way, computed as ``(max(u, 0) + log1p(exp(-|u|))) / beta`` with ``u = x * beta`` (stable for
+    any x; tiny results keep their precision); ``dx = dy * sigmoid(u)``, or ``dy`` past the threshold. Conventions are
+    torch's: NaN propagates, ``softplus(-inf)`` is 0 and ``softplus(+inf)`` is +inf.
+    """
+    _check_x(x, "softplus")
+    beta = _check_number(beta, "softplus", "beta")
+    threshold = _check_number(threshold, "softplus", "threshold")
+    backend = backends.backend_for(x.device, "softplus")
+    if backend == "reference":
+        return reference.softplus(x, beta, threshold)
+    return op_namespace(backend).softplus(x, beta, threshold)
+
+
 class _SavedOutputInplace(torch.autograd.Function):
     """In-place op of the unary family whose backward reads its output, under autograd: x is overwritten with the
     output, which is all the backward reads (saved after the write, so autograd's version check catches a later

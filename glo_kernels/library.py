@@ -68,6 +68,9 @@ def _register(ns: str) -> None:
     # (dx follows the format of the saved tensor)
     lib.register_fake(f"{ns}::elu_backward", lambda grad, saved, alpha, is_result: empty_like_dense(saved))
 
+    lib.register_fake(f"{ns}::softplus", lambda x, beta, threshold: empty_like_dense(x))
+    lib.register_fake(f"{ns}::softplus_backward", lambda grad, x, beta, threshold: empty_like_dense(x))
+
     for spec in UNARY:  # (the family of GLO_UNARY_OPS; glo_kernels/ops/unary.py)
         lib.register_fake(f"{ns}::{spec.name}", lambda x: empty_like_dense(x))
         lib.register_fake(f"{ns}::{spec.name}_", lambda x: None)
@@ -103,6 +106,17 @@ def _register(ns: str) -> None:
         return d_grad, d_saved, None, None
 
     autograd("elu_backward", elu_bwd_bwd, save_grad_and_saved)
+
+    def softplus_bwd_bwd(ctx, gg):  # dx = grad * sigmoid(x * beta) unless x * beta > threshold
+        grad, x = ctx.saved_tensors
+        beta, threshold = ctx.extra
+        d_grad = ops.softplus_backward(gg, x, beta, threshold)
+        u = x * beta
+        s = torch.sigmoid(u)
+        d_x = torch.where(u > threshold, torch.zeros((), dtype=x.dtype, device=x.device), gg * grad * beta * s * (1 - s))
+        return d_grad, d_x, None, None
+
+    autograd("softplus_backward", softplus_bwd_bwd, save_grad_and_saved)
 
     def unary_bwd_bwd(name, d_saved):
         backward_op = getattr(ops, name + "_backward")

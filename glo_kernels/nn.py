@@ -41,6 +41,13 @@ class ELU(torch.nn.ELU):
         return F.elu(input, self.alpha, inplace=self.inplace)
 
 
+class Softplus(torch.nn.Softplus):
+    """``torch.nn.Softplus(beta=1.0, threshold=20.0)`` on glo_kernels' fused kernels."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.softplus(input, self.beta, self.threshold)
+
+
 def _make_unary_module(spec) -> type:
     """glo_kernels.nn.<Twin> of an op of the unary family: its torch.nn twin with forward on glo_kernels.<name> (the
     twin's `inplace` passed on where it has one)."""
@@ -224,6 +231,7 @@ def _twin_prelu(m: torch.nn.PReLU) -> torch.nn.Module:
 # torch.nn class -> function building its glo_kernels twin. Grows as ops are added.
 _TWINS = {
     torch.nn.ELU: lambda m: ELU(alpha=m.alpha, inplace=m.inplace),
+    torch.nn.Softplus: lambda m: Softplus(beta=m.beta, threshold=m.threshold),
     torch.nn.ReLU: _twin_relu,
     torch.nn.LeakyReLU: _twin_leaky_relu,
     torch.nn.PReLU: _twin_prelu,
@@ -264,4 +272,4 @@ def replace_activations(model: torch.nn.Module) -> torch.nn.Module:
 
 
 __all__ = ["DistillationLoss", "ELU", "GroupedSoftmax", "LeakyReLU", "LogSoftmax", "Maxout", "PELU", "PReLU", "ReLU",
-           "Softmax", "replace_activations", *UNARY_MODULES]
+           "Softmax", "Softplus", "replace_activations", *UNARY_MODULES]

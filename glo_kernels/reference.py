@@ -175,6 +175,12 @@ def hardswish(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     return _opmath_op(_Hardswish.apply, x, inplace)
 
 
+def softplus(x: torch.Tensor, beta: float = 1.0, threshold: float = 20.0) -> torch.Tensor:
+    """F.softplus in opmath (16-bit inputs in float32, rounded once), a non-dense x through a contiguous copy."""
+    (xf,) = _opmath(x)
+    return F.softplus(xf if _is_dense(xf) else xf.contiguous(), beta, threshold).to(x.dtype)
+
+
 # ---- GELU: computed in float64 (every dtype: float32 and 16-bit inputs rounded once), so that the tests' truth is
 # accurate where torch's own forms cancel (1 + erf(x / sqrt 2) and 1 + tanh(u) for x < 0) ----
 _SQRT_HALF, _SQRT_HALF_LO = 0.70710678118654752, -4.833646656726457e-17

@@ -32,6 +32,8 @@ def _pelu_formula(x):
 CASES = {
     **{spec.name: (getattr(glo_kernels, spec.name), getattr(reference, spec.name), spec.twin) for spec in UNARY},
     "elu": (lambda x: glo_kernels.elu(x, 0.7), lambda x: F.elu(x, 0.7), lambda x: F.elu(x, 0.7)),
+    "softplus": (lambda x: glo_kernels.softplus(x, 1.5, 25.0), lambda x: F.softplus(x, 1.5, 25.0),
+                 lambda x: F.softplus(x, 1.5, 25.0)),
     "pelu": (lambda x: glo_kernels.pelu(x, torch.tensor([1.3], device=x.device), torch.tensor([0.6], device=x.device)),
              _pelu_formula, _pelu_formula),
 }

@@ -68,6 +68,8 @@ def _opcheck_cases(device):
         ("elu_", (x.clone(), 0.7)),
         ("elu_backward", (dy.clone().requires_grad_(), xr, 0.7, False)),
         ("elu_backward", (dy.clone().requires_grad_(), torch.nn.functional.elu(xr, 0.7), 0.7, True)),
+        ("softplus", (xr, 1.5, 3.0)),
+        ("softplus_backward", (dy.clone().requires_grad_(), xr, 1.5, 3.0)),
         ("pelu", (xr, wc.clone().requires_grad_() + 0.5, wc.clone().requires_grad_() + 0.3)),
         ("pelu", (xr, w1.clone().requires_grad_(), w1.clone().requires_grad_() + 1.0)),
         ("pelu_backward", (dy.clone().requires_grad_(), xr, wc.clone().requires_grad_() + 0.5,
@@ -94,6 +96,7 @@ def _channels_last_opcheck_cases(device):
     mask = torch.ops.glo_kernels.relu(x.cpu(), True)[1].to(device)
     cases = [("relu", (xr, True)), ("leaky_relu", (xr, 0.2, True)), ("relu_", (x.clone(), True)),
              ("leaky_relu_", (x.clone(), 0.2, True)), ("elu", (xr, 0.7)), ("elu_", (x.clone(), 0.7)),
+             ("softplus", (xr, 1.5, 3.0)),
              ("relu_backward", (g_cl, mask))]
     cases += [c for spec in UNARY for c in ((spec.name, (xr,)), (spec.name + "_", (x.clone(),)))]
     w = torch.rand(3, dtype=torch.float64, device=device, requires_grad=True)
@@ -253,7 +256,7 @@ def test_torch_export_and_compile_with_a_dynamic_batch(backend):
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1, dict(torch._dynamo.utils.counters["stats"])
 
 
-_CPP_AUTOGRAD_OPS = ("relu", "leaky_relu", "elu", "prelu", "pelu", "maxout", "softmax", "log_softmax", "grouped_softmax",
+_CPP_AUTOGRAD_OPS = ("relu", "leaky_relu", "elu", "softplus", "prelu", "pelu", "maxout", "softmax", "log_softmax", "grouped_softmax",
                      "distillation_loss") + UNARY_NAMES
 
 

@@ -79,7 +79,7 @@ NATIVE_EXAMPLES = max(1, round(300 * _SCALE))  # per op, on the cpu / reference 
 INTERPRETED_EXAMPLES = max(1, round(80 * _SCALE))  # per op, Triton under its interpreter (CPU tensors)
 NATIVE_MAX_NUMEL = 3000
 INTERPRETED_MAX_NUMEL = 2000
-FORMAT_KEEPING_OPS = ("relu", "leaky_relu", "elu", "prelu", "pelu") + UNARY_NAMES  # output in dense_format(x)
+FORMAT_KEEPING_OPS = ("relu", "leaky_relu", "elu", "softplus", "prelu", "pelu") + UNARY_NAMES  # output in dense_format(x)
 LONG_ROW = (4097, 9000)  # row lengths of the "long" shapes (native backends only)
 
 DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)  # the first one is what examples shrink to
@@ -226,6 +226,8 @@ def special_values(op, dtype) -> list[float]:
     edges = {
         "elu": (1e-8, 1e-4, 0.5, 17.0, 17.4, 36.8, 37.5, 87.3, 88.8, 103.0, 104.0, 745.0),
         "pelu": (1e-8, 1e-4, 0.5, 8.9, 17.0, 37.0, 88.8, 104.0),
+        # softplus: its thresholds (x beta = 20, 5, with beta 1, 2, 0.5) and exp's underflow (float32, float64)
+        "softplus": (2.5, 5.0, 10.0, 20.0, 40.0, 87.3, 103.9, 745.0),
         **{spec.name: spec.edges for spec in UNARY if spec.edges},
     }.get(op.name, (88.0, 104.0, 1e4 - 1, 3e4))
     for e in edges:
@@ -361,6 +363,10 @@ def op_case(draw, op, shape, dtype):
         alpha = draw(st.one_of(st.sampled_from([1.0, 0.5, 3.0, _f32(1e-3)]),
                                st.floats(0.0, 3.0, exclude_min=True, allow_nan=False, width=32)), label="alpha")
         case.kwargs = {"alpha": alpha}
+    elif name == "softplus":
+        beta = draw(st.sampled_from([1.0, 2.0, 0.5, 3.0]), label="beta")
+        threshold = draw(st.sampled_from([20.0, 5.0, 1.0, 0.0]), label="threshold")
+        case.kwargs = {"beta": beta, "threshold": threshold}
     elif name == "prelu":
         slopes = [0.25, 0.0, -0.0, 1.0, -1.0, 2.0, -2.0]
         w = draw(channel_param(shape, dtype, lambda n: param_values(n, -2.0, 2.0, slopes, "weight"), "weight"))

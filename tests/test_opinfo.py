@@ -102,6 +102,7 @@ def _sig_functional_unary(input, inplace=False): ...  # torch.nn.functional.silu
 def _sig_functional_unary_(x): ...  # their OpInfos' inplace_variant: F.silu(x, inplace=True)
 def _sig_softmax(input, dim, dtype=None, *, out=None): ...  # torch.softmax, torch.log_softmax
 def _sig_gelu(input, approximate="none"): ...  # torch.nn.functional.gelu (UnarySpec.choice)
+def _sig_softplus(input, beta=1.0, threshold=20.0): ...  # torch.nn.functional.softplus
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +143,7 @@ MIRRORS = (
     Mirror("nn.functional.prelu", "", "prelu", _sig_prelu, {"weight": "weight"}),
     Mirror("nn.functional.elu", "", "elu", _sig_elu, {"alpha": "alpha", "inplace": "inplace"}),
     Mirror("nn.functional.elu", "", "elu", _sig_elu_, {"alpha": "alpha"}, inplace=True),
+    Mirror("nn.functional.softplus", "", "softplus", _sig_softplus, {"beta": "beta", "threshold": "threshold"}),
     Mirror("softmax", "", "softmax", _sig_softmax, _SOFTMAX_ARGS),
     Mirror("log_softmax", "", "log_softmax", _sig_softmax, _SOFTMAX_ARGS),
     # ---- (branch features, merged) softmax / log_softmax dtype= ----

@@ -240,6 +240,9 @@ def _call_every_registered_op(ns, x, g, w, a, b, tt, call) -> None:
     y = call("elu", x, 1.5)
     call("elu_backward", g, x, 1.5, False)
     call("elu_backward", g, y, 1.5, True)
+    for beta, threshold in ((1.0, 20.0), (2.0, 1.0)):
+        call("softplus", x, beta, threshold)
+        call("softplus_backward", g, x, beta, threshold)
     for spec in UNARY:
         y = call(spec.name, x)
         call(spec.name + "_backward", g, x if spec.saved == "x" else y)

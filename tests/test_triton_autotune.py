@@ -91,10 +91,10 @@ def test_unary_kernels_same_bits_for_every_configuration(dtype, op):
         y = torch.empty_like(x)
         dx = torch.empty_like(x)
         with K._on_device(x):
-            K._unary_forward_kernel[grid](x, y, N, 1.3, K._size_bucket(N), FWD=fwd, OPMATH=K._opmath(dtype),
+            K._unary_forward_kernel[grid](x, y, N, 1.3, 0.0, K._size_bucket(N), FWD=fwd, OPMATH=K._opmath(dtype),
                                           LIBDEVICE=not K.INTERPRETED, NEG_ZERO=False, **cfg.kwargs,
                                           num_warps=cfg.num_warps, **K._libdevice_options(x))
-            K._unary_backward_kernel[grid](g, x if op == "elu" else y, dx, N, 1.3, K._size_bucket(N), BWD=bwd,
+            K._unary_backward_kernel[grid](g, x if op == "elu" else y, dx, N, 1.3, 0.0, K._size_bucket(N), BWD=bwd,
                                            OPMATH=K._opmath(dtype), LIBDEVICE=not K.INTERPRETED, NEG_ZERO=False,
                                            **cfg.kwargs, num_warps=cfg.num_warps, **K._libdevice_options(x))
         if ref is None:

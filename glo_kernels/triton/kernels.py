@@ -199,7 +199,7 @@ def _mask_backward_kernel(g_ptr, mask_ptr, dx_ptr, numel, slope: tl.float64, siz
 # kernel each way, the element math a pair of glo_kernels/triton/math.py handed as FWD / BWD.
 # ---------------------------------------------------------------------------------------------------------------
 @triton.jit(do_not_specialize=["size_bucket"])
-def _unary_forward_kernel(x_ptr, y_ptr, numel, alpha: tl.float64, size_bucket, FWD: tl.constexpr,
+def _unary_forward_kernel(x_ptr, y_ptr, numel, alpha: tl.float64, alpha2: tl.float64, size_bucket, FWD: tl.constexpr,
                           OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, BLOCK: tl.constexpr,
                           NEG_ZERO: tl.constexpr = False):
     """y = FWD(x, alpha) (math.py's <name>_forward). x_ptr and y_ptr may be the same tensor (in place): each element
@@ -209,12 +209,12 @@ def _unary_forward_kernel(x_ptr, y_ptr, numel, alpha: tl.float64, size_bucket, F
     inb = offs < numel
     x = _upcast(tl.load(x_ptr + offs, mask=inb, other=0.0), OPMATH)
     FAST16: tl.constexpr = _fast16(y_ptr.dtype.element_ty, LIBDEVICE)
-    y = FWD(x, _slope(alpha, OPMATH, NEG_ZERO), OPMATH, LIBDEVICE, FAST16)
+    y = FWD(x, _slope(alpha, OPMATH, NEG_ZERO), tl.full([], alpha2, OPMATH), OPMATH, LIBDEVICE, FAST16)
     tl.store(y_ptr + offs, _downcast(y, y_ptr.dtype.element_ty), mask=inb)
 
 
 @triton.jit(do_not_specialize=["size_bucket"])
-def _unary_backward_kernel(g_ptr, s_ptr, dx_ptr, numel, alpha: tl.float64, size_bucket, BWD: tl.constexpr,
+def _unary_backward_kernel(g_ptr, s_ptr, dx_ptr, numel, alpha: tl.float64, alpha2: tl.float64, size_bucket, BWD: tl.constexpr,
                            OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, BLOCK: tl.constexpr,
                            NEG_ZERO: tl.constexpr = False):
     """dx = BWD(dy, saved, alpha) (math.py's <name>_backward); saved is the op's input or output."""
@@ -223,7 +223,7 @@ def _unary_backward_kernel(g_ptr, s_ptr, dx_ptr, numel, alpha: tl.float64, size_
     inb = offs < numel
     g = _upcast(tl.load(g_ptr + offs, mask=inb, other=0.0), OPMATH)
     s = _upcast(tl.load(s_ptr + offs, mask=inb, other=0.0), OPMATH)
-    dx = BWD(g, s, _slope(alpha, OPMATH, NEG_ZERO), OPMATH, LIBDEVICE)
+    dx = BWD(g, s, _slope(alpha, OPMATH, NEG_ZERO), tl.full([], alpha2, OPMATH), OPMATH, LIBDEVICE)
     tl.store(dx_ptr + offs, _downcast(dx, dx_ptr.dtype.element_ty), mask=inb)
 
 
@@ -557,25 +557,28 @@ def _libdevice_options(t: torch.Tensor) -> dict:
     return {}
 
 
-def unary_forward(x: torch.Tensor, y: torch.Tensor, fn: str, alpha: float = 0.0) -> None:
-    """y = f(x) (y may be x); f is math.py's pair of the element function `fn` (elu, sigmoid, tanh, ...)."""
+def unary_forward(x: torch.Tensor, y: torch.Tensor, fn: str, alpha: float = 0.0, alpha2: float = 0.0) -> None:
+    """y = f(x) (y may be x); f is math.py's pair of the element function `fn` (elu, sigmoid, tanh, ...), alpha and
+    alpha2 its scalar parameters."""
     n = x.numel()
     fwd, _ = unary_pair(fn)
     with _on_device(x):
         _launch_tuned(_unary_forward_tuned, _unary_forward_kernel, UNARY_CONFIGS,
-                      lambda meta: (triton.cdiv(n, meta["BLOCK"]),), x, x, y, n, float(alpha), _size_bucket(n),
+                      lambda meta: (triton.cdiv(n, meta["BLOCK"]),), x, x, y, n, float(alpha), float(alpha2),
+                      _size_bucket(n),
                       FWD=fwd, OPMATH=_opmath(x.dtype), LIBDEVICE=not INTERPRETED, NEG_ZERO=_is_neg_zero(alpha),
                       **_libdevice_options(x))
 
 
-def unary_backward(grad: torch.Tensor, saved: torch.Tensor, dx: torch.Tensor, fn: str, alpha: float = 0.0) -> None:
+def unary_backward(grad: torch.Tensor, saved: torch.Tensor, dx: torch.Tensor, fn: str, alpha: float = 0.0,
+                   alpha2: float = 0.0) -> None:
     """dx = f.backward(grad, saved) of the element function `fn`; saved is the op's input or output."""
     n = grad.numel()
     _, bwd = unary_pair(fn)
     with _on_device(grad):
         _launch_tuned(_unary_backward_tuned, _unary_backward_kernel, UNARY_CONFIGS,
                       lambda meta: (triton.cdiv(n, meta["BLOCK"]),), grad, grad, saved, dx, n, float(alpha),
-                      _size_bucket(n), BWD=bwd, OPMATH=_opmath(grad.dtype), LIBDEVICE=not INTERPRETED,
+                      float(alpha2), _size_bucket(n), BWD=bwd, OPMATH=_opmath(grad.dtype), LIBDEVICE=not INTERPRETED,
                       NEG_ZERO=_is_neg_zero(alpha), **_libdevice_options(grad))
 
 

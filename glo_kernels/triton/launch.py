@@ -35,6 +35,12 @@ def _scalar(scalars) -> float:
     return float(scalars[0]) if len(scalars) else 0.0
 
 
+def _scalars2(scalars) -> tuple[float, float]:
+    """The (up to) two scalar parameters of a unary element function, 0 for those it does not have."""
+    assert len(scalars) <= 2, scalars
+    return tuple(float(v) for v in scalars) + (0.0,) * (2 - len(scalars))
+
+
 def mask_forward(x, y, mask, fn, scalars):
     _k.mask_forward(x, y, mask, _fn(_MASK_FNS, fn, "mask"), _scalar(scalars))
 
@@ -44,11 +50,11 @@ def mask_backward(grad, mask, dx, fn, scalars):
 
 
 def unary_forward(x, y, fn, scalars):
-    _k.unary_forward(x, y, fn, _scalar(scalars))  # (the element math: glo_kernels/triton/math.py's pair of fn)
+    _k.unary_forward(x, y, fn, *_scalars2(scalars))  # (the element math: glo_kernels/triton/math.py's pair of fn)
 
 
 def unary_backward(grad, saved, dx, fn, scalars):
-    _k.unary_backward(grad, saved, dx, fn, _scalar(scalars))
+    _k.unary_backward(grad, saved, dx, fn, *_scalars2(scalars))
 
 
 def channel_forward(x, params, y, outer, channels, inner, fn):

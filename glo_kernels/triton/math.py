@@ -4,9 +4,10 @@ implementations (C++ functors, these, glo_kernels/reference.py) in step.
 
 The element-wise kernels of glo_kernels/triton/kernels.py take a pair as tl.constexpr arguments (FWD, BWD) and call it
 on opmath values:
-    <name>_forward(x, a, OPMATH, LIBDEVICE, FAST16) -> y
-    <name>_backward(dy, saved, a, OPMATH, LIBDEVICE) -> dx
-where `a` is the op's scalar parameter in opmath (ELU's alpha; 0 for ops without one), `saved` the tensor the op's
+    <name>_forward(x, a, a2, OPMATH, LIBDEVICE, FAST16) -> y
+    <name>_backward(dy, saved, a, a2, OPMATH, LIBDEVICE) -> dx
+where `a` and `a2` are the op's scalar parameters in opmath (ELU's alpha; Softplus's beta and threshold; 0 where the
+op has none), `saved` the tensor the op's
 backward reads (its input or its output: GLO_UNARY_OPS of csrc/include/glo/op_list.h says which), LIBDEVICE whether
 libdevice is there (a GPU, not the interpreter) and FAST16 whether the result is stored in 16 bits on an NVIDIA GPU
 (the cheaper forms below may then be used). `<name>` is the element function the C++ glue names (Factory::name() in
@@ -217,7 +218,7 @@ def _tanh16(x):
 # Activations whose backward reads one saved tensor (the unary kernels): forward / backward pairs.
 # ---------------------------------------------------------------------------------------------------------------
 @triton.jit
-def elu_forward(x, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
+def elu_forward(x, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
     """ELU<T>: forward(x) = x < 0 ? expm1(x) * alpha : x   (-0.0 and NaN give x)."""
     xn = tl.where(x < 0.0, x, 0.0)
     if FAST16:
@@ -228,7 +229,7 @@ def elu_forward(x, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.
 
 
 @triton.jit
-def elu_backward(g, s, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+def elu_backward(g, s, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
     """ELU<T>: backward(dy, x) = x > 0 ? dy : dy * alpha * exp(x)   (a NaN x gives NaN)."""
     return tl.where(s > 0.0, g, g * a * _exp(tl.where(s > 0.0, 0.0, s), LIBDEVICE))
 
@@ -237,13 +238,13 @@ elu_from_result_forward = elu_forward  # ELUFromResult<T>: ELU's forward
 
 
 @triton.jit
-def elu_from_result_backward(g, s, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+def elu_from_result_backward(g, s, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
     """ELUFromResult<T>: backward(dy, y) = y > 0 ? dy : dy * (y + alpha)   (a NaN y gives NaN)."""
     return tl.where(s > 0.0, g, g * (s + a))
 
 
 @triton.jit
-def sigmoid_forward(x, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
+def sigmoid_forward(x, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
     """Sigmoid<T>: e = exp(-|x|) (NaN stays NaN), pos = 1 / (1 + e); forward(x) = x < 0 ? e * pos : pos."""
     if FAST16:
         e = _exp16(tl.where(x < 0.0, x, -x), True)
@@ -255,13 +256,13 @@ def sigmoid_forward(x, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16:
 
 
 @triton.jit
-def sigmoid_backward(g, s, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+def sigmoid_backward(g, s, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
     """Sigmoid<T>: backward(dy, y) = dy * (1 - y) * y."""
     return g * (1.0 - s) * s
 
 
 @triton.jit
-def tanh_forward(x, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
+def tanh_forward(x, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
     """Tanh<T>: forward(x) = tanh(x)."""
     if FAST16:
         y = _tanh16(x)
@@ -271,19 +272,19 @@ def tanh_forward(x, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl
 
 
 @triton.jit
-def tanh_backward(g, s, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+def tanh_backward(g, s, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
     """Tanh<T>: backward(dy, y) = dy * (1 - y * y)."""
     return g * (1.0 - s * s)
 
 
 @triton.jit
-def silu_forward(x, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
+def silu_forward(x, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
     """SiLU<T>: forward(x) = x * sigmoid(x), sigmoid as sigmoid_forward."""
-    return x * sigmoid_forward(x, a, OPMATH, LIBDEVICE, FAST16)
+    return x * sigmoid_forward(x, a, a2, OPMATH, LIBDEVICE, FAST16)
 
 
 @triton.jit
-def silu_backward(g, s, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+def silu_backward(g, s, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
     """SiLU<T>: backward(dy, x) = dy * sig * (1 + x * sig(-x)), sig(x) and sig(-x) from the same e = exp(-|x|)."""
     e = _exp(tl.where(s < 0.0, s, -s), LIBDEVICE)
     r = _div(tl.full(s.shape, 1.0, OPMATH), 1.0 + e, OPMATH)
@@ -294,7 +295,7 @@ def silu_backward(g, s, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
 
 
 @triton.jit
-def mish_forward(x, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
+def mish_forward(x, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
     """Mish<T>: e = exp(x), w = e (e + 2), forward(x) = x * (x < 20 ? w / (w + 2) : 1)   (NaN takes the 1)."""
     big = ~(x < 20.0)
     e = _exp(tl.where(big, 0.0, x), LIBDEVICE)
@@ -303,7 +304,7 @@ def mish_forward(x, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl
 
 
 @triton.jit
-def mish_backward(g, s, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+def mish_backward(g, s, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
     """Mish<T>: backward(dy, x) = dy * (t + x sig (2 r) (1 + t)), r = 1 / (w + 2), t = w r, sig = e / (1 + e);
     x >= 20 (or NaN): dy * (1 + x * 0)."""
     big = ~(s < 20.0)
@@ -325,29 +326,54 @@ def _relu6_of_x_plus_3(x):
 
 
 @triton.jit
-def hardsigmoid_forward(x, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
+def hardsigmoid_forward(x, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
     """Hardsigmoid<T>: forward(x) = min(max(x + 3, 0), 6) / 6 (an IEEE division, as the functor's)."""
     return _div(_relu6_of_x_plus_3(x), tl.full(x.shape, 6.0, OPMATH), OPMATH)
 
 
 @triton.jit
-def hardsigmoid_backward(g, s, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+def hardsigmoid_backward(g, s, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
     """Hardsigmoid<T>: backward(dy, x) = -3 < x < 3 ? dy * (1/6 rounded to opmath) : 0."""
     sixth = _div(tl.full(s.shape, 1.0, OPMATH), tl.full(s.shape, 6.0, OPMATH), OPMATH)
     return tl.where((s > -3.0) & (s < 3.0), g * sixth, 0.0)
 
 
 @triton.jit
-def hardswish_forward(x, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
+def hardswish_forward(x, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
     """Hardswish<T>: forward(x) = x * min(max(x + 3, 0), 6) / 6, in that order."""
     return _div(x * _relu6_of_x_plus_3(x), tl.full(x.shape, 6.0, OPMATH), OPMATH)
 
 
 @triton.jit
-def hardswish_backward(g, s, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+def hardswish_backward(g, s, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
     """Hardswish<T>: backward(dy, x) = x <= -3 ? 0 : x >= 3 ? dy : dy * (x / 3 + 0.5)   (NaN propagates)."""
     mid = g * (_div(s, tl.full(s.shape, 3.0, OPMATH), OPMATH) + 0.5)
     return tl.where(s <= -3.0, 0.0, tl.where(s >= 3.0, g, mid))
+
+
+@triton.jit
+def softplus_forward(x, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
+    """Softplus<T> (a = beta, a2 = threshold): u = x * beta; u > threshold ? x : (max(u, 0) + log1p(exp(-|u|))) / beta."""
+    u = x * a
+    t = _exp(-tl.abs(u), LIBDEVICE)
+    if LIBDEVICE:
+        lp = libdevice.log1p(t)
+    else:  # (the interpreter, in float64: log of fl(1 + t), corrected for its rounding; rounded once to opmath)
+        t64 = t.to(tl.float64)
+        u1 = 1.0 + t64
+        lp = (tl.log(u1) - ((u1 - 1.0) - t64) / u1).to(OPMATH)
+    sp = (tl.where(u > 0.0, u, 0.0) + lp) / a
+    return tl.where(u > a2, x, sp)
+
+
+@triton.jit
+def softplus_backward(g, s, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+    """Softplus<T>: backward(dy, x) = u > threshold ? dy : dy * sigmoid(u), sigmoid from t = exp(-|u|)."""
+    u = s * a
+    t = _exp(tl.where(u < 0.0, u, -u), LIBDEVICE)
+    d = 1.0 + t
+    sig = tl.where(u < 0.0, _div(t, d, OPMATH), _div(tl.full(s.shape, 1.0, OPMATH), d, OPMATH))
+    return tl.where(u > a2, g, g * sig)
 
 
 # ---- GELU: GELU<T> (erf form) and GELUTanh<T> (tanh form) of activations.h; constants as hi + lo pairs there ----
@@ -489,14 +515,14 @@ def _gelu_tanh_parts(x, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: t
 
 
 @triton.jit
-def gelu_tanh_forward(x, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
+def gelu_tanh_forward(x, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
     """GELUTanh<T>: forward(x) = (x * s) * sc, s = sigmoid(z) / sc."""
     s, sn, zp, sc = _gelu_tanh_parts(x, OPMATH, LIBDEVICE, FAST16)
     return (x * s) * sc
 
 
 @triton.jit
-def gelu_tanh_backward(g, s, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+def gelu_tanh_backward(g, s, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
     """GELUTanh<T>: backward(dy, x) = dy * (sig + x * (sig * sig(-z) * z'))."""
     sig, sn, zp, sc = _gelu_tanh_parts(s, OPMATH, LIBDEVICE, False)
     d = sig + s * (sig * sn * zp)
@@ -555,7 +581,7 @@ def _gelu_erfc_exp64(x, LIBDEVICE: tl.constexpr):
 
 
 @triton.jit
-def gelu_forward(x, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
+def gelu_forward(x, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
     """GELU<T>: float: x Phi(x) from _gelu_erf_parts; double: x / 2 * erfc(-x / sqrt 2)."""
     if OPMATH == tl.float64:
         c, e = _gelu_erfc_exp64(x, LIBDEVICE)
@@ -570,7 +596,7 @@ def gelu_forward(x, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl
 
 
 @triton.jit
-def gelu_backward(g, s, a, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+def gelu_backward(g, s, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
     """GELU<T>: backward(dy, x) = dy * (Phi(x) + x phi(x)) (see gelu_forward)."""
     if OPMATH == tl.float64:
         c, e = _gelu_erfc_exp64(s, LIBDEVICE)

@@ -102,6 +102,41 @@ GLO_HD float tanh_f32(float x) {
   return ax < 0.625f ? small : large;  // NaN: large is NaN
 }
 
+// log1p(t) for t in [0, 1] or NaN (what softplus needs: t = exp(-|u|)): u = fl(1 + t) = 2^k m with k in {0, 1} and
+// m in [sqrt(1/2), sqrt(2)), log(m) = f - f^2 / 2 + f^3 P(f) with f = m - 1 (exact) and Cephes' logf polynomial, k ln 2
+// in two parts, plus the rounding of 1 + t, (t - (u - 1)) / u. Branch-free (vectorizes).
+GLO_HD float log1p01_f32(float t) {
+  const float u = 1.0f + t;
+  const bool hi = u > 1.41421356f;
+  const float m = hi ? 0.5f * u : u;
+  const float k = hi ? 1.0f : 0.0f;
+  const float f = m - 1.0f;
+#if defined(__CUDA_ARCH__)
+  float ru;  // 1 / u by rcp.approx and one Newton step (no IEEE division call on the device)
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(ru) : "f"(u));
+  const float n = t - (u - 1.0f);
+  const float q = n * ru;
+  const float c = __builtin_fmaf(__builtin_fmaf(-u, q, n), ru, q);
+#else
+  const float c = (t - (u - 1.0f)) / u;
+#endif
+  const float z = f * f;
+  float p = 7.0376836292e-2f;
+  p = fma_f(p, f, -1.1514610310e-1f);
+  p = fma_f(p, f, 1.1676998740e-1f);
+  p = fma_f(p, f, -1.2420140846e-1f);
+  p = fma_f(p, f, 1.4249322787e-1f);
+  p = fma_f(p, f, -1.6668057665e-1f);
+  p = fma_f(p, f, 2.0000714765e-1f);
+  p = fma_f(p, f, -2.4999993993e-1f);
+  p = fma_f(p, f, 3.3333331174e-1f);
+  float y = f * (z * p);
+  y = fma_f(k, -2.12194440e-4f, y);
+  y = fma_f(-0.5f, z, y);
+  float r = f + (y + c);
+  return fma_f(k, 0.693359375f, r);
+}
+
 }  // namespace detail
 
 #if defined(__CUDA_ARCH__)
@@ -113,9 +148,13 @@ GLO_HD float gexp(float x) { return detail::exp_f32(x); }
 GLO_HD float gexpm1(float x) { return detail::expm1_f32(x); }
 GLO_HD float gtanh(float x) { return detail::tanh_f32(x); }
 #endif
+// log1p(t), t in [0, 1]: detail::log1p01_f32 on the host and the device alike (CUDA's log1pf: about 15 instructions
+// more), libm's for double.
+GLO_HD float glog1p01(float t) { return detail::log1p01_f32(t); }
 GLO_HD double gexp(double x) { return ::exp(x); }
 GLO_HD double gexpm1(double x) { return ::expm1(x); }
 GLO_HD double gtanh(double x) { return ::tanh(x); }
+GLO_HD double glog1p01(double t) { return ::log1p(t); }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Device math for 16-bit storage ("fast16"). A bfloat16 / float16 result keeps 8 / 11 significant bits, so its float
@@ -266,6 +305,24 @@ template <bool Fast>
 GLO_HD double frcp_ge1(double d) {
   return 1.0 / d;
 }
+
+// n / d for d in [1, 2^126]. Device: n * rcp.approx(d) (Fast), or that refined by one Newton step, within 1 ulp
+// without the IEEE division's slow path (about 12 instructions fewer); host: the division.
+template <bool Fast>
+GLO_HD float fdiv_ge1(float n, float d) {
+#if defined(__CUDA_ARCH__)
+  const float r = fast16::rcp_approx_ftz(d);
+  const float q = n * r;
+  if constexpr (Fast) return q;
+  else return __builtin_fmaf(__builtin_fmaf(-d, q, n), r, q);
+#else
+  return n / d;
+#endif
+}
+template <bool Fast>
+GLO_HD float fdiv_ge1_t(float n, float d) { return fdiv_ge1<Fast>(n, d); }
+template <bool Fast>
+GLO_HD double fdiv_ge1_t(double n, double d) { return n / d; }
 
 // v / 6, or (Fast) v * fl(1/6) as PyTorch's CUDA kernels of the hard activations compute it: within a float ulp of
 // v / 6 (two roundings instead of one), far below a 16-bit ulp.
@@ -432,6 +489,47 @@ struct Mish {
   }
 };
 
+// Softplus (as F.softplus(x, beta, threshold)): y = x where x * beta > threshold (torch's rule, the same product and
+// comparison), else log(1 + exp(x * beta)) / beta, computed as (max(u, 0) + log1p(exp(-|u|))) / beta with u = x * beta
+// (no overflow; tiny results keep their precision). Backward from the input: dx = dy where u > threshold, else
+// dy * sigmoid(u) from the same exp(-|u|). NaN propagates; softplus(-inf) = 0, softplus(+inf) = +inf (as torch).
+// The division by beta is a product with 1 / beta rounded to T (inv_beta; one more rounding, no division per
+// element). Fast (16-bit device storage): exp as fast16::exp_approx, log1p(t) as t (1 - t (1/2 - t / 3)) below
+// t = 1/32 (relative error t^3 / 4 <= 7.6e-6) and lg2.approx(1 + t) ln 2 above (absolute error 1e-7 on a value >=
+// 0.03), sigmoid's division as rcp.approx: within 1e-5 relative, 1/400 of a bfloat16 ulp and 1/50 of a float16 ulp.
+template <typename T, bool Fast = false>
+struct Softplus {
+  T beta;
+  T threshold;
+  T inv_beta;
+  GLO_HD T log1p01(T t) const {
+#if defined(__CUDA_ARCH__)
+    if constexpr (Fast) {
+      const float series = t * (1.0f - t * (0.5f - t * 0.333333343f));
+      float l2;
+      asm("lg2.approx.f32 %0, %1;" : "=f"(l2) : "f"(1.0f + t));
+      return t < 0.03125f ? series : l2 * 0.693147182f;
+    } else
+#endif
+      return glog1p01(t);
+  }
+  GLO_HD T forward(T x) const {
+    const T u = x * beta;
+    const T au = u < T(0) ? -u : u;  // (NaN stays NaN)
+    const T t = fexp<Fast>(-au);
+    const T sp = ((u > T(0) ? u : T(0)) + log1p01(t)) * inv_beta;
+    return u > threshold ? x : sp;
+  }
+  GLO_HD T backward(T dy, T x) const {
+    const T u = x * beta;
+    const T t = gexp(u < T(0) ? u : -u);  // exp(-|u|)
+    const T d = T(1) + t;                  // in [1, 2]
+    const T r = fdiv_ge1_t<Fast>(T(1), d);  // (no IEEE division call on the device: it made the float kernel spill)
+    const T s = u < T(0) ? t * r : r;      // sigmoid(u)
+    return u > threshold ? dy : dy * s;
+  }
+};
+
 // ---- GELU (Hendrycks & Gimpel 2016): x Phi(x), Phi the standard normal CDF ----
 namespace detail {
 
@@ -534,23 +632,6 @@ GLO_HD float gelu_erfc_poly(float q) {  // p(q)
 
 }  // namespace detail
 
-// n / d for d in [1, 2^126]. Device: n * rcp.approx(d) (Fast), or that refined by one Newton step, within 1 ulp
-// without the IEEE division's slow path (about 12 instructions fewer); host: the division.
-template <bool Fast>
-GLO_HD float fdiv_ge1(float n, float d) {
-#if defined(__CUDA_ARCH__)
-  const float r = fast16::rcp_approx_ftz(d);
-  const float q = n * r;
-  if constexpr (Fast) return q;
-  else return __builtin_fmaf(__builtin_fmaf(-d, q, n), r, q);
-#else
-  return n / d;
-#endif
-}
-template <bool Fast>
-GLO_HD float fdiv_ge1_t(float n, float d) { return fdiv_ge1<Fast>(n, d); }
-template <bool Fast>
-GLO_HD double fdiv_ge1_t(double n, double d) { return n / d; }
 
 namespace detail {
 template <bool Fast>
@@ -894,6 +975,10 @@ GLO_HD Hardsigmoid<T, true> fast16_variant(const Hardsigmoid<T, false>&) {
 template <typename T>
 GLO_HD Hardswish<T, true> fast16_variant(const Hardswish<T, false>&) {
   return {};
+}
+template <typename T>
+GLO_HD Softplus<T, true> fast16_variant(const Softplus<T, false>& f) {
+  return {f.beta, f.threshold, f.inv_beta};
 }
 template <typename T>
 GLO_HD GELU<T, true> fast16_variant(const GELU<T, false>&) {

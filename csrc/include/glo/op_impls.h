@@ -239,6 +239,22 @@ struct Ops {
     return unary_backward(grad, saved, "elu_backward", "saved", ELUFactory{alpha});
   }
 
+  struct SoftplusFactory {
+    double beta, threshold;
+    template <class T>
+    Softplus<T> operator()(T) const {
+      return {static_cast<T>(beta), static_cast<T>(threshold), static_cast<T>(1.0 / beta)};
+    }
+    static const char* name() { return "softplus"; }
+    std::vector<double> scalars() const { return {beta, threshold}; }
+  };
+  static Tensor softplus(const Tensor& x, double beta, double threshold) {
+    return unary_op(x, "softplus", SoftplusFactory{beta, threshold});
+  }
+  static Tensor softplus_backward(const Tensor& grad, const Tensor& x, double beta, double threshold) {
+    return unary_backward(grad, x, "softplus_backward", "x", SoftplusFactory{beta, threshold});
+  }
+
   // ---- the ops of GLO_UNARY_OPS (glo/op_list.h): name, name_ and name_backward of each line ----
 #define GLO_UNARY_MEMBERS(NAME, FUNCTOR, SAVED)                                                     \
   struct NAME##_factory {                                                                         \

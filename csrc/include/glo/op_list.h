@@ -30,6 +30,8 @@
 // leaky_relu: as relu, with the slope for x <= 0 (in place too: the mask gives any slope a right backward).
 // elu: alpha * expm1(x) for x < 0, x otherwise; elu_ in place (its backward then reads the output); elu_backward reads
 // the saved input (is_result=False) or output (is_result=True).
+// softplus: x where x * beta > threshold, else log(1 + exp(x * beta)) / beta (F.softplus); its backward reads the
+// saved input.
 // prelu: a weight of 1 or C (= x.size(1)) elements; prelu_backward: (dx, dweight) in one pass, dweight reduced
 // deterministically. pelu: parameters a, b (1 or C elements each); pelu_backward: (dx, da, db) likewise.
 // maxout: max over groups of `pieces` along `dim`: (y, uint8 index of each group's winner, empty unless save_indices);
@@ -44,6 +46,8 @@
   X(elu, "(Tensor x, float alpha) -> Tensor")                                                     \
   X(elu_, "(Tensor(a!) x, float alpha) -> ()")                                                    \
   X(elu_backward, "(Tensor grad, Tensor saved, float alpha, bool is_result) -> Tensor")           \
+  X(softplus, "(Tensor x, float beta, float threshold) -> Tensor")                                \
+  X(softplus_backward, "(Tensor grad, Tensor x, float beta, float threshold) -> Tensor")           \
   X(prelu, "(Tensor x, Tensor weight) -> Tensor")                                                 \
   X(prelu_backward, "(Tensor grad, Tensor x, Tensor weight) -> (Tensor, Tensor)")                 \
   X(pelu, "(Tensor x, Tensor a, Tensor b) -> Tensor")                                             \
