@@ -587,13 +587,19 @@ GLO_HD void gelu_tanh_z(T x, T& hi, T& lo) {
 // erf(a) = a P(a^2) (degree 5, 0.02 u), which keeps the value within 2 ulp there (the tail form alone: 4.5); Fast
 // (16-bit storage) skips it. On the host (tests/test_accuracy.py sweeps it): within 4 ulp, the derivative within
 // 5 ulp away from its zero (x = -0.7518).
+// (Only floats: the CPU loops vectorize once the struct is inlined away; bool members kept it in memory, and GCC
+// then left the loop scalar, 5x slower than torch. The branch conditions are gelu_erf_tail / gelu_erf_small.)
 struct GeluErfParts {
   float r;         // R
   float e;         // exp(-x^2 / 2)
-  bool tail;       // a <= 10.2 (false for +-inf, NaN)
-  bool small;      // a < 0.75 and x > -0.35, not Fast: Phi = 1/2 + half_erf there
-  float half_erf;  // erf(x / sqrt 2) / 2 = (x / 2) P(x^2 / 2) / sqrt 2
+  float half_erf;  // erf(x / sqrt 2) / 2 = (x / 2) P(x^2 / 2) / sqrt 2 (not Fast)
 };
+
+// a = |x| / sqrt 2 <= 10.2 (false for +-inf, NaN): the tail form's range
+GLO_HD bool gelu_erf_tail(float x) { return __builtin_fabsf(x) * 0.707106769f <= 10.2f; }
+// a < 0.75 and x > -0.35, not Fast: Phi = 1/2 + half_erf there
+template <bool Fast>
+GLO_HD bool gelu_erf_small(float x) { return !Fast && __builtin_fabsf(x) * 0.707106769f < 0.75f && x > -0.35f; }
 
 GLO_HD float gelu_erf_small_poly(float t) {  // P(t), erf(a) = a P(a^2) on [0, 0.75] (degree 5, 0.02 u)
   float p = -6.74720795e-4f;
@@ -638,20 +644,18 @@ template <bool Fast>
 GLO_HD GeluErfParts gelu_erf_parts(float x) {
   GeluErfParts g;
   const float a = __builtin_fabsf(x) * 0.707106769f;
-  g.tail = a <= 10.2f;  // (the derivative, x phi(x), underflows at x = 14.4)
-  const float at = g.tail ? a : 0.0f;  // (inf, NaN: the tail's values are not used)
-  const float xt = g.tail ? x : 0.0f;
+  const bool tail = gelu_erf_tail(x);  // (the derivative, x phi(x), underflows at x = 14.4)
+  const float at = tail ? a : 0.0f;  // (inf, NaN: the tail's values are not used)
+  const float xt = tail ? x : 0.0f;
   const float q = fdiv_ge1<Fast>(at - 2.0f, at + 2.0f);
   g.r = fdiv_ge1<Fast>(1.0f + (Fast ? gelu_erfc_poly6(q) : gelu_erfc_poly(q)), fma_exact(2.0f, at, 1.0f));
   const float s = xt * xt;
   const float e = fexp<Fast>(-0.5f * s);
   if constexpr (Fast) {
     g.e = e;  // (x^2's rounding: below 6e-6 relative where e is not 0, far below a 16-bit ulp)
-    g.small = false;
     g.half_erf = 0.0f;
   } else {
     g.e = fma_exact(e, -0.5f * fma_exact(xt, xt, -s), e);  // exp(-(s + s_lo) / 2)
-    g.small = a < 0.75f && x > -0.35f;
     const float a0 = x * 0.707106769f;
     g.half_erf = (0.5f * a0) * gelu_erf_small_poly(a0 * a0);
   }
@@ -676,20 +680,23 @@ template <bool Fast>
 struct GELU<float, Fast> {
   GLO_HD float forward(float x) const {
     const detail::GeluErfParts g = detail::gelu_erf_parts<Fast>(x);
-    const float h = (0.5f * g.e) * g.r;                                // Phi(-|x|)
-    const float neg = g.tail ? ((0.5f * x) * g.r) * g.e : x * 0.0f;    // exp last: subnormal results round once
-    const float pos = x * (1.0f - (g.tail ? h : 0.0f));
+    const bool tail = detail::gelu_erf_tail(x);
+    const float h = (0.5f * g.e) * g.r;                              // Phi(-|x|)
+    const float neg = tail ? ((0.5f * x) * g.r) * g.e : x * 0.0f;    // exp last: subnormal results round once
+    const float pos = x * (1.0f - (tail ? h : 0.0f));
     const float small = x * (0.5f + g.half_erf);  // (Phi > 0: the sign of x, -0.0 and the tiniest x included)
-    return g.small ? small : (x < 0.0f ? neg : pos);
+    return detail::gelu_erf_small<Fast>(x) ? small : (x < 0.0f ? neg : pos);
   }
   GLO_HD float backward(float dy, float x) const {
     const detail::GeluErfParts g = detail::gelu_erf_parts<Fast>(x);
-    const float h = g.tail ? (0.5f * g.e) * g.r : 0.0f;
+    const bool tail = detail::gelu_erf_tail(x);
+    const bool is_small = detail::gelu_erf_small<Fast>(x);
+    const float h = tail ? (0.5f * g.e) * g.r : 0.0f;
     const float xc = x * 0.398942292f;  // x / sqrt(2 pi)
     const float neg = (0.5f * g.r + xc) * g.e;
-    const float cdf = g.small ? 0.5f + g.half_erf : 1.0f - h;
-    float d = (x < 0.0f && !g.small) ? neg : detail::fma_f(xc, g.e, cdf);
-    d = g.tail ? d : (x < 0.0f ? x * 0.0f : 1.0f + x * 0.0f);  // -0.0 or 1; NaN at +-inf and NaN, as torch's
+    const float cdf = is_small ? 0.5f + g.half_erf : 1.0f - h;
+    float d = (x < 0.0f && !is_small) ? neg : detail::fma_f(xc, g.e, cdf);
+    d = tail ? d : (x < 0.0f ? x * 0.0f : 1.0f + x * 0.0f);  // -0.0 or 1; NaN at +-inf and NaN, as torch's
     return dy * d;
   }
 };
@@ -753,7 +760,7 @@ struct GELUTanh {
     const bool neg = hi < T(0);
     T m = neg ? hi : -hi;  // -|z|
     T ml = neg ? lo : -lo;
-    const bool tiny = !Fast && neg && m < C::tiny_m;
+    const bool tiny = !Fast && hi < C::tiny_m;  // (m < tiny_m with z < 0; one comparison keeps the CPU loop vector)
     if constexpr (!Fast) {  // m + ml + k ln 2 as hi + lo (|m| > ln2k: the fast two-sum is exact)
       const T t = m + C::ln2k;
       const T t_lo = ((m - t) + C::ln2k) + (ml + C::ln2k_lo);
