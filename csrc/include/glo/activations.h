@@ -102,41 +102,6 @@ GLO_HD float tanh_f32(float x) {
   return ax < 0.625f ? small : large;  // NaN: large is NaN
 }
 
-// log1p(t) for t in [0, 1] or NaN (what softplus needs: t = exp(-|u|)): u = fl(1 + t) = 2^k m with k in {0, 1} and
-// m in [sqrt(1/2), sqrt(2)), log(m) = f - f^2 / 2 + f^3 P(f) with f = m - 1 (exact) and Cephes' logf polynomial, k ln 2
-// in two parts, plus the rounding of 1 + t, (t - (u - 1)) / u. Branch-free (vectorizes).
-GLO_HD float log1p01_f32(float t) {
-  const float u = 1.0f + t;
-  const bool hi = u > 1.41421356f;
-  const float m = hi ? 0.5f * u : u;
-  const float k = hi ? 1.0f : 0.0f;
-  const float f = m - 1.0f;
-#if defined(__CUDA_ARCH__)
-  float ru;  // 1 / u by rcp.approx and one Newton step (no IEEE division call on the device)
-  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(ru) : "f"(u));
-  const float n = t - (u - 1.0f);
-  const float q = n * ru;
-  const float c = __builtin_fmaf(__builtin_fmaf(-u, q, n), ru, q);
-#else
-  const float c = (t - (u - 1.0f)) / u;
-#endif
-  const float z = f * f;
-  float p = 7.0376836292e-2f;
-  p = fma_f(p, f, -1.1514610310e-1f);
-  p = fma_f(p, f, 1.1676998740e-1f);
-  p = fma_f(p, f, -1.2420140846e-1f);
-  p = fma_f(p, f, 1.4249322787e-1f);
-  p = fma_f(p, f, -1.6668057665e-1f);
-  p = fma_f(p, f, 2.0000714765e-1f);
-  p = fma_f(p, f, -2.4999993993e-1f);
-  p = fma_f(p, f, 3.3333331174e-1f);
-  float y = f * (z * p);
-  y = fma_f(k, -2.12194440e-4f, y);
-  y = fma_f(-0.5f, z, y);
-  float r = f + (y + c);
-  return fma_f(k, 0.693359375f, r);
-}
-
 }  // namespace detail
 
 #if defined(__CUDA_ARCH__)
@@ -148,13 +113,9 @@ GLO_HD float gexp(float x) { return detail::exp_f32(x); }
 GLO_HD float gexpm1(float x) { return detail::expm1_f32(x); }
 GLO_HD float gtanh(float x) { return detail::tanh_f32(x); }
 #endif
-// log1p(t), t in [0, 1]: detail::log1p01_f32 on the host and the device alike (CUDA's log1pf: about 15 instructions
-// more), libm's for double.
-GLO_HD float glog1p01(float t) { return detail::log1p01_f32(t); }
 GLO_HD double gexp(double x) { return ::exp(x); }
 GLO_HD double gexpm1(double x) { return ::expm1(x); }
 GLO_HD double gtanh(double x) { return ::tanh(x); }
-GLO_HD double glog1p01(double t) { return ::log1p(t); }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Device math for 16-bit storage ("fast16"). A bfloat16 / float16 result keeps 8 / 11 significant bits, so its float
@@ -320,9 +281,44 @@ GLO_HD float fdiv_ge1(float n, float d) {
 #endif
 }
 template <bool Fast>
-GLO_HD float fdiv_ge1_t(float n, float d) { return fdiv_ge1<Fast>(n, d); }
-template <bool Fast>
-GLO_HD double fdiv_ge1_t(double n, double d) { return n / d; }
+GLO_HD double fdiv_ge1(double n, double d) {
+  return n / d;
+}
+
+namespace detail {
+// log1p(t) for t in [0, 1] or NaN (what softplus needs: t = exp(-|u|)): u = fl(1 + t) = 2^k m with k in {0, 1} and
+// m in [sqrt(1/2), sqrt(2)), log(m) = f - f^2 / 2 + f^3 P(f) with f = m - 1 (exact) and Cephes' logf polynomial, k ln 2
+// in two parts, plus the rounding of 1 + t, (t - (u - 1)) / u. Branch-free (vectorizes).
+GLO_HD float log1p01_f32(float t) {
+  const float u = 1.0f + t;
+  const bool hi = u > 1.41421356f;
+  const float m = hi ? 0.5f * u : u;
+  const float k = hi ? 1.0f : 0.0f;
+  const float f = m - 1.0f;
+  const float c = fdiv_ge1<false>(t - (u - 1.0f), u);  // (no IEEE division call on the device)
+  const float z = f * f;
+  float p = 7.0376836292e-2f;
+  p = fma_f(p, f, -1.1514610310e-1f);
+  p = fma_f(p, f, 1.1676998740e-1f);
+  p = fma_f(p, f, -1.2420140846e-1f);
+  p = fma_f(p, f, 1.4249322787e-1f);
+  p = fma_f(p, f, -1.6668057665e-1f);
+  p = fma_f(p, f, 2.0000714765e-1f);
+  p = fma_f(p, f, -2.4999993993e-1f);
+  p = fma_f(p, f, 3.3333331174e-1f);
+  float y = f * (z * p);
+  y = fma_f(k, -2.12194440e-4f, y);
+  y = fma_f(-0.5f, z, y);
+  float r = f + (y + c);
+  return fma_f(k, 0.693359375f, r);
+}
+
+}  // namespace detail
+
+// log1p(t), t in [0, 1]: detail::log1p01_f32 on the host and the device alike (CUDA's log1pf: about 15 instructions
+// more), libm's for double.
+GLO_HD float glog1p01(float t) { return detail::log1p01_f32(t); }
+GLO_HD double glog1p01(double t) { return ::log1p(t); }
 
 // v / 6, or (Fast) v * fl(1/6) as PyTorch's CUDA kernels of the hard activations compute it: within a float ulp of
 // v / 6 (two roundings instead of one), far below a 16-bit ulp.
@@ -524,7 +520,7 @@ struct Softplus {
     const T u = x * beta;
     const T t = gexp(u < T(0) ? u : -u);  // exp(-|u|)
     const T d = T(1) + t;                  // in [1, 2]
-    const T r = fdiv_ge1_t<Fast>(T(1), d);  // (no IEEE division call on the device: it made the float kernel spill)
+    const T r = fdiv_ge1<Fast>(T(1), d);  // (no IEEE division call on the device: it made the float kernel spill)
     const T s = u < T(0) ? t * r : r;      // sigmoid(u)
     return u > threshold ? dy : dy * s;
   }
@@ -776,8 +772,8 @@ struct GELUTanh {
       r = frcp12<Fast>(d);
       er = e * r;
     } else {
-      r = fdiv_ge1_t<false>(T(1), d);
-      er = fdiv_ge1_t<false>(e, d);
+      r = fdiv_ge1<false>(T(1), d);
+      er = fdiv_ge1<false>(e, d);
     }
     s = neg ? er : r;
     sn = neg ? r : er;
