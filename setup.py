@@ -99,7 +99,11 @@ def _extensions():
     # -fopenmp: at::parallel_for is an inline OpenMP loop in torch's headers; without it our loops run on one thread.
     # The library then needs libgomp.so.1, which torch has already loaded.
     # -fno-trapping-math lets GCC turn selects between computed values into vector blends (results are unchanged).
-    cxx_flags = ["-O3", "-DNDEBUG", "-fvisibility=hidden", "-fopenmp", "-fno-trapping-math"] + _cpu_arch_flags()
+    # -ffp-contract=off: every a * b + c rounds twice unless written as an FMA (detail::fma_f): with GCC's default
+    # (fast) a loop's vector body and its scalar tail could contract differently, so one element's result depended on
+    # where it fell in a chunk (a GeGLU gradient differed by an ulp between the one- and two-tensor forms).
+    cxx_flags = (["-O3", "-DNDEBUG", "-fvisibility=hidden", "-fopenmp", "-fno-trapping-math", "-ffp-contract=off"]
+                 + _cpu_arch_flags())
     link_flags = ["-fopenmp"]
     print(f"glo_kernels: C++ flags {' '.join(cxx_flags)}", flush=True)
     if use_cuda:
