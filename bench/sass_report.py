@@ -82,19 +82,28 @@ FAMILIES = {
     "unary_forward_kernel": ("fwd", lambda s: 2 * s, "st"),
     "unary_backward_kernel": ("bwd", lambda s: 3 * s, "st"),
     "channel_forward_kernel": ("fwd", lambda s: 2 * s, "st"),
+    "channel_inner_forward_kernel": ("fwd", lambda s: 2 * s, "st"),  # (channels innermost: channels_last, a bias)
     "channel_backward_plane_kernel": ("bwd", lambda s: 3 * s, "st"),
     "channel_backward_rows_kernel": ("bwd", lambda s: 3 * s, "st"),
     "maxout_forward_kernel": ("fwd", lambda s: s + (s + 1) / 4, "ld"),
     "maxout_backward_kernel": ("bwd", lambda s: s + (s + 1) / 4, "st"),
+    # gated units: per element of y (a and b in, y out); backward per stored element, da's and db's alike (grad, a
+    # and b in, da and db out: 5 s per two stores)
+    "gated_forward_kernel": ("fwd", lambda s: 3 * s, "st"),
+    "gated_backward_kernel": ("bwd", lambda s: 2.5 * s, "st"),
 }
 # Families whose vector path must use 128-bit loads and stores.
 VECTOR_FAMILIES = tuple(FAMILIES)
 
 
 def scalar_fallback(family: str, template: str) -> bool:
-    """The channel backward kernels' kV = 1 instantiations: the scalar path for rows that are not whole 16-byte
-    vectors (or unaligned pointers). Reported in the per-kernel table, not held to the 128-bit / budget checks."""
-    return family.startswith("channel_backward") and template.endswith(", 1")
+    """The channel backward kernels' kV = 1 instantiations and the gated and channels-innermost forward kernels' VEC
+    = 1 ones: the scalar paths for rows that are not whole 16-byte vectors (or unaligned pointers). Reported in the per-kernel table, not held to
+    the 128-bit / budget checks."""
+    if family.startswith("gated_"):
+        return template.split(", ")[1] == "1"
+    return (family.startswith("channel_backward") or family == "channel_inner_forward_kernel") and \
+        template.endswith(", 1")
 
 
 def budget(bytes_per_element: float) -> float:

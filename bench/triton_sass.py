@@ -153,7 +153,9 @@ def variants() -> list[Variant]:
             nbk, cb, sb = K.channel_tiles(*geom)
             tag = "inner 1" if geom[2] == 1 else "NCHW"
             for opn, op in (("prelu", K.PRELU), ("pelu", K.PELU)):
-                const = dict(OP=op, OPMATH=tl.float32, LIBDEVICE=True, NB=nbk, CB=cb, SB=sb)
+                relu_fwd, relu_bwd = K.unary_pair("relu")  # (BIAS_ACT's activation: unused here)
+                const = dict(OP=op, OPMATH=tl.float32, LIBDEVICE=True, NB=nbk, CB=cb, SB=sb, FWD=relu_fwd,
+                             BWD=relu_bwd)
                 if geom[2] == 1:
                     const["S"] = 1  # (Triton specializes an integer argument of 1 as a constant)
                     const["ST"] = 1  # (= cdiv(S, SB) = 1, specialized likewise)

@@ -1,7 +1,8 @@
 // Autograd kernels in C++ for the forward operators of both operator namespaces, glo_kernels (the CPU and CUDA
-// backends) and glo_kernels_triton (the Triton backend): relu, leaky_relu, elu, softplus, the GLO_UNARY_OPS of glo/op_list.h,
-// prelu, pelu, maxout, softmax, log_softmax, grouped_softmax, distillation_loss. (The in-place forms keep their
-// torch.autograd.Function in glo_kernels/functional.py.) Each Function is a template on the namespace Ns.
+// backends) and glo_kernels_triton (the Triton backend): relu, leaky_relu, elu, softplus, the GLO_UNARY_OPS,
+// GLO_GATED_OPS and GLO_BIAS_OPS of glo/op_list.h, prelu, pelu, maxout, softmax, log_softmax, grouped_softmax,
+// distillation_loss. (The in-place forms keep their torch.autograd.Function in glo_kernels/functional.py.) Each
+// Function is a template on the namespace Ns.
 //
 // Why C++: torch.library.register_autograd installs a Python kernel at the Autograd key, which runs on every call,
 // grad or no grad (on the 2-core CI machine, torch.ops.glo_kernels.relu on 1024 floats took 5.0 us without grad and
@@ -190,26 +191,54 @@ struct UnaryFn : Function<UnaryFn<Ns, Op>> {
   }
 };
 
-// ---- PReLU saves x and the weight; PELU x, a and b ----
-template <class Ns>
-struct PReLUFn : Function<PReLUFn<Ns>> {
-  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& weight) {
+// ---- ops of two tensor inputs whose backward op gives both gradients from them (saved): PReLU (x, weight), the gated
+// units' pair form (a, b), bias + activation (x, bias). Op: kName, kBackward ----
+template <class Ns, class Op>
+struct BinaryFn : Function<BinaryFn<Ns, Op>> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& a, const Tensor& b) {
     Tensor y;
     {
       at::AutoDispatchBelowADInplaceOrView guard;
-      y = GLO_OP("prelu", UnaryBwd).call(x, weight);
+      y = GLO_OP(Op::kName, UnaryBwd).call(a, b);
     }
-    ctx->save_for_backward({x, weight});
+    ctx->save_for_backward({a, b});
     return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     using Sig = std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&);
-    auto [dx, dw] = call_backward(GLO_OP("prelu_backward", Sig), grads[0], saved[0], saved[1]);
-    return {dx, dw};
+    auto [da, db] = call_backward(GLO_OP(Op::kBackward, Sig), grads[0], saved[0], saved[1]);
+    return {da, db};
   }
 };
 
+struct prelu_op {
+  static constexpr const char* kName = "prelu";
+  static constexpr const char* kBackward = "prelu_backward";
+};
+// The gated units (GLO_GATED_OPS): the one-tensor form saves x (UnaryFn), the pair form a and b (BinaryFn).
+#define GLO_GATED_TRAITS_(NAME, FUNCTOR, ACT)                           \
+  struct NAME##_gated {                                                 \
+    static constexpr const char* kName = #NAME;                         \
+    static constexpr const char* kBackward = #NAME "_backward";         \
+    static constexpr bool kSavedOutput = false;                         \
+  };                                                                    \
+  struct NAME##_gated_pair {                                            \
+    static constexpr const char* kName = #NAME "_pair";                 \
+    static constexpr const char* kBackward = #NAME "_pair_backward";    \
+  };
+GLO_GATED_OPS(GLO_GATED_TRAITS_)
+#undef GLO_GATED_TRAITS_
+// Bias + activation (GLO_BIAS_OPS) saves x and the bias (BinaryFn).
+#define GLO_BIAS_TRAITS_(NAME, FUNCTOR, ACT)                     \
+  struct NAME##_bias {                                           \
+    static constexpr const char* kName = #NAME;                  \
+    static constexpr const char* kBackward = #NAME "_backward";  \
+  };
+GLO_BIAS_OPS(GLO_BIAS_TRAITS_)
+#undef GLO_BIAS_TRAITS_
+
+// ---- PELU saves x, a and b ----
 template <class Ns>
 struct PELUFn : Function<PELUFn<Ns>> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& a, const Tensor& b) {
@@ -413,8 +442,6 @@ Tensor softplus_autograd(const Tensor& x, double beta, double threshold) {
   return SoftplusFn<Ns>::apply(x, beta, threshold);
 }
 template <class Ns>
-Tensor prelu_autograd(const Tensor& x, const Tensor& w) { return PReLUFn<Ns>::apply(x, w); }
-template <class Ns>
 Tensor pelu_autograd(const Tensor& x, const Tensor& a, const Tensor& b) { return PELUFn<Ns>::apply(x, a, b); }
 template <class Ns>
 std::tuple<Tensor, Tensor> maxout_autograd(const Tensor& x, int64_t pieces, int64_t dim, bool save) {
@@ -449,6 +476,11 @@ Tensor unary_autograd(const Tensor& x) {
   return UnaryFn<Ns, Op>::apply(x);
 }
 
+template <class Ns, class Op>
+Tensor binary_autograd(const Tensor& a, const Tensor& b) {
+  return BinaryFn<Ns, Op>::apply(a, b);
+}
+
 template <class Ns>
 void register_autograd(torch::Library& m) {
   m.impl("relu", &relu_autograd<Ns>);
@@ -458,7 +490,15 @@ void register_autograd(torch::Library& m) {
 #define GLO_UNARY_AUTOGRAD_(NAME, FUNCTOR, SAVED) m.impl(#NAME, &unary_autograd<Ns, NAME##_op>);
   GLO_UNARY_OPS(GLO_UNARY_AUTOGRAD_)
 #undef GLO_UNARY_AUTOGRAD_
-  m.impl("prelu", &prelu_autograd<Ns>);
+#define GLO_GATED_AUTOGRAD_(NAME, FUNCTOR, ACT)                     \
+  m.impl(#NAME, &unary_autograd<Ns, NAME##_gated>);                 \
+  m.impl(#NAME "_pair", &binary_autograd<Ns, NAME##_gated_pair>);
+  GLO_GATED_OPS(GLO_GATED_AUTOGRAD_)
+#undef GLO_GATED_AUTOGRAD_
+#define GLO_BIAS_AUTOGRAD_(NAME, FUNCTOR, ACT) m.impl(#NAME, &binary_autograd<Ns, NAME##_bias>);
+  GLO_BIAS_OPS(GLO_BIAS_AUTOGRAD_)
+#undef GLO_BIAS_AUTOGRAD_
+  m.impl("prelu", &binary_autograd<Ns, prelu_op>);
   m.impl("pelu", &pelu_autograd<Ns>);
   m.impl("maxout", &maxout_autograd<Ns>);
   m.impl("softmax", &softmax_autograd<Ns>);

@@ -20,9 +20,21 @@ namespace {
   m.def(#NAME "_(Tensor(a!) x) -> ()");              \
   m.def(#NAME "_backward(Tensor grad, Tensor " #SAVED ") -> Tensor");
 
+#define GLO_DEF_GATED_OP_(NAME, FUNCTOR, ACT)                                \
+  m.def(#NAME "(Tensor x) -> Tensor");                                       \
+  m.def(#NAME "_backward(Tensor grad, Tensor x) -> Tensor");                 \
+  m.def(#NAME "_pair(Tensor a, Tensor b) -> Tensor");                        \
+  m.def(#NAME "_pair_backward(Tensor grad, Tensor a, Tensor b) -> (Tensor, Tensor)");
+
+#define GLO_DEF_BIAS_OP_(NAME, FUNCTOR, ACT)                  \
+  m.def(#NAME "(Tensor x, Tensor bias) -> Tensor");           \
+  m.def(#NAME "_backward(Tensor grad, Tensor x, Tensor bias) -> (Tensor, Tensor)");
+
 void define_ops(torch::Library& m) {
   GLO_ELEMENTWISE_OPS(GLO_DEF_OP_)
   GLO_UNARY_OPS(GLO_DEF_UNARY_OP_)
+  GLO_GATED_OPS(GLO_DEF_GATED_OP_)
+  GLO_BIAS_OPS(GLO_DEF_BIAS_OP_)
   GLO_SOFTMAX_OPS(GLO_DEF_OP_)
 }
 

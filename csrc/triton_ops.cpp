@@ -87,6 +87,18 @@ struct TritonKernels {
     GLO_LAUNCH("channel_backward", Sig)
         .call(grad, x, as_vector(params), dx, as_vector(dparams), g.outer, g.channels, g.inner, factory.name());
   }
+  template <class Factory>
+  static void gated_forward(const Tensor& a, const Tensor& b, const Tensor& y, Factory factory) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    GLO_LAUNCH("gated_forward", void(const Tensor&, const Tensor&, const Tensor&, Str)).call(a, b, y, factory.name());
+  }
+  template <class Factory>
+  static void gated_backward(const Tensor& grad, const Tensor& a, const Tensor& b, const Tensor& da, const Tensor& db,
+                             Factory factory) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    using Sig = void(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, Str);
+    GLO_LAUNCH("gated_backward", Sig).call(grad, a, b, da, db, factory.name());
+  }
   static void maxout_forward(const Tensor& x, const Tensor& y, const Tensor& indices, MaxoutGeometry g) {
     at::AutoDispatchBelowADInplaceOrView guard;
     using Sig = void(const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, int64_t, int64_t);

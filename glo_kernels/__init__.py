@@ -2,16 +2,20 @@
 
 Functional API: :func:`relu`, :func:`leaky_relu`, :func:`prelu`, :func:`elu`, :func:`softplus`, :func:`pelu`, :func:`maxout`,
 :func:`softmax`, :func:`log_softmax`, :func:`grouped_softmax`, :func:`distillation_loss`, and the unary family of
-glo_kernels.ops.unary (:func:`sigmoid`, :func:`tanh`, ...); modules in :mod:`glo_kernels.nn`.
+glo_kernels.ops.unary (:func:`sigmoid`, :func:`tanh`, ...) and the gated units of glo_kernels.ops.gated
+(:func:`swiglu`, :func:`geglu`, :func:`reglu`) and bias + activation of glo_kernels.ops.bias (:func:`bias_gelu`,
+:func:`bias_silu`); modules in :mod:`glo_kernels.nn`.
 Backends: :func:`available_backends`, :func:`use_backend` and the environment variable ``GLO_KERNELS_BACKEND``.
 """
 from glo_kernels import backends as _backends
 from glo_kernels import library as _library
 from glo_kernels.backends import BACKENDS, BackendStatus, available_backends, backend_for, use_backend
-from glo_kernels.functional import (UNARY_FUNCTIONS, distillation_loss, elu, grouped_softmax, leaky_relu, log_softmax,
+from glo_kernels.functional import (BIAS_FUNCTIONS, GATED_FUNCTIONS, UNARY_FUNCTIONS, distillation_loss, elu, grouped_softmax, leaky_relu, log_softmax,
                                    maxout, pelu, prelu, relu, softmax, softplus)
 
 globals().update(UNARY_FUNCTIONS)  # glo_kernels.sigmoid, glo_kernels.tanh, ... (glo_kernels/ops/unary.py)
+globals().update(GATED_FUNCTIONS)  # glo_kernels.swiglu, geglu, geglu_tanh, reglu (glo_kernels/ops/gated.py)
+globals().update(BIAS_FUNCTIONS)  # glo_kernels.bias_gelu, bias_gelu_tanh, bias_silu (glo_kernels/ops/bias.py)
 
 __version__ = "0.1.0"
 
@@ -42,4 +46,6 @@ __all__ = [
     "softplus",
     "use_backend",
     *UNARY_FUNCTIONS,
+    *GATED_FUNCTIONS,
+    *BIAS_FUNCTIONS,
 ]

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from glo_kernels import functional, nn, reference
+from glo_kernels.ops.bias import BIAS
+from glo_kernels.ops.gated import GATED
 from glo_kernels.ops.unary import UNARY
 
 
@@ -77,6 +79,17 @@ class OpSpec:
     params_require_grad: bool = True  # whether benchmarks make the learned tensors require grad
     family: str = "elementwise"  # "elementwise" (OPS) or "softmax" (ROW_OPS)
     unary: object = None  # the UnarySpec of an op of the unary family (glo_kernels/ops/unary.py), else None
+    gated: object = None  # the GatedSpec of an op of the gated family (glo_kernels/ops/gated.py), else None
+    # (x, dy) -> the scale of the input gradient's absolute error, shaped like x (an ulps bound times it is allowed
+    # besides the relative one, where the derivative crosses zero); default: |dy| (the element-wise ops)
+    grad_scale: Callable | None = None
+    # (op, x64, params64, dy, kwargs, pname) -> the sum over each element of parameter pname of |its gradient's
+    # terms| (float64), which bounds the error of the kernels' sums; default: tests/test_ops.py's _param_terms (one
+    # sign per side of x = 0: PReLU, PELU)
+    param_terms: Callable | None = None
+
+    def grad_error_scale(self, x: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+        return self.grad_scale(x, dy) if self.grad_scale else dy.abs()
 
     def cases_for(self, shape) -> tuple[dict, ...]:
         return self.kwargs_for_shape(tuple(shape)) if self.kwargs_for_shape else self.kwargs_cases
@@ -196,7 +209,76 @@ def _unary_entry(spec) -> OpSpec:
     )
 
 
-OPS: tuple[OpSpec, ...] = OPS + tuple(_unary_entry(spec) for spec in UNARY)
+def _even_last_dim(shape):
+    """The one case of a gated unit: a shape with at least one dim and an even last one (none otherwise)."""
+    return ({},) if len(shape) >= 1 and shape[-1] % 2 == 0 else ()
+
+
+def _gated_grad_scale(x: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    """|dy b| for da (act' crosses zero: SiLU at -1.28, GELU at -0.75), 0 for db (relative error only)."""
+    _, b = x.chunk(2, dim=-1)
+    s = (dy.to(b.dtype) * b).abs()
+    return torch.cat([s, torch.zeros_like(s)], dim=-1)
+
+
+def _gated_entry(spec) -> OpSpec:
+    """The table entry of an op of the gated family (glo_kernels/ops/gated.py)."""
+    exact = spec.act == "relu"
+    return OpSpec(
+        name=spec.name,
+        exact=exact,
+        ulps=2.0 if exact else spec.ulps,
+        fn=getattr(functional, spec.name),
+        reference=getattr(reference, spec.name),
+        kwargs_for_shape=_even_last_dim,
+        module=getattr(nn, spec.module) if spec.module else None,
+        module_kwargs=dict(spec.variant_kwargs),
+        bytes_fwd=1.5,  # x in (2h per row), y out (h)
+        bytes_bwd=2.5,  # dy (h) and x (2h) in, dx (2h) out
+        eager=spec.eager,
+        gated=spec,
+        grad_scale=_gated_grad_scale,
+    )
+
+
+def _bias_param(shape, dtype, device, per_channel):
+    """A bias over the last dim, of the values a Linear layer's bias has (a few units)."""
+    return ((torch.randn(shape[-1], dtype=torch.float64) * 2).to(dtype=dtype, device=device),)
+
+
+def _bias_terms(op, x64, p64, dy, kwargs, pname):
+    """The bias gradient sums the terms dx over the rows, each within a few roundings of |dy| (as the input gradient:
+    its relative error grows where act' is near 0) and at most about |dy| (act' <= 1.13): the sum over the rows of
+    max(|dx|, |dy|) (float64 reference) scales both the terms' errors and the sum's."""
+    x = x64.detach().clone().requires_grad_()
+    dy = dy.double().cpu()
+    (dx,) = torch.autograd.grad(op.reference(x, *(p.detach() for p in p64), **kwargs), x, dy)
+    return torch.maximum(dx.abs(), dy.abs()).reshape(-1, x.shape[-1]).sum(0)
+
+
+def _has_last_dim(shape):
+    return ({},) if len(shape) >= 1 else ()
+
+
+def _bias_entry(spec) -> OpSpec:
+    """The table entry of an op of the bias family (glo_kernels/ops/bias.py)."""
+    return OpSpec(
+        name=spec.name,
+        exact=False,
+        ulps=spec.ulps,
+        fn=getattr(functional, spec.name),
+        reference=getattr(reference, spec.name),
+        make_params=_bias_param,
+        param_names=("bias",),
+        kwargs_for_shape=_has_last_dim,
+        bytes_bwd=3.0,  # x and grad in, dx out (+ per-tile partial sums of the bias gradient)
+        eager=spec.eager,
+        param_terms=_bias_terms,
+    )
+
+
+OPS: tuple[OpSpec, ...] = (OPS + tuple(_unary_entry(spec) for spec in UNARY)
+                           + tuple(_gated_entry(spec) for spec in GATED) + tuple(_bias_entry(spec) for spec in BIAS))
 
 OPS_BY_NAME = {op.name: op for op in OPS}
 

@@ -9,6 +9,8 @@ import torch
 
 from glo_kernels import backends, reference
 from glo_kernels.backends import op_namespace
+from glo_kernels.ops.bias import BIAS, BIAS_BY_NAME
+from glo_kernels.ops.gated import GATED, GATED_BY_NAME
 from glo_kernels.ops.unary import UNARY, UNARY_BY_NAME
 from glo_kernels._layout import dense_format
 
@@ -280,6 +282,118 @@ def _make_unary(spec):
 # glo_kernels.<name>(x, inplace=False) of every op of the unary family.
 UNARY_FUNCTIONS = {spec.name: _make_unary(spec) for spec in UNARY}
 globals().update(UNARY_FUNCTIONS)
+
+
+def _gated(spec, x: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """An op of the gated family (glo_kernels/ops/gated.py): act(a) * b, a and b the halves of x's last dim or given
+    apart (x as a)."""
+    name = spec.name
+    _check_x(x, name)
+    if b is None:
+        if x.dim() == 0:
+            raise ValueError(f"glo_kernels.{name}: argument 'x' must have at least one dimension (its last dim holds "
+                             "the gate and the value side by side), got a 0-d tensor")
+        if x.shape[-1] % 2 != 0:
+            raise ValueError(f"glo_kernels.{name}: argument 'x' must have an even last dim (the gate is its first "
+                             f"half, the value its second), got shape {tuple(x.shape)}")
+        backend = backends.backend_for(x.device, name)
+        if backend == "reference":
+            return getattr(reference, name)(x)
+        return getattr(op_namespace(backend), name)(x)
+    _check_x(b, name, "b")
+    if b.shape != x.shape or b.dtype != x.dtype:
+        raise ValueError(f"glo_kernels.{name}: argument 'b' ({b.dtype}, shape {tuple(b.shape)}) must have the shape "
+                         f"and dtype of the gate 'x' ({x.dtype}, shape {tuple(x.shape)})")
+    if b.device != x.device:
+        raise ValueError(f"glo_kernels.{name}: argument 'b' is on {b.device} but 'x' is on {x.device}; they must be "
+                         "on the same device")
+    backend = backends.backend_for(x.device, name)
+    if backend == "reference":
+        return getattr(reference, name)(x, b)
+    return getattr(op_namespace(backend), name + "_pair")(x, b)
+
+
+def _chooser(spec, by_name: dict):
+    """(default, choose) of an op whose string argument picks its kernel (GatedSpec / BiasSpec .choice): choose(value)
+    is the spec of that value, or raises naming the argument."""
+    arg, default, values = spec.choice
+    by_value = {value: by_name[name] for value, name in values}
+    allowed = " or ".join(repr(v) for v in by_value)
+
+    def choose(value):
+        chosen = by_value.get(value) if isinstance(value, str) else None
+        if chosen is None:
+            raise ValueError(f"glo_kernels.{spec.name}: argument '{arg}' must be {allowed}, got {value!r}")
+        return chosen
+
+    return default, choose
+
+
+def _named(op, spec):
+    op.__name__ = op.__qualname__ = spec.name
+    op.__doc__ = spec.doc
+    op.__module__ = __name__
+    return op
+
+
+def _make_gated(spec):
+    if spec.choice is None:
+        def op(x: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+            return _gated(spec, x, b)
+    else:  # (the string argument may come second when b is not given: geglu(x, "tanh"))
+        default, choose = _chooser(spec, GATED_BY_NAME)
+
+        def op(x: torch.Tensor, b: torch.Tensor | str | None = None, approximate: str = default) -> torch.Tensor:
+            if isinstance(b, str):
+                b, approximate = None, b
+            return _gated(choose(approximate), x, b)
+
+    return _named(op, spec)
+
+
+# glo_kernels.<name>(x, b=None) of every op of the gated family.
+GATED_FUNCTIONS = {spec.name: _make_gated(spec) for spec in GATED}
+globals().update(GATED_FUNCTIONS)
+
+
+def _bias_act(spec, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """An op of the bias family (glo_kernels/ops/bias.py): act(x + bias), the bias over x's last dim."""
+    name = spec.name
+    _check_x(x, name)
+    _check_x(bias, name, "bias")
+    if bias.dtype != x.dtype:
+        raise TypeError(f"glo_kernels.{name}: argument 'bias' has dtype {bias.dtype} but 'x' has dtype {x.dtype}")
+    if bias.device != x.device:
+        raise ValueError(f"glo_kernels.{name}: argument 'bias' is on {bias.device} but 'x' is on {x.device}; they "
+                         "must be on the same device")
+    if x.dim() == 0:
+        raise ValueError(f"glo_kernels.{name}: argument 'x' must have at least one dimension (the bias runs over its "
+                         "last dim), got a 0-d tensor")
+    if bias.dim() != 1 or bias.shape[0] != x.shape[-1]:
+        raise ValueError(f"glo_kernels.{name}: argument 'bias' must be a 1-D tensor of the size of x's last dim "
+                         f"({x.shape[-1]}), got shape {tuple(bias.shape)}")
+    backend = backends.backend_for(x.device, name)
+    if backend == "reference":
+        return getattr(reference, name)(x, bias)
+    return getattr(op_namespace(backend), name)(x, bias)
+
+
+def _make_bias(spec):
+    if spec.choice is None:
+        def op(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+            return _bias_act(spec, x, bias)
+    else:
+        default, choose = _chooser(spec, BIAS_BY_NAME)
+
+        def op(x: torch.Tensor, bias: torch.Tensor, approximate: str = default) -> torch.Tensor:
+            return _bias_act(choose(approximate), x, bias)
+
+    return _named(op, spec)
+
+
+# glo_kernels.<name>(x, bias) of every op of the bias family.
+BIAS_FUNCTIONS = {spec.name: _make_bias(spec) for spec in BIAS}
+globals().update(BIAS_FUNCTIONS)
 
 
 def pelu(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,8 @@ import torch
 from glo_kernels._layout import (channel_view_shape, dense_format, empty_like_dense, leading_rows, mask_shape,
                                  maxout_format, opmath_dtype, reduce_to_param)
 from glo_kernels import reference
+from glo_kernels.ops.bias import BIAS
+from glo_kernels.ops.gated import GATED
 from glo_kernels.ops.unary import UNARY
 from glo_kernels._math import maxout_gather, pelu_double_backward, softmax_backward_formula
 
@@ -132,6 +134,74 @@ def _register(ns: str) -> None:
 
     def save_inputs(ctx, inputs, output):
         ctx.save_for_backward(*inputs)
+
+    # ---- gated units (glo_kernels/ops/gated.py): y = act(a) * b. Their backward maps grad to (da, db) =
+    # (grad * b * act'(a), grad * act(a)): linear in grad, its adjoint gives d grad = gg_a * b * act'(a) +
+    # gg_b * act(a); through a and b: d a = gg_a * grad * b * act''(a) + gg_b * grad * act'(a), d b =
+    # gg_a * grad * act'(a) ----
+    def gated_double_backward(spec, grad, a, b, gga, ggb):
+        act, d_act, d2_act = spec.act_fn(ops), spec.act_grad(ops), spec.act_second()
+        gga = torch.zeros_like(a) if gga is None else gga
+        ggb = torch.zeros_like(b) if ggb is None else ggb
+        gga_act1 = d_act(gga, a)  # gg_a act'(a)
+        d_grad = gga_act1 * b + ggb * act(a)
+        d_a = d2_act(gga, grad * b, a) + d_act(ggb * grad, a)
+        d_b = gga_act1 * grad
+        return d_grad, d_a, d_b
+
+    def gated_fakes_and_double_backward(spec):
+        name = spec.name
+
+        def half_shape(x):
+            return (*x.shape[:-1], x.shape[-1] // 2)
+
+        lib.register_fake(f"{ns}::{name}", lambda x: x.new_empty(half_shape(x)))
+        lib.register_fake(f"{ns}::{name}_backward", lambda grad, x: x.new_empty(x.shape))
+        lib.register_fake(f"{ns}::{name}_pair", lambda a, b: empty_like_dense(a))
+        lib.register_fake(f"{ns}::{name}_pair_backward", lambda grad, a, b: (empty_like_dense(a),
+                                                                             empty_like_dense(a)))
+
+        def bwd_bwd(ctx, gg):
+            grad, x = ctx.saved_tensors
+            a, b = x.chunk(2, dim=-1)
+            gga, ggb = gg.chunk(2, dim=-1)
+            d_grad, d_a, d_b = gated_double_backward(spec, grad, a, b, gga, ggb)
+            return d_grad, torch.cat([d_a, d_b], dim=-1)
+
+        def pair_bwd_bwd(ctx, gga, ggb):
+            grad, a, b = ctx.saved_tensors
+            return gated_double_backward(spec, grad, a, b, gga, ggb)
+
+        autograd(f"{name}_backward", bwd_bwd, save_inputs)
+        autograd(f"{name}_pair_backward", pair_bwd_bwd, save_inputs)
+
+    for spec in GATED:
+        gated_fakes_and_double_backward(spec)
+
+    # ---- bias + activation (glo_kernels/ops/bias.py): (dx, dbias) = (grad * act'(u), sum over the rows of dx), u =
+    # x + bias. Linear in grad: d grad = act'(u) * gg, gg = gg_dx + gg_dbias (dbias's adjoint broadcasts it over the
+    # rows); through u: d x = gg * grad * act''(u), d bias its sum over the rows ----
+    def bias_fakes_and_double_backward(spec):
+        name = spec.name
+        lib.register_fake(f"{ns}::{name}", lambda x, bias: x.new_empty(x.shape))
+        lib.register_fake(f"{ns}::{name}_backward", lambda grad, x, bias: (x.new_empty(x.shape),
+                                                                           bias.new_empty(bias.shape)))
+
+        def bwd_bwd(ctx, gg_dx, gg_dbias):
+            grad, x, bias = ctx.saved_tensors
+            if gg_dx is None:
+                gg_dx = torch.zeros_like(x)
+            gg = gg_dx if gg_dbias is None else gg_dx + gg_dbias
+            u = x + bias
+            d_grad = spec.act_grad(ops)(gg, u)
+            d_x = spec.act_second()(gg, grad, u)
+            d_bias = d_x.reshape(-1, bias.shape[0]).sum(0) if x.numel() else torch.zeros_like(bias)
+            return d_grad, d_x, d_bias
+
+        autograd(f"{name}_backward", bwd_bwd, save_inputs)
+
+    for spec in BIAS:
+        bias_fakes_and_double_backward(spec)
 
     # PReLU: grad_x = where(x > 0, g, w*g),  grad_w = sum_c where(x > 0, 0, x*g)
     def prelu_bwd_bwd(ctx, gg_x, gg_w):

@@ -10,6 +10,7 @@ import inspect
 import torch
 
 from glo_kernels import functional as F
+from glo_kernels.ops.gated import GATED
 from glo_kernels.ops.unary import UNARY
 
 
@@ -75,6 +76,51 @@ def _make_unary_module(spec) -> type:
 # glo_kernels.nn.<Twin> of every op of the unary family (Sigmoid, Tanh, ...).
 UNARY_MODULES = {spec.module_name: _make_unary_module(spec) for spec in UNARY if spec.variant_of is None}
 globals().update(UNARY_MODULES)
+
+
+def _make_gated_module(spec) -> type:
+    """glo_kernels.nn.<module> of an op of the gated family (no torch.nn twin: a plain Module without state), with
+    the string argument of GatedSpec.choice (GeGLU's approximate) as a constructor argument."""
+    fn = F.GATED_FUNCTIONS[spec.name]
+    arg = spec.choice[0] if spec.choice else None
+    default = spec.choice[1] if spec.choice else None
+
+    def __init__(self, *args, **kwargs):
+        torch.nn.Module.__init__(self)
+        if arg is None:
+            if args or kwargs:
+                raise TypeError(f"{spec.module}() takes no arguments")
+            return
+        if len(args) > 1 or set(kwargs) - {arg} or (args and kwargs):
+            raise TypeError(f"{spec.module}() takes one argument, {arg}={default!r}")
+        value = args[0] if args else kwargs.get(arg, default)
+        allowed = [v for v, _ in spec.choice[2]]
+        if value not in allowed:
+            raise ValueError(f"{spec.module}: argument '{arg}' must be one of {allowed}, got {value!r}")
+        setattr(self, arg, value)
+
+    def forward(self, input: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+        if arg is None:
+            return fn(input, b)
+        return fn(input, b, **{arg: getattr(self, arg)})
+
+    def extra_repr(self) -> str:
+        return "" if arg is None else f"{arg}={getattr(self, arg)!r}"
+
+    half = "first half of the last dim is the gate, the second the value"
+    return type(spec.module, (torch.nn.Module,), {
+        "__init__": __init__,
+        "forward": forward,
+        "extra_repr": extra_repr,
+        "__doc__": f"The gated unit :func:`glo_kernels.{spec.name}` as a module: ``forward(x)`` (the {half}) or "
+                   f"``forward(a, b)``." + (f" Argument: ``{arg}`` ({default!r} or 'tanh')." if arg else ""),
+        "__module__": __name__,
+    })
+
+
+# glo_kernels.nn.SwiGLU, GeGLU, ReGLU (glo_kernels/ops/gated.py).
+GATED_MODULES = {spec.module: _make_gated_module(spec) for spec in GATED if spec.module is not None}
+globals().update(GATED_MODULES)
 
 
 class PELU(torch.nn.Module):
@@ -272,4 +318,4 @@ def replace_activations(model: torch.nn.Module) -> torch.nn.Module:
 
 
 __all__ = ["DistillationLoss", "ELU", "GroupedSoftmax", "LeakyReLU", "LogSoftmax", "Maxout", "PELU", "PReLU", "ReLU",
-           "Softmax", "Softplus", "replace_activations", *UNARY_MODULES]
+           "Softmax", "Softplus", "replace_activations", *UNARY_MODULES, *GATED_MODULES]

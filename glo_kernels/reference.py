@@ -301,6 +301,53 @@ def gelu_tanh(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     return _float64_op(_GELUTanh.apply, x, inplace)
 
 
+def _gated(act, x: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """act(a) * b in float64, rounded once to x's dtype; a, b = x.chunk(2, -1) unless b is given (glo::Gated)."""
+    a, b = x.chunk(2, dim=-1) if b is None else (x, b)
+    return (act(a.double()) * b.double()).to(x.dtype)
+
+
+def swiglu(x: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    return _gated(silu, x, b)
+
+
+def geglu(x: torch.Tensor, b: torch.Tensor | None = None, approximate: str = "none") -> torch.Tensor:
+    if isinstance(b, str):
+        b, approximate = None, b
+    return _gated(gelu_tanh if approximate == "tanh" else gelu, x, b)
+
+
+def geglu_tanh(x: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    return _gated(gelu_tanh, x, b)
+
+
+def reglu(x: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    return _gated(torch.relu, x, b)
+
+
+def _bias_act(act, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """act(u) in float64, rounded once to x's dtype, with u = x + bias rounded to opmath (float32 for 16-bit and
+    float32 data) as the kernels form it (glo::BiasAct; torch's composite rounds it to the storage dtype even); the
+    bias over the last dim. The rounding of u passes the gradient straight through (float64)."""
+    u = x.double() + bias.double()
+    if x.dtype != torch.float64:
+        rounded = u.float().double()
+        u = torch.where(torch.isfinite(u), u + (rounded - u).detach(), u)
+    return act(u).to(x.dtype)
+
+
+def bias_gelu(x: torch.Tensor, bias: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    return _bias_act(gelu_tanh if approximate == "tanh" else gelu, x, bias)
+
+
+def bias_gelu_tanh(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return _bias_act(gelu_tanh, x, bias)
+
+
+def bias_silu(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return _bias_act(silu, x, bias)
+
+
 class _PELU(torch.autograd.Function):
     """PELU in plain torch ops, mirroring the functor: only the selected side of each element enters the gradient.
     16-bit inputs are computed in float32, as by the kernels."""

@@ -113,3 +113,14 @@ def assert_matches_reference(ours: torch.Tensor, ref64: torch.Tensor, dtype: tor
             f"{what}: {int(bad.sum())} of {fin.sum().item()} values off; first: ours {o[fin][i].item()!r} vs "
             f"reference {r[fin][i].item()!r} (allowed error {allowed[i].item():.3g}, max error {err.max().item():.3g})"
         )
+
+
+def with_torch_nan(ref64: torch.Tensor, ours: torch.Tensor, eager: torch.Tensor | None) -> torch.Tensor:
+    """ref64 with NaN where it is infinite while ours and torch's own result in the working dtype are both NaN: a
+    product 0 * inf formed in float32, where float64 keeps the factor that underflowed (a gated unit's gelu(-30) * inf
+    is -0.0 * inf; torch's composite gives NaN as well, the convention the gated units follow and document)."""
+    if eager is None:
+        return ref64
+    r = ref64.detach()
+    o, e = ours.detach().to(r.device, r.dtype), eager.detach().to(r.device, r.dtype)
+    return torch.where(torch.isinf(r) & torch.isnan(o) & torch.isnan(e), torch.full_like(r, float("nan")), r)

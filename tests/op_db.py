@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import torch
 
+from glo_kernels.ops.bias import BIAS, BIAS_BY_NAME  # noqa: F401  (re-exported)
+from glo_kernels.ops.gated import GATED, GATED_BY_NAME  # noqa: F401  (re-exported)
 from glo_kernels.ops.unary import UNARY, UNARY_BY_NAME  # noqa: F401  (re-exported)
 
 UNARY_NAMES = tuple(spec.name for spec in UNARY)
+GATED_NAMES = tuple(spec.name for spec in GATED)
+# the forward operators of the gated family: <name> (one tensor) and <name>_pair
+GATED_FORWARD_OPS = GATED_NAMES + tuple(name + "_pair" for name in GATED_NAMES)
+BIAS_NAMES = tuple(spec.name for spec in BIAS)
 
 
 def unary_saved_torch(spec, x: torch.Tensor) -> torch.Tensor:

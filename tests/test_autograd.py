@@ -4,7 +4,7 @@ import torch
 
 import glo_kernels
 from glo_kernels._registry import OPS
-from op_db import UNARY, UNARY_NAMES, unary_saved_torch
+from op_db import BIAS_NAMES, GATED_FORWARD_OPS, GATED_NAMES, UNARY, UNARY_NAMES, unary_saved_torch
 
 
 def _away_from_kinks(shape, device, gen):
@@ -83,6 +83,18 @@ def _opcheck_cases(device):
     for spec in UNARY:  # the unary family: name, name_ and name_backward (reading the saved input or output)
         cases += [(spec.name, (xr,)), (spec.name + "_", (x.clone(),)),
                   (spec.name + "_backward", (dy.clone().requires_grad_(), unary_saved_torch(spec, xr)))]
+    x2 = torch.randn(4, 3, 10, dtype=torch.float64, generator=g).to(device)
+    b = torch.randn(4, 3, 5, dtype=torch.float64, generator=g).to(device)
+    for name in GATED_NAMES:  # the gated family: name (x: halves of the last dim), name_pair (a, b), their backwards
+        cases += [(name, (x2.clone().requires_grad_(),)), (name, (x2[..., 2:8],)),
+                  (name + "_backward", (dy.clone().requires_grad_(), x2.clone().requires_grad_())),
+                  (name + "_pair", (xr, b.clone().requires_grad_())), (name + "_pair", (x, b[:, :, :])),
+                  (name + "_pair_backward", (dy.clone().requires_grad_(), xr, b.clone().requires_grad_()))]
+    bias = torch.randn(5, dtype=torch.float64, generator=g).to(device)
+    for name in BIAS_NAMES:  # the bias family: name(x, bias), name_backward -> (dx, dbias)
+        cases += [(name, (xr, bias.clone().requires_grad_())), (name, (x[:, 1:, :], bias)),
+                  (name + "_backward", (dy.clone().requires_grad_(), xr, bias.clone().requires_grad_())),
+                  (name, (torch.randn(7, 1, dtype=torch.float64, device=device), bias[:1]))]
     return cases + _channels_last_opcheck_cases(device) + _softmax_opcheck_cases(device, xr, dy)
 
 
@@ -106,6 +118,8 @@ def _channels_last_opcheck_cases(device):
         cases += [("prelu_backward", (g, xr, w)), ("pelu_backward", (g, xr, a, b))]
         cases += [("elu_backward", (g, xr, 0.7, False))]
         cases += [(spec.name + "_backward", (g, unary_saved_torch(spec, x))) for spec in UNARY]
+        cases += [(name + "_pair_backward", (g, xr, x.clone())) for name in GATED_NAMES]
+    cases += [(name + "_pair", (xr, x.clone())) for name in GATED_NAMES]
     # Maxout over the channels keeps the format (y, indices, dx); over another dim it does not
     x6 = torch.randn(2, 6, 4, 5, dtype=torch.float64, device=device).to(memory_format=torch.channels_last)
     idx = torch.ops.glo_kernels.maxout(x6.cpu(), 2, 1, True)[1].to(device)
@@ -256,8 +270,8 @@ def test_torch_export_and_compile_with_a_dynamic_batch(backend):
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1, dict(torch._dynamo.utils.counters["stats"])
 
 
-_CPP_AUTOGRAD_OPS = ("relu", "leaky_relu", "elu", "softplus", "prelu", "pelu", "maxout", "softmax", "log_softmax", "grouped_softmax",
-                     "distillation_loss") + UNARY_NAMES
+_CPP_AUTOGRAD_OPS = ("relu", "leaky_relu", "elu", "softplus", "prelu", "pelu", "maxout", "softmax", "log_softmax",
+                     "grouped_softmax", "distillation_loss") + UNARY_NAMES + GATED_FORWARD_OPS + BIAS_NAMES
 
 
 @pytest.mark.skipif(not glo_kernels.available_backends()["cpu"].available, reason="the C++ extension is not built")

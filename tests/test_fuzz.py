@@ -51,7 +51,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from glo_kernels._registry import ALL_OPS
 from glo_kernels._layout import channel_view_shape, dense_format, maxout_format, reduce_to_param
 from conftest import backend_params
-from helpers import EPS, assert_matches_reference
+from helpers import EPS, assert_matches_reference, with_torch_nan
 from bounds import (distillation_bounds, finite as _fin, row_max as _row_max, softmax_backward_atol,
                     softmax_forward_atol, softmax_tol, sum_gamma, temperature_grad_atol)
 from op_db import UNARY, UNARY_NAMES
@@ -104,7 +104,12 @@ pytestmark = [
 # Shapes and layouts
 # ---------------------------------------------------------------------------------------------------------------
 def _min_ndim(op) -> int:
-    return 1 if op.name in ("maxout", "distillation_loss") else 0
+    return 1 if op.name in ("maxout", "distillation_loss") or op.gated is not None or _is_bias(op) else 0
+
+
+def _is_bias(op) -> bool:
+    """An op of the bias family (glo_kernels/ops/bias.py): act(x + bias), the bias over the last dim."""
+    return op.param_names == ("bias",)
 
 
 @st.composite
@@ -380,6 +385,11 @@ def op_case(draw, op, shape, dtype):
         if draw(st.booleans(), label="a, b strided"):
             a, b = (torch.stack([t, torch.full_like(t, float("nan"))], 1)[:, 0] for t in (a, b))
         case.params = [("a", a, True), ("b", b, True)]
+    elif _is_bias(op):
+        bias = draw(param_values(shape[-1], -4.0, 4.0, [0.0, -0.0, 1.0, -1.0, 0.75, 3.0], "bias")).to(dtype)
+        if draw(st.booleans(), label="bias strided"):
+            bias = torch.stack([bias, torch.full_like(bias, float("nan"))], 1)[:, 0]
+        case.params = [("bias", bias, True)]
     elif name == "maxout":
         dim = draw(st.integers(-nd, nd - 1), label="dim")
         size = shape[dim]
@@ -487,6 +497,8 @@ def _param_contributions(op, x64, params64, kwargs, dy64, index):
 def fuzz_one(op, backend, data, max_numel, long_rows):
     name, device = backend
     shape = data.draw(shapes(_min_ndim(op), max_numel, long_rows), label="shape")
+    if op.gated is not None and shape[-1] % 2:  # (the gate and the value: the halves of an even last dim)
+        shape = (*shape[:-1], shape[-1] + 1)
     dtype = data.draw(st.sampled_from(DTYPES), label="dtype")
     inplace = op.inplace and data.draw(st.booleans(), label="inplace")
     with_grad = data.draw(st.sampled_from([True, True, True, False]), label="autograd")
@@ -629,6 +641,10 @@ def _eager_grad(run, i):
 def _check_elementwise(run):
     op, what, dtype = run.op, run.what, run.dtype
     rel = op.ulps * EPS[dtype]
+    if op.gated is not None:  # (0 * inf in float32: NaN, as torch's composite; see helpers.with_torch_nan)
+        run.y64 = with_torch_nan(run.y64, run.y, run.ye)
+        if run.grads64 is not None:
+            run.grads64 = (with_torch_nan(run.grads64[0], run.grads[0], _eager_grad(run, 0)), *run.grads64[1:])
     assert_matches_reference(run.y, run.y64, dtype, eager=run.ye, rel=rel, what=f"{what} forward")
     if op.exact and run.ye is not None:
         # Same numbers as torch's own op in this dtype, bit for bit (sign of zero included; NaN where it has NaN).
@@ -643,7 +659,8 @@ def _check_elementwise(run):
     # Backward from a saved output (sigmoid, tanh, in-place ELU) loses relative accuracy where the derivative is tiny:
     # the error is bounded by a few roundings of |dy| (times alpha for ELU, whose backward forms y + alpha).
     alpha = abs(run.case.kwargs.get("alpha", 1.0))
-    atol = 0.0 if op.exact else op.ulps * EPS[dtype] * _fin(run.dy).abs() * max(1.0, alpha)
+    scale = op.grad_error_scale(run.x64.detach(), _fin(run.dy))  # (|dy|, or |dy b| for a gated unit's da)
+    atol = 0.0 if op.exact else op.ulps * EPS[dtype] * scale * max(1.0, alpha)
     assert_matches_reference(run.grads[0], run.grads64[0], dtype, eager=_eager_grad(run, 0), rel=rel, atol=atol,
                              what=f"{what} grad x")
     if op.exact and _eager_grad(run, 0) is not None:
@@ -664,6 +681,9 @@ def _check_elementwise(run):
         if run.x.numel() == 0:
             terms = torch.zeros(p.shape, dtype=torch.float64)
             undefined = torch.zeros(p.shape, dtype=torch.bool)
+        elif op.param_terms is not None:  # (a bias: its terms are dx's, whose factor act'(x + bias) is O(1))
+            terms = _fin(op.param_terms(op, run.x64, run.p64, dy64, run.case.kwargs, pname))
+            undefined = terms >= run.acc_max
         else:
             # |terms| summed per parameter element: the scale of the sum's rounding errors; and where the sum, or a
             # term's derivative factor d y_j / d p (e.g. PELU's x / b), exceeds the accumulator's range.

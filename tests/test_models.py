@@ -10,6 +10,8 @@
     The ranks run this file as a script (``python tests/test_models.py --ddp-worker RANK WORLD INIT_FILE OUT``).
 (c) A GPT-2-style MLP block with nn.GELU (tanh and erf forms) swapped by replace_activations: a float64 training
     step as the torch.nn block's, and the same under torch.compile(fullgraph=True, backend="aot_eager").
+(d) A LLaMA-style MLP block with glo_kernels.nn.SwiGLU (fused up projection, and gate / up projections apart): a
+    float64 training step as the torch.nn block's (F.silu(a) * b), and the same compiled.
 """
 from __future__ import annotations
 
@@ -140,6 +142,13 @@ def test_gpt2_mlp_block_replace_activations_matches_torch_and_compiles(approxima
     g = torch.Generator().manual_seed(2)
     x = torch.randn(4, 7, 16, generator=g, dtype=torch.float64) * 2
     y = torch.tensor([0, 3, 1, 4])
+    out_ref = _assert_step_matches(ref, ours, x, y)
+    _assert_compiled_step_matches(base, x, y, out_ref)
+
+
+def _assert_step_matches(ref, ours, x, y):
+    """One SGD step of both models on (x, y): the same outputs, loss, (non-zero) gradients and state after it.
+    Returns the outputs."""
     out_ref, loss_ref, grads_ref = _train_step(ref, x, y)
     out_ours, loss_ours, grads_ours = _train_step(ours, x, y)
     torch.testing.assert_close(out_ours, out_ref, **TIGHT)
@@ -149,7 +158,50 @@ def test_gpt2_mlp_block_replace_activations_matches_torch_and_compiles(approxima
         assert grads_ref[n].abs().sum() > 0, n
         torch.testing.assert_close(grads_ours[n], grads_ref[n], **TIGHT, msg=lambda m, n=n: f"grad of {n}: {m}")
     _assert_same_state(ref, ours)
+    return out_ref
 
+
+# ---------------------------------------------------------------------------------------------------------------
+# (d) A LLaMA-style MLP block (RMSNorm, Linear(d, 2h) -> SwiGLU -> Linear(h, d), residual): torch.nn has no SwiGLU
+# module, so the torch.nn block computes F.silu(a) * b itself; ours holds glo_kernels.nn.SwiGLU. Also with the gate
+# and up projections kept apart (LLaMA's gate_proj / up_proj), through the two-tensor form.
+# ---------------------------------------------------------------------------------------------------------------
+class _LlamaMLP(torch.nn.Module):
+    def __init__(self, d: int, h: int, fused: bool, act: torch.nn.Module | None):
+        super().__init__()
+        self.norm = torch.nn.RMSNorm(d)
+        self.fused = fused
+        if fused:
+            self.up = torch.nn.Linear(d, 2 * h, bias=False)
+        else:
+            self.gate_proj = torch.nn.Linear(d, h, bias=False)
+            self.up_proj = torch.nn.Linear(d, h, bias=False)
+        self.act = act  # None: torch's composite
+        self.down = torch.nn.Linear(h, d, bias=False)
+        self.head = torch.nn.Linear(d, 5)
+
+    def forward(self, x):
+        n = self.norm(x)
+        if self.act is not None and self.fused:  # the one-tensor form: SwiGLU splits the projection itself
+            m = self.act(self.up(n))
+        else:
+            a, b = self.up(n).chunk(2, dim=-1) if self.fused else (self.gate_proj(n), self.up_proj(n))
+            m = F.silu(a) * b if self.act is None else self.act(a, b)
+        return self.head(x + self.down(m)).mean(dim=1)
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-up", "gate-and-up"])
+def test_llama_mlp_block_swiglu_matches_torch_and_compiles(fused):
+    torch.manual_seed(0)
+    ref = _LlamaMLP(16, 24, fused, None).to(torch.float64).train()
+    ours = copy.deepcopy(ref)
+    ours.act = gk.nn.SwiGLU()
+    _assert_same_state(ref, ours)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 7, 16, generator=g, dtype=torch.float64) * 2
+    y = torch.tensor([0, 3, 1, 4])
+    base = copy.deepcopy(ours)
+    out_ref = _assert_step_matches(ref, ours, x, y)
     _assert_compiled_step_matches(base, x, y, out_ref)
 
 

@@ -29,7 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import glo_kernels
 from glo_kernels._registry import ALL_OPS, ALL_OPS_BY_NAME, OPS
-from op_db import UNARY
+from op_db import BIAS, GATED, UNARY
 from helpers import make_input, seeded, non_contiguous
 
 # NaN and inf inputs make the Triton interpreter's numpy arithmetic warn; the values are checked, not the warnings.
@@ -246,6 +246,16 @@ def _call_every_registered_op(ns, x, g, w, a, b, tt, call) -> None:
     for spec in UNARY:
         y = call(spec.name, x)
         call(spec.name + "_backward", g, x if spec.saved == "x" else y)
+    gh = g[..., :5] if g.is_contiguous() else g[..., :10:2]  # an upstream gradient of a gated unit's [4, 6, 5]
+    for spec in GATED:
+        call(spec.name, x)
+        call(spec.name + "_backward", gh, x)
+        call(spec.name + "_pair", x, g)
+        call(spec.name + "_pair_backward", g, x, g)
+    bias = torch.linspace(-1.0, 2.0, 10, dtype=x.dtype, device=x.device)
+    for spec in BIAS:
+        call(spec.name, x, bias)
+        call(spec.name + "_backward", g, x, bias)
     for weight in (w, w[:1]):
         call("prelu", x, weight)
         call("prelu_backward", g, x, weight)
@@ -620,6 +630,8 @@ def _concurrency_jobs(device) -> list[tuple[Case, int]]:
         shape = (6, 10, 7) if i % 2 == 0 else (8, 32, 130)
         dtype = torch.float32 if i % 3 else torch.bfloat16
         cases = _op_cases(op, shape, dtype, device, seeded("threads", i))
+        if not cases:  # (a gated unit on an odd last dim: one more element)
+            cases = _op_cases(op, (*shape[:-1], shape[-1] + 1), dtype, device, seeded("threads", i))
         jobs.append((cases[i % len(cases)], 100 + i))
     return jobs
 
@@ -680,7 +692,8 @@ def _error_cases():
         "elu": lambda x, d: (gk.elu, (x,), {}),
         "pelu": lambda x, d: (gk.pelu, (x, _t(d, 3), _t(d, 3)), {}),
         "maxout": lambda x, d: (gk.maxout, (x, 2), {"dim": 0}),
-        **{spec.name: (lambda x, d, fn=getattr(gk, spec.name): (fn, (x,), {})) for spec in UNARY},
+        **{spec.name: (lambda x, d, fn=getattr(gk, spec.name): (fn, (x,), {})) for spec in UNARY + GATED},
+        **{spec.name: (lambda x, d, fn=getattr(gk, spec.name): (fn, (x, _t(d, 5)), {})) for spec in BIAS},
         "softmax": lambda x, d: (gk.softmax, (x, -1, 2.0), {}),
         "log_softmax": lambda x, d: (gk.log_softmax, (x, -1, 2.0), {}),
         "grouped_softmax": lambda x, d: (gk.grouped_softmax, (x, [1, 4]), {}),
@@ -701,10 +714,38 @@ def _error_cases():
         arg = "student" if op.name == "distillation_loss" else "x"
         extra = {"prelu": lambda d: (_t(d, 1),), "pelu": lambda d: (_t(d, 1), _t(d, 1)),
                  "maxout": lambda d: (1,), "grouped_softmax": lambda d: ([2],),
-                 "distillation_loss": lambda d: (_t(d, 2),)}.get(op.name, lambda d: ())
+                 "distillation_loss": lambda d: (_t(d, 2),),
+                 **{spec.name: lambda d: (_t(d, 2),) for spec in BIAS}}.get(op.name, lambda d: ())
         case(f"{op.name}-{arg}-list", op.name, arg, TypeError,
              lambda d, op=op, extra=extra: (op.fn, ([1.0, 2.0], *extra(d)), {}))
 
+    # gated units: the halves of x's last dim; the value b of the two-tensor form
+    for spec in GATED:
+        fn = getattr(gk, spec.name)
+        case(f"{spec.name}-x-odd-last-dim", spec.name, "x", ValueError, lambda d, fn=fn: (fn, (_t(d, 2, 3, 5),), {}))
+        case(f"{spec.name}-x-0d", spec.name, "x", ValueError, lambda d, fn=fn: (fn, (_t(d),), {}))
+        case(f"{spec.name}-b-shape", spec.name, "b", ValueError,
+             lambda d, fn=fn: (fn, (_t(d, 2, 3, 4), _t(d, 2, 3, 5)), {}))
+        case(f"{spec.name}-b-dtype", spec.name, "b", ValueError,
+             lambda d, fn=fn: (fn, (_t(d, 2, 4), _t(d, 2, 4, dtype=torch.float64)), {}))
+        case(f"{spec.name}-b-int", spec.name, "b", TypeError,
+             lambda d, fn=fn: (fn, (_t(d, 2, 4), _t(d, 2, 4, dtype=torch.int64)), {}))
+    case("geglu-approximate", "geglu", "approximate", ValueError,
+         lambda d: (gk.geglu, (_t(d, 2, 4),), {"approximate": "erf"}))
+    # bias + activation: a 1-D bias of x's last dim, of x's dtype
+    for spec in BIAS:
+        fn = getattr(gk, spec.name)
+        case(f"{spec.name}-bias-size", spec.name, "bias", ValueError,
+             lambda d, fn=fn: (fn, (_t(d, 2, 3, 5), _t(d, 3)), {}))
+        case(f"{spec.name}-bias-2d", spec.name, "bias", ValueError,
+             lambda d, fn=fn: (fn, (_t(d, 2, 3, 5), _t(d, 1, 5)), {}))
+        case(f"{spec.name}-bias-dtype", spec.name, "bias", TypeError,
+             lambda d, fn=fn: (fn, (_t(d, 2, 5), _t(d, 5, dtype=torch.float64)), {}))
+        case(f"{spec.name}-bias-list", spec.name, "bias", TypeError,
+             lambda d, fn=fn: (fn, (_t(d, 2, 5), [0.0] * 5), {}))
+        case(f"{spec.name}-x-0d", spec.name, "x", ValueError, lambda d, fn=fn: (fn, (_t(d), _t(d, 1)), {}))
+    case("bias_gelu-approximate", "bias_gelu", "approximate", ValueError,
+         lambda d: (gk.bias_gelu, (_t(d, 2, 4), _t(d, 4)), {"approximate": "erf"}))
     # learned parameters: shape, dtype, device (meta stands in for another device), type
     x3 = lambda d: _t(d, 2, 3, 5)  # noqa: E731
     case("pelu-a-2d", "pelu", "a", ValueError, lambda d: (gk.pelu, (x3(d), _t(d, 3, 1), _t(d, 3)), {}))

@@ -155,6 +155,17 @@ OVER_MARGIN = {
                          ("GELUTanh", "backward", "float16"), ("GELUTanh", "backward", "float32"))},
     **{("unary_forward_kernel", "Softplus", dt): "an exp and a log1p (a polynomial of degree 8 in float32) per element"
        for dt in ("bfloat16", "float16", "float32")},
+    # GeGLU: GELU's math per element of y, on a budget of 3 bytes moved per byte of y (the unary kernels': 2)
+    **{(f"gated_{d}_kernel", op, dt): f"GeGLU: GELU's {'tanh form' if op == 'GELUTanh' else 'erf form'} per element"
+       for op, d, dt in (("GELU", "forward", "bfloat16"), ("GELU", "forward", "float16"), ("GELU", "forward", "float32"),
+                         ("GELU", "backward", "bfloat16"), ("GELU", "backward", "float16"),
+                         ("GELUTanh", "forward", "float32"))},
+    # bias_gelu: GELU's math per element through the per-channel kernels (a bias constant per element; the backward's
+    # per-tile sums of the bias gradient)
+    **{(fam, op, dt): f"bias_gelu: GELU's {'tanh form' if op == 'GELUTanh' else 'erf form'} per element, plus the bias"
+       for fam in ("channel_forward_kernel", "channel_inner_forward_kernel", "channel_backward_plane_kernel",
+                   "channel_backward_rows_kernel")
+       for op in ("GELU", "GELUTanh") for dt in ("bfloat16", "float16", "float32")},
 }
 
 

@@ -45,6 +45,21 @@ void for_each_chunk(int64_t n, const Body& body) {
   });
 }
 
+// Runs body(r, s0, cnt) for every piece [s0, s0 + cnt) of at most kChunk elements of each of `rows` rows of h
+// elements (rows of a [rows, h] view), pieces split across threads (about kGrainChunks * kChunk elements per task).
+template <class Body>
+void for_each_row_piece(int64_t rows, int64_t h, const Body& body) {
+  const int64_t per_row = ceil_div(h, kChunk);
+  const int64_t grain = std::max<int64_t>(1, kGrainChunks * kChunk / std::min(h, kChunk));
+  at::parallel_for(0, rows * per_row, grain, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t r = per_row == 1 ? p : p / per_row;
+      const int64_t s0 = per_row == 1 ? 0 : (p % per_row) * kChunk;
+      body(r, s0, std::min(kChunk, h - s0));
+    }
+  });
+}
+
 // y = f.forward(x) over one chunk of opmath values: the functor's own loop, which GCC vectorizes, unless an
 // overload below takes the type.
 template <class F, typename T>
@@ -241,6 +256,61 @@ struct CpuKernels {
         T* ds = cpu::out_chunk(dp + base, dbuf, gp + base);
         for (int64_t j = 0; j < cnt; ++j) ds[j] = fl.backward(gs[j], ss[j]);
         cpu::store_chunk(ds, dp + base, cnt);
+      });
+    });
+  }
+
+  // Gated units: a, b (and da, db) are [rows, h] views with unit column stride (see glo/op_impls.h).
+  template <class Factory>
+  static void gated_forward(const Tensor& a, const Tensor& b, const Tensor& y, Factory factory) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "glo_gated_forward_cpu", [&] {
+      using T = opmath_t<scalar_t>;
+      const auto f = gated<T>(factory(T{}));
+      const scalar_t* ap = a.const_data_ptr<scalar_t>();
+      const scalar_t* bp = b.const_data_ptr<scalar_t>();
+      scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+      const int64_t h = y.size(1), sa = a.stride(0), sb = b.stride(0);
+      for_each_row_piece(y.size(0), h, [&](int64_t r, int64_t s0, int64_t cnt) {
+        const auto fl = f;
+        alignas(64) T abuf[kChunk];
+        alignas(64) T bbuf[kChunk];
+        alignas(64) T ybuf[kChunk];
+        const T* as = cpu::load_chunk(ap + r * sa + s0, abuf, cnt);
+        const T* bs = cpu::load_chunk(bp + r * sb + s0, bbuf, cnt);
+        T* ys = cpu::out_chunk(yp + r * h + s0, ybuf, nullptr);
+        for (int64_t j = 0; j < cnt; ++j) ys[j] = fl.forward(as[j], bs[j]);
+        cpu::store_chunk(ys, yp + r * h + s0, cnt);
+      });
+    });
+  }
+
+  template <class Factory>
+  static void gated_backward(const Tensor& grad, const Tensor& a, const Tensor& b, const Tensor& da, const Tensor& db,
+                             Factory factory) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "glo_gated_backward_cpu", [&] {
+      using T = opmath_t<scalar_t>;
+      const auto f = gated<T>(factory(T{}));
+      const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+      const scalar_t* ap = a.const_data_ptr<scalar_t>();
+      const scalar_t* bp = b.const_data_ptr<scalar_t>();
+      scalar_t* dap = da.mutable_data_ptr<scalar_t>();
+      scalar_t* dbp = db.mutable_data_ptr<scalar_t>();
+      const int64_t h = grad.size(1), sa = a.stride(0), sb = b.stride(0), sda = da.stride(0), sdb = db.stride(0);
+      for_each_row_piece(grad.size(0), h, [&](int64_t r, int64_t s0, int64_t cnt) {
+        const auto fl = f;
+        alignas(64) T gbuf[kChunk];
+        alignas(64) T abuf[kChunk];
+        alignas(64) T bbuf[kChunk];
+        alignas(64) T dabuf[kChunk];
+        alignas(64) T dbbuf[kChunk];
+        const T* gs = cpu::load_chunk(gp + r * h + s0, gbuf, cnt);
+        const T* as = cpu::load_chunk(ap + r * sa + s0, abuf, cnt);
+        const T* bs = cpu::load_chunk(bp + r * sb + s0, bbuf, cnt);
+        T* das = cpu::out_chunk(dap + r * sda + s0, dabuf, nullptr);
+        T* dbs = cpu::out_chunk(dbp + r * sdb + s0, dbbuf, nullptr);
+        for (int64_t j = 0; j < cnt; ++j) fl.backward(gs[j], as[j], bs[j], das[j], dbs[j]);
+        cpu::store_chunk(das, dap + r * sda + s0, cnt);
+        cpu::store_chunk(dbs, dbp + r * sdb + s0, cnt);
       });
     });
   }

@@ -1,5 +1,6 @@
 // CUDA kernels: the functors of glo/activations.h applied element-wise, with packed 1-bit masks for ReLU / Leaky ReLU,
-// a deterministic per-channel reduction for the gradients of per-channel parameters (PReLU, PELU), and Maxout.
+// a deterministic per-channel reduction for the gradients of per-channel parameters (PReLU, PELU), Maxout and the
+// gated units (SwiGLU, GeGLU, ReGLU).
 //
 // Conventions of every kernel here:
 //  * all tensors are contiguous; sizes and indices are int64_t (tensors over 2^31 elements are right);
@@ -285,6 +286,103 @@ __global__ void __launch_bounds__(kThreads) unary_backward_kernel(
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Gated units (glo::Gated: y = act(a) * b) over [rows, h] views: a and b (da and db) with unit column stride and
+// row strides sa, sb (sda, sdb): the two halves of the rows of one x [rows, 2h], or one run each (rows = 1); y and
+// grad contiguous [rows, h].
+//
+// Mapping (both kernels). A block's kThreads threads are [kThreads / TX rows, TX columns], TX = 2^tx_log2 (32 to
+// kThreads, about the row's vector count, so that short rows still fill the block); thread (ty, tx) handles the
+// vectors v = blockIdx.x * TX + tx (+ multiples of gridDim.x * TX) of rows blockIdx.y * TY + ty (+ multiples of
+// gridDim.y * TY): elements v*VEC + [0, VEC) of the row. VEC = 16 / sizeof(scalar_t) when every pointer is 16-byte
+// aligned and h and every row stride are multiples of VEC, else 1 (scalar accesses). Grid-stride in both
+// dimensions: any grid is correct. In and out never alias (fresh outputs), hence __restrict__.
+// ---------------------------------------------------------------------------------------------------------------
+template <typename scalar_t, int VEC>
+struct alignas(sizeof(scalar_t) * VEC) VecN {
+  scalar_t val[VEC];
+};
+
+struct GatedShape {
+  int64_t rows, h;
+  int64_t sa, sb;    // row strides of a and b (elements)
+  int64_t sda, sdb;  // row strides of da and db (backward)
+  int tx_log2;
+};
+
+// body(r, c) for the vectors (elements c .. c + VEC) of the rows this thread visits (the mapping above).
+template <int VEC, class Body>
+__device__ __forceinline__ void for_each_row_vector(const GatedShape& s, const Body& body) {
+  const int tx = threadIdx.x & ((1 << s.tx_log2) - 1);
+  const int64_t TX = int64_t{1} << s.tx_log2, TY = kThreads >> s.tx_log2;
+  const int64_t hv = s.h / VEC;
+  for (int64_t r = blockIdx.y * TY + (threadIdx.x >> s.tx_log2); r < s.rows; r += gridDim.y * TY) {
+    for (int64_t v = blockIdx.x * TX + tx; v < hv; v += gridDim.x * TX) body(r, v * VEC);
+  }
+}
+
+template <typename scalar_t, int VEC, typename G>
+__global__ void __launch_bounds__(kThreads) gated_forward_kernel(
+    const scalar_t* __restrict__ a,  // [rows, h], row stride sa
+    const scalar_t* __restrict__ b,  // [rows, h], row stride sb
+    scalar_t* __restrict__ y,        // [rows, h]
+    GatedShape s, G g) {
+  using T = at::opmath_type<scalar_t>;
+  using V = VecN<scalar_t, VEC>;
+  for_each_row_vector<VEC>(s, [&](int64_t r, int64_t c) {
+    const V av = *reinterpret_cast<const V*>(a + r * s.sa + c);
+    const V bv = *reinterpret_cast<const V*>(b + r * s.sb + c);
+    V out;
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) {
+      out.val[j] = static_cast<scalar_t>(g.forward(static_cast<T>(av.val[j]), static_cast<T>(bv.val[j])));
+    }
+    store_vec_pinned(y + r * s.h + c, out);  // (ReGLU's float store was split into four without the pin)
+  });
+}
+
+template <typename scalar_t, int VEC, typename G>
+__global__ void __launch_bounds__(kThreads) gated_backward_kernel(
+    const scalar_t* __restrict__ grad,  // [rows, h]
+    const scalar_t* __restrict__ a,     // [rows, h], row stride sa
+    const scalar_t* __restrict__ b,     // [rows, h], row stride sb
+    scalar_t* __restrict__ da,          // [rows, h], row stride sda
+    scalar_t* __restrict__ db,          // [rows, h], row stride sdb
+    GatedShape s, G g) {
+  using T = at::opmath_type<scalar_t>;
+  using V = VecN<scalar_t, VEC>;
+  for_each_row_vector<VEC>(s, [&](int64_t r, int64_t c) {
+    const V gv = *reinterpret_cast<const V*>(grad + r * s.h + c);
+    const V av = *reinterpret_cast<const V*>(a + r * s.sa + c);
+    const V bv = *reinterpret_cast<const V*>(b + r * s.sb + c);
+    V oa, ob;
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) {
+      T da_j, db_j;
+      g.backward(static_cast<T>(gv.val[j]), static_cast<T>(av.val[j]), static_cast<T>(bv.val[j]), da_j, db_j);
+      oa.val[j] = static_cast<scalar_t>(da_j);
+      ob.val[j] = static_cast<scalar_t>(db_j);
+    }
+    store_vec(da + r * s.sda + c, oa);
+    store_vec(db + r * s.sdb + c, ob);
+  });
+}
+
+// The launch shape of the gated kernels over a [rows, h] problem with `vec` elements per access: TX about h / vec
+// (32 to kThreads), a grid of column tiles by row groups (y at most 65535). every_column: x covers every vector of a
+// row once (channel_inner_forward_kernel), else at most kMaxGrid blocks (grid-stride).
+inline dim3 gated_grid(GatedShape& s, int64_t vec, bool every_column = false) {
+  const int64_t hv = s.h / vec;
+  int tx_log2 = 5;
+  while (tx_log2 < 8 && (int64_t{1} << tx_log2) < hv) ++tx_log2;
+  s.tx_log2 = tx_log2;
+  const int64_t TX = int64_t{1} << tx_log2, TY = kThreads / TX;
+  const int64_t gx = every_column ? ceil_div(hv, TX) : grid_cap(ceil_div(hv, TX));
+  TORCH_CHECK(gx <= INT_MAX, "glo_kernels: a last dim of ", s.h, " elements is too long for these kernels");
+  const int64_t gy = std::min<int64_t>(65535, std::max<int64_t>(1, std::min(ceil_div(s.rows, TY), kMaxGrid / gx)));
+  return dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy), 1);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Ops with learned per-channel parameters (PReLU: 1, PELU: 2). The functor's kParams parameter tensors ([C] each,
 // C = 1 when shared) travel to channel_consts_kernel by value as an array of pointers; it turns each channel's raw
 // values into the functor's kConsts constants (F::prepare: PELU's a/b, 1/b and a, in opmath, each correctly rounded)
@@ -326,12 +424,15 @@ __device__ __forceinline__ void load_consts(const T* __restrict__ consts, int64_
 //
 // Mapping. Thread-level grid-stride loops.
 //  1. Vector part (nvec = n / VEC when x and y are 16-byte aligned, else 0): thread handles elements v*VEC + [0, VEC);
-//     the channel of the first element is found by FastDiv (multiply-shift). kRowAligned (C == 1 or S % VEC == 0):
-//     the vector lies in one channel's row, its constants are loaded once. Else the next elements' channels are found
-//     by stepping (s, c) along the row (the constants are reloaded when the channel changes).
+//     the channel of the first element is found by FastDiv (multiply-shift). kMode (ChannelMode):
+//     kRowAligned (C == 1 or S % VEC == 0): the vector lies in one channel's row, its constants are loaded once.
+//     kStepping (the rest): the next elements' channels are found by stepping (s, c) along the row.
 //  2. Scalar tail, elements [nvec * VEC, n): one element per thread and step.
+// (Channels innermost, S == 1 and C > 1, go to channel_inner_forward_kernel below.)
 // ---------------------------------------------------------------------------------------------------------------
-template <typename scalar_t, typename F, bool kRowAligned>
+enum ChannelMode : int { kStepping = 0, kRowAligned = 1 };
+
+template <typename scalar_t, typename F, int kMode>
 __global__ void __launch_bounds__(kThreads) channel_forward_kernel(
     const scalar_t* __restrict__ x,                 // [N, C, S] = [n]
     const at::opmath_type<scalar_t>* __restrict__ consts,  // [kConsts, C] (channel_consts_kernel)
@@ -353,7 +454,7 @@ __global__ void __launch_bounds__(kThreads) channel_forward_kernel(
     }
     const V xv = *reinterpret_cast<const V*>(x + i);
     V yv;
-    if constexpr (kRowAligned) {
+    if constexpr (kMode == kRowAligned) {
       T pc[NK];
       load_consts(consts, C, c, pc);
 #pragma unroll
@@ -387,6 +488,56 @@ __global__ void __launch_bounds__(kThreads) channel_forward_kernel(
     load_consts(consts, C, c, pc);
     y[i] = static_cast<scalar_t>(f.forward(static_cast<T>(x[i]), pc));
   });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Channel forward with the channels innermost (S == 1, C > 1: channels_last, or a bias over the last dim): x as
+// [rows = N, C]. Blocks of [kThreads / TX rows, TX columns] (gated_grid(every_column)); the grid's x covers every
+// vector of a row once: thread (ty, tx) of block (bx, by) owns the vector v = bx * TX + tx, elements (channels) c = v*VEC +
+// [0, VEC), loads their constants once, and walks the rows by * TY + ty (+ multiples of gridDim.y * TY): the channel
+// is the column, no division, no constant reloaded. VEC = 16 / sizeof(scalar_t) when C % VEC == 0 and x and y are
+// 16-byte aligned, else 1; a vector's constants are then whole 16-byte vectors too (consts is 16-byte aligned, C and
+// c multiples of VEC).
+// ---------------------------------------------------------------------------------------------------------------
+template <typename scalar_t, typename F, int VEC>
+__global__ void __launch_bounds__(kThreads) channel_inner_forward_kernel(
+    const scalar_t* __restrict__ x,                        // [rows, C]
+    const at::opmath_type<scalar_t>* __restrict__ consts,  // [kConsts, C]
+    scalar_t* __restrict__ y,                              // [rows, C]
+    GatedShape s,                                          // rows, h = C; gridDim.x * TX >= C / VEC
+    F f) {
+  using T = at::opmath_type<scalar_t>;
+  using V = VecN<scalar_t, VEC>;
+  constexpr int NK = F::kConsts;
+  constexpr int KV = VEC * sizeof(T) >= 16 ? 16 / static_cast<int>(sizeof(T)) : 1;  // constants per load
+  using KVec = VecN<T, KV>;
+  const int64_t TX = int64_t{1} << s.tx_log2, TY = kThreads >> s.tx_log2;
+  const int64_t C = s.h;
+  const int64_t v = blockIdx.x * TX + (threadIdx.x & (TX - 1));
+  if (v >= C / VEC) return;  // (no collective operations in this kernel)
+  const int64_t c = v * VEC;
+  T pcs[NK][VEC];
+#pragma unroll
+  for (int k = 0; k < NK; ++k) {
+#pragma unroll
+    for (int j = 0; j < VEC; j += KV) {
+      const KVec kv = *reinterpret_cast<const KVec*>(consts + k * C + c + j);
+#pragma unroll
+      for (int q = 0; q < KV; ++q) pcs[k][j + q] = kv.val[q];
+    }
+  }
+  for (int64_t r = blockIdx.y * TY + (threadIdx.x >> s.tx_log2); r < s.rows; r += gridDim.y * TY) {
+    const V xv = *reinterpret_cast<const V*>(x + r * C + c);
+    V yv;
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) {
+      T pc[NK];
+#pragma unroll
+      for (int k = 0; k < NK; ++k) pc[k] = pcs[k][j];
+      yv.val[j] = static_cast<scalar_t>(f.forward(static_cast<T>(xv.val[j]), pc));
+    }
+    store_vec(y + r * C + c, yv);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -993,11 +1144,22 @@ struct CudaKernels {
       const Tensor consts = channel_consts<scalar_t>(params, g.channels, f, x, stream);
       const auto* kp = consts.const_data_ptr<at::opmath_type<scalar_t>>();
       const FastDiv div_s(g.inner), div_c(g.channels);
-      if (g.channels == 1 || g.inner % VEC == 0) {
-        channel_forward_kernel<scalar_t, F, true>
+      if (g.inner == 1 && g.channels > 1) {
+        GatedShape s{g.outer, g.channels, 0, 0, 0, 0, 0};
+        if (g.channels % VEC == 0 && aligned16(xp) && aligned16(yp)) {
+          const dim3 grid2 = gated_grid(s, VEC, true);
+          channel_inner_forward_kernel<scalar_t, F, VEC><<<grid2, kThreads, 0, stream>>>(xp, kp, yp, s, f);
+        } else {
+          const dim3 grid2 = gated_grid(s, 1, true);
+          channel_inner_forward_kernel<scalar_t, F, 1><<<grid2, kThreads, 0, stream>>>(xp, kp, yp, s, f);
+        }
+      } else if (g.channels == 1 || g.inner % VEC == 0) {
+        channel_forward_kernel<scalar_t, F, kRowAligned>
             <<<grid, kThreads, 0, stream>>>(xp, kp, yp, n, g.channels, g.inner, nvec, div_s, div_c, f);
-      } else {
-        channel_forward_kernel<scalar_t, F, false>
+      } else if constexpr (requires { F::kChannelsInnermost; }) {
+        TORCH_INTERNAL_ASSERT(false, "glo_kernels.channel_forward: a bias geometry with inner > 1");
+      } else {  // (not instantiated for a bias, whose geometry never needs it)
+        channel_forward_kernel<scalar_t, F, kStepping>
             <<<grid, kThreads, 0, stream>>>(xp, kp, yp, n, g.channels, g.inner, nvec, div_s, div_c, f);
       }
       C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -1101,6 +1263,58 @@ struct CudaKernels {
       } else {
         launch_param_reduce<kThreads>(ppart, out, np, M, O, C, K, stream);
       }
+    });
+  }
+
+  template <class Factory>
+  static void gated_forward(const Tensor& a, const Tensor& b, const Tensor& y, Factory factory) {
+    const c10::cuda::CUDAGuard guard(a.device());
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "glo_gated_forward_cuda", [&] {
+      using T = at::opmath_type<scalar_t>;
+      const auto g = gated<T>(device_functor<scalar_t>(factory));
+      constexpr int64_t VEC = Vec16<scalar_t>::kSize;
+      GatedShape s{y.size(0), y.size(1), a.stride(0), b.stride(0), 0, 0, 0};
+      const scalar_t* ap = a.const_data_ptr<scalar_t>();
+      const scalar_t* bp = b.const_data_ptr<scalar_t>();
+      scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+      const bool vec = (s.h % VEC | s.sa % VEC | s.sb % VEC) == 0 && aligned16(ap) && aligned16(bp) && aligned16(yp);
+      if (vec) {
+        const dim3 grid = gated_grid(s, VEC);
+        gated_forward_kernel<scalar_t, VEC><<<grid, kThreads, 0, stream>>>(ap, bp, yp, s, g);
+      } else {
+        const dim3 grid = gated_grid(s, 1);
+        gated_forward_kernel<scalar_t, 1><<<grid, kThreads, 0, stream>>>(ap, bp, yp, s, g);
+      }
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+
+  template <class Factory>
+  static void gated_backward(const Tensor& grad, const Tensor& a, const Tensor& b, const Tensor& da, const Tensor& db,
+                             Factory factory) {
+    const c10::cuda::CUDAGuard guard(a.device());
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "glo_gated_backward_cuda", [&] {
+      using T = at::opmath_type<scalar_t>;
+      const auto g = gated<T>(device_functor<scalar_t>(factory));
+      constexpr int64_t VEC = Vec16<scalar_t>::kSize;
+      GatedShape s{grad.size(0), grad.size(1), a.stride(0), b.stride(0), da.stride(0), db.stride(0), 0};
+      const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+      const scalar_t* ap = a.const_data_ptr<scalar_t>();
+      const scalar_t* bp = b.const_data_ptr<scalar_t>();
+      scalar_t* dap = da.mutable_data_ptr<scalar_t>();
+      scalar_t* dbp = db.mutable_data_ptr<scalar_t>();
+      const bool vec = (s.h % VEC | s.sa % VEC | s.sb % VEC | s.sda % VEC | s.sdb % VEC) == 0 && aligned16(gp) &&
+                       aligned16(ap) && aligned16(bp) && aligned16(dap) && aligned16(dbp);
+      if (vec) {
+        const dim3 grid = gated_grid(s, VEC);
+        gated_backward_kernel<scalar_t, VEC><<<grid, kThreads, 0, stream>>>(gp, ap, bp, dap, dbp, s, g);
+      } else {
+        const dim3 grid = gated_grid(s, 1);
+        gated_backward_kernel<scalar_t, 1><<<grid, kThreads, 0, stream>>>(gp, ap, bp, dap, dbp, s, g);
+      }
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }
 

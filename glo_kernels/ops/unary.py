@@ -228,3 +228,24 @@ def _gelu_tanh_second(x: torch.Tensor) -> torch.Tensor:
 
 
 UNARY_BY_NAME = {spec.name: spec for spec in UNARY}
+
+
+# An activation inside another op (a gated unit's gate, bias + activation): an op of this family, or "relu" (the
+# gated units' ReGLU), as the pieces the double backward of that op needs.
+def activation(name: str, ops) -> Callable:
+    """act(a): the registered op of namespace `ops` (plain torch for ReLU)."""
+    return torch.relu if name == "relu" else getattr(ops, name)
+
+
+def activation_grad(name: str, ops) -> Callable:
+    """(v, a) -> v * act'(a): the registered backward op (ReLU: torch's rule, 0 where a <= 0)."""
+    if name == "relu":
+        return lambda v, a: torch.where(a <= 0, torch.zeros((), dtype=v.dtype, device=v.device), v)
+    return getattr(ops, name + "_backward")
+
+
+def activation_second(name: str) -> Callable:
+    """(gg, v, a) -> gg * v * act''(a) (plain torch): the derivative of activation_grad through a."""
+    if name == "relu":
+        return lambda gg, v, a: torch.zeros_like(gg)
+    return UNARY_BY_NAME[name].d_saved

@@ -53,10 +53,12 @@ LEAKY_RELU = 1
 # Operator ids of the per-channel-parameter kernels (tl.constexpr OP) and their parameter counts (kParams).
 PRELU = 6  # PReLU<T>: weight
 PELU = 7  # PELU<T>: a, b
+BIAS_ACT = 8  # BiasAct<T, Act>: bias (the activation: a pair of math.py, FWD / BWD)
 # (the same ids as the kernels see them: a jit function reads only globals made tl.constexpr)
 _RELU_ID = tl.constexpr(RELU)
 _PRELU_ID = tl.constexpr(PRELU)
-CHANNEL_PARAMS = {PRELU: 1, PELU: 2}
+_BIAS_ACT_ID = tl.constexpr(BIAS_ACT)
+CHANNEL_PARAMS = {PRELU: 1, PELU: 2, BIAS_ACT: 1}
 
 # Mask kernels: each program handles MASK_WORDS words of 32 elements (a [MASK_WORDS, 32] tile).
 MASK_WORDS = 128  # 4096 elements per program
@@ -290,9 +292,10 @@ def _store_partial(q_ptr, terms, it, ic, i_s, C, ST, CB: tl.constexpr, SB: tl.co
 
 @triton.jit
 def _channel_forward_kernel(x_ptr, k_ptr, y_ptr, N, C, S, CT, ST, OP: tl.constexpr, OPMATH: tl.constexpr,
-                            LIBDEVICE: tl.constexpr, NB: tl.constexpr, CB: tl.constexpr, SB: tl.constexpr):
+                            LIBDEVICE: tl.constexpr, NB: tl.constexpr, CB: tl.constexpr, SB: tl.constexpr,
+                            FWD: tl.constexpr, BWD: tl.constexpr):
     """y = f.forward(x, k) with k the column's channel constants (channel_constants); f = PReLU (OP PRELU: k =
-    weight) or PELU (PELU: k = a, a / b, 1 / b)."""
+    weight), PELU (PELU: k = a, a / b, 1 / b) or BiasAct (BIAS_ACT: k = bias, the activation FWD)."""
     pid = tl.program_id(0).to(tl.int64)
     it, ic, i_s, c, offs, inb = _channel_tile(pid, N, C, S, CT, ST, NB, CB, SB)
     x = _upcast(tl.load(x_ptr + offs, mask=inb, other=0.0), OPMATH)
@@ -300,6 +303,11 @@ def _channel_forward_kernel(x_ptr, k_ptr, y_ptr, N, C, S, CT, ST, OP: tl.constex
         # PReLU<T>: forward(x, w) = x > 0 ? x : w * x
         p0 = _load_param(k_ptr, ic, c, C, OPMATH, CB)
         y = tl.where(x > 0.0, x, p0 * x)
+    elif OP == _BIAS_ACT_ID:
+        # BiasAct<T, Act>: forward(x, bias) = act(x + bias)
+        p0 = _load_param(k_ptr, ic, c, C, OPMATH, CB)
+        zero = tl.full([], 0.0, OPMATH)
+        y = FWD(x + p0, zero, zero, OPMATH, LIBDEVICE, _fast16(y_ptr.dtype.element_ty, LIBDEVICE))
     else:
         # PELU<T>: forward(x, a, b) = x >= 0 ? (a / b) * x : a * expm1(x * (1 / b)); a / b and 1 / b computed once
         # per channel on the host (channel_constants), as PELU<T>::prepare. Only the selected side is computed (the
@@ -321,10 +329,11 @@ def _channel_forward_kernel(x_ptr, k_ptr, y_ptr, N, C, S, CT, ST, OP: tl.constex
 @triton.jit
 def _channel_backward_kernel(g_ptr, x_ptr, k_ptr, dx_ptr, q0_ptr, q1_ptr, N, C, S, CT, ST,
                              OP: tl.constexpr, NP: tl.constexpr, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr,
-                             NB: tl.constexpr, CB: tl.constexpr, SB: tl.constexpr):
+                             NB: tl.constexpr, CB: tl.constexpr, SB: tl.constexpr, FWD: tl.constexpr,
+                             BWD: tl.constexpr):
     """dx = f.backward(x, dy, k, dp) and, for each of the NP parameters j, the tile's per-channel sums of its
-    gradient terms dp[j] in q_j[it * ST + is, c] (see _store_partial); f = PReLU (OP PRELU, NP 1) or PELU (NP 2);
-    k: the channel constants, as in the forward."""
+    gradient terms dp[j] in q_j[it * ST + is, c] (see _store_partial); f = PReLU (OP PRELU, NP 1), PELU (NP 2) or
+    BiasAct (BIAS_ACT, NP 1, the activation's backward BWD); k: the channel constants, as in the forward."""
     pid = tl.program_id(0).to(tl.int64)
     it, ic, i_s, c, offs, inb = _channel_tile(pid, N, C, S, CT, ST, NB, CB, SB)
     x = _upcast(tl.load(x_ptr + offs, mask=inb, other=0.0), OPMATH)
@@ -335,6 +344,13 @@ def _channel_backward_kernel(g_ptr, x_ptr, k_ptr, dx_ptr, q0_ptr, q1_ptr, N, C, 
         pos = x > 0.0
         dx = tl.where(pos, g, p0 * g)
         t0 = tl.where(inb & ~pos, x * g, 0.0)
+        t1 = t0
+    elif OP == _BIAS_ACT_ID:
+        # BiasAct<T, Act>: dx = act.backward(dy, x + bias), also the bias's term
+        p0 = _load_param(k_ptr, ic, c, C, OPMATH, CB)
+        zero = tl.full([], 0.0, OPMATH)
+        dx = BWD(g, x + p0, zero, zero, OPMATH, LIBDEVICE)
+        t0 = tl.where(inb, dx, 0.0)
         t1 = t0
     else:
         # PELU<T>, with r = a / b, u = x * (1 / b) (a / b and 1 / b per channel: channel_constants) and ge = E dy
@@ -456,6 +472,48 @@ def _maxout_backward_kernel(g_ptr, idx_ptr, dx_ptr, R, P, S, ST, RB: tl.constexp
 # ---------------------------------------------------------------------------------------------------------------
 # Launchers.
 # ---------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------
+# Gated units (Gated<T, Act> of activations.h: y = act(a) * b), the activation a pair of math.py (FWD / BWD) over
+# [R, H] views: a and b (da and db) with unit column stride and row strides SA, SB (SDA, SDB), y and dy contiguous.
+# Program p handles the tile of rows (p // CT) * RB + [0, RB) and columns (p % CT) * CB + [0, CB).
+# ---------------------------------------------------------------------------------------------------------------
+@triton.jit
+def _gated_tile(pid, R, H, CT, RB: tl.constexpr, CB: tl.constexpr):
+    r = (pid // CT) * RB + tl.arange(0, RB)
+    c = (pid % CT) * CB + tl.arange(0, CB)
+    return r[:, None], c[None, :], (r < R)[:, None] & (c < H)[None, :]
+
+
+@triton.jit
+def _gated_forward_kernel(a_ptr, b_ptr, y_ptr, R, H, SA, SB, CT, FWD: tl.constexpr, OPMATH: tl.constexpr,
+                          LIBDEVICE: tl.constexpr, RB: tl.constexpr, CB: tl.constexpr):
+    """y = FWD(a) * b."""
+    r, c, inb = _gated_tile(tl.program_id(0).to(tl.int64), R, H, CT, RB, CB)
+    a = _upcast(tl.load(a_ptr + r * SA + c, mask=inb, other=0.0), OPMATH)
+    b = _upcast(tl.load(b_ptr + r * SB + c, mask=inb, other=0.0), OPMATH)
+    FAST16: tl.constexpr = _fast16(y_ptr.dtype.element_ty, LIBDEVICE)
+    zero = tl.full([], 0.0, OPMATH)
+    y = FWD(a, zero, zero, OPMATH, LIBDEVICE, FAST16) * b
+    tl.store(y_ptr + r * H + c, _downcast(y, y_ptr.dtype.element_ty), mask=inb)
+
+
+@triton.jit
+def _gated_backward_kernel(g_ptr, a_ptr, b_ptr, da_ptr, db_ptr, R, H, SA, SB, SDA, SDB, CT, FWD: tl.constexpr,
+                           BWD: tl.constexpr, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, RB: tl.constexpr,
+                           CB: tl.constexpr):
+    """da = BWD(dy * b, a), db = dy * FWD(a)."""
+    r, c, inb = _gated_tile(tl.program_id(0).to(tl.int64), R, H, CT, RB, CB)
+    g = _upcast(tl.load(g_ptr + r * H + c, mask=inb, other=0.0), OPMATH)
+    a = _upcast(tl.load(a_ptr + r * SA + c, mask=inb, other=0.0), OPMATH)
+    b = _upcast(tl.load(b_ptr + r * SB + c, mask=inb, other=0.0), OPMATH)
+    FAST16: tl.constexpr = _fast16(da_ptr.dtype.element_ty, LIBDEVICE)
+    zero = tl.full([], 0.0, OPMATH)
+    da = BWD(g * b, a, zero, zero, OPMATH, LIBDEVICE)
+    db = g * FWD(a, zero, zero, OPMATH, LIBDEVICE, FAST16)
+    tl.store(da_ptr + r * SDA + c, _downcast(da, da_ptr.dtype.element_ty), mask=inb)
+    tl.store(db_ptr + r * SDB + c, _downcast(db, db_ptr.dtype.element_ty), mask=inb)
+
+
 INTERPRETED = type(_mask_forward_kernel).__name__ == "InterpretedFunction"
 
 
@@ -641,7 +699,7 @@ def channel_constants(op: int, params) -> torch.Tensor:
     _upcast and _div (IEEE), so the bits are those the element kernels computed per column before, NaN payloads
     included (torch's float16 -> float32 conversion writes other NaN payloads than the interpreter's)."""
     _check_params(op, params)
-    if op == PRELU:
+    if op in (PRELU, BIAS_ACT):
         return params[0].reshape(1, -1)
     a, b = params
     n = a.numel()
@@ -652,23 +710,32 @@ def channel_constants(op: int, params) -> torch.Tensor:
     return k
 
 
-def channel_forward(x: torch.Tensor, params, y: torch.Tensor, geom: tuple[int, int, int], op: int) -> None:
-    """y = f(x, p[c]) over x seen as geom = (outer, channels, inner); f is PRELU (params: (weight,)) or PELU
-    ((a, b)), each parameter of 1 or `channels` elements."""
+def _act_pair(act: str | None):
+    """(FWD, BWD) of BIAS_ACT's activation `act`; another op's kernels take math.py's relu pair, unused."""
+    return unary_pair(act or "relu")
+
+
+def channel_forward(x: torch.Tensor, params, y: torch.Tensor, geom: tuple[int, int, int], op: int,
+                    act: str | None = None) -> None:
+    """y = f(x, p[c]) over x seen as geom = (outer, channels, inner); f is PRELU (params: (weight,)), PELU
+    ((a, b)) or BIAS_ACT ((bias,), the activation math.py's pair of `act`), each parameter of 1 or `channels`
+    elements."""
     _check_params(op, params)
     outer, channels, inner = geom
     (nb, cb, sb), (nt, ct, st) = _channel_grid(outer, channels, inner)
     k = channel_constants(op, params)
+    fwd, bwd = _act_pair(act)
     with _on_device(x):
         _channel_forward_kernel[(nt * ct * st,)](x, k, y, outer, channels, inner, ct, st, OP=op,
                                                  OPMATH=_opmath(x.dtype), LIBDEVICE=not INTERPRETED, NB=nb, CB=cb,
-                                                 SB=sb, num_warps=CHANNEL_NUM_WARPS, **_libdevice_options(x))
+                                                 SB=sb, FWD=fwd, BWD=bwd, num_warps=CHANNEL_NUM_WARPS,
+                                                 **_libdevice_options(x))
 
 
 def channel_backward(grad: torch.Tensor, x: torch.Tensor, params, dx: torch.Tensor, dparams,
-                     geom: tuple[int, int, int], op: int) -> None:
-    """dx and every parameter's gradient (per-channel sums, in dparams[k]'s dtype) of f (PRELU or PELU): one pass
-    over x and grad writing dx and a partial buffer per parameter, then a fixed-order sum of each buffer."""
+                     geom: tuple[int, int, int], op: int, act: str | None = None) -> None:
+    """dx and every parameter's gradient (per-channel sums, in dparams[k]'s dtype) of f (PRELU, PELU or BIAS_ACT):
+    one pass over x and grad writing dx and a partial buffer per parameter, then a fixed-order sum of each buffer."""
     _check_params(op, params)
     npar = len(params)
     outer, channels, inner = geom
@@ -676,10 +743,11 @@ def channel_backward(grad: torch.Tensor, x: torch.Tensor, params, dx: torch.Tens
     partial = torch.empty((npar, nt * st, channels), dtype=_acc_dtype(x.dtype), device=x.device)
     q1 = partial[1] if npar > 1 else None
     k = channel_constants(op, params)
+    fwd, bwd = _act_pair(act)
     with _on_device(x):
         _channel_backward_kernel[(nt * ct * st,)](grad, x, k, dx, partial[0], q1, outer, channels, inner,
                                                   ct, st, OP=op, NP=npar, OPMATH=_opmath(x.dtype),
-                                                  LIBDEVICE=not INTERPRETED, NB=nb, CB=cb, SB=sb,
+                                                  LIBDEVICE=not INTERPRETED, NB=nb, CB=cb, SB=sb, FWD=fwd, BWD=bwd,
                                                   num_warps=channel_backward_num_warps(x.dtype),
                                                   **_libdevice_options(x))
     for k in range(npar):
@@ -725,3 +793,39 @@ def maxout_backward(grad: torch.Tensor, indices: torch.Tensor, dx: torch.Tensor,
     with _on_device(grad):
         _maxout_backward_kernel[(programs,)](grad, indices, dx, rows, pieces, inner, st, RB=rb, SB=sb,
                                              num_warps=MAXOUT_NUM_WARPS)
+
+
+GATED_TILE = 4096  # elements per program of the gated kernels (RB * CB)
+GATED_NUM_WARPS = 8
+
+
+def _gated_grid(rows: int, h: int):
+    cb = min(_next_pow2(h), GATED_TILE)
+    rb = min(_next_pow2(rows), GATED_TILE // cb)
+    ct = triton.cdiv(h, cb)
+    return (rb, cb), (triton.cdiv(rows, rb) * ct, ct)
+
+
+def gated_forward(a: torch.Tensor, b: torch.Tensor, y: torch.Tensor, fn: str) -> None:
+    """y = act(a) * b over [rows, h] views (a, b: unit column stride; y contiguous); act is math.py's pair of the
+    element function `fn`; y non-empty."""
+    rows, h = y.shape
+    fwd, _ = unary_pair(fn)
+    (rb, cb), (programs, ct) = _gated_grid(rows, h)
+    with _on_device(a):
+        _gated_forward_kernel[(programs,)](a, b, y, rows, h, a.stride(0), b.stride(0), ct, FWD=fwd,
+                                           OPMATH=_opmath(a.dtype), LIBDEVICE=not INTERPRETED, RB=rb, CB=cb,
+                                           num_warps=GATED_NUM_WARPS, **_libdevice_options(a))
+
+
+def gated_backward(grad: torch.Tensor, a: torch.Tensor, b: torch.Tensor, da: torch.Tensor, db: torch.Tensor,
+                   fn: str) -> None:
+    """da = act'(a) * grad * b, db = grad * act(a) over [rows, h] views (see gated_forward); grad non-empty."""
+    rows, h = grad.shape
+    fwd, bwd = unary_pair(fn)
+    (rb, cb), (programs, ct) = _gated_grid(rows, h)
+    with _on_device(a):
+        _gated_backward_kernel[(programs,)](grad, a, b, da, db, rows, h, a.stride(0), b.stride(0), da.stride(0),
+                                            db.stride(0), ct, FWD=fwd, BWD=bwd, OPMATH=_opmath(a.dtype),
+                                            LIBDEVICE=not INTERPRETED, RB=rb, CB=cb, num_warps=GATED_NUM_WARPS,
+                                            **_libdevice_options(a))

@@ -57,13 +57,21 @@ def unary_backward(grad, saved, dx, fn, scalars):
     _k.unary_backward(grad, saved, dx, fn, *_scalars2(scalars))
 
 
+def _channel_fn(fn: str) -> tuple[int, str | None]:
+    """(kernel id, activation): bias_<act> is BiasAct with math.py's pair of <act> (GLO_BIAS_OPS of op_list.h)."""
+    if fn.startswith("bias_"):
+        return _k.BIAS_ACT, fn[len("bias_"):]
+    return _fn(_CHANNEL_FNS, fn, "channel"), None
+
+
 def channel_forward(x, params, y, outer, channels, inner, fn):
-    _k.channel_forward(x, tuple(params), y, (outer, channels, inner), _fn(_CHANNEL_FNS, fn, "channel"))
+    op, act = _channel_fn(fn)
+    _k.channel_forward(x, tuple(params), y, (outer, channels, inner), op, act)
 
 
 def channel_backward(grad, x, params, dx, dparams, outer, channels, inner, fn):
-    _k.channel_backward(grad, x, tuple(params), dx, tuple(dparams), (outer, channels, inner),
-                        _fn(_CHANNEL_FNS, fn, "channel"))
+    op, act = _channel_fn(fn)
+    _k.channel_backward(grad, x, tuple(params), dx, tuple(dparams), (outer, channels, inner), op, act)
 
 
 def maxout_forward(x, y, indices, outer, groups, pieces, inner):
@@ -72,6 +80,14 @@ def maxout_forward(x, y, indices, outer, groups, pieces, inner):
 
 def maxout_backward(grad, indices, dx, outer, groups, pieces, inner):
     _k.maxout_backward(grad, indices, dx, (outer, groups, pieces, inner))
+
+
+def gated_forward(a, b, y, fn):
+    _k.gated_forward(a, b, y, fn)  # (the gate's activation: glo_kernels/triton/math.py's pair of fn)
+
+
+def gated_backward(grad, a, b, da, db, fn):
+    _k.gated_backward(grad, a, b, da, db, fn)
 
 
 def softmax_forward(x, y, outer, size, inner, temperature, temperature_tensor, log):
@@ -109,8 +125,8 @@ def distill_backward(grad, s, t, stats, ds, dt, rows, cols, temperature, none, s
 
 
 _LAUNCHERS = (mask_forward, mask_backward, unary_forward, unary_backward, channel_forward, channel_backward,
-              maxout_forward, maxout_backward, softmax_forward, softmax_backward, grouped_softmax_forward,
-              grouped_softmax_backward, distill_forward, distill_backward)
+              maxout_forward, maxout_backward, gated_forward, gated_backward, softmax_forward, softmax_backward,
+              grouped_softmax_forward, grouped_softmax_backward, distill_forward, distill_backward)
 
 _lib = torch.library.Library(NAMESPACE, "IMPL")  # (kept alive: dropping it would unregister the kernels)
 for _f in _LAUNCHERS:

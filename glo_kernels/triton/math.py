@@ -612,6 +612,18 @@ def gelu_backward(g, s, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
     return g * d
 
 
+@triton.jit
+def relu_forward(x, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr, FAST16: tl.constexpr):
+    """ReLUOfInput<T> (the gate of ReGLU): forward(x) = x < 0 ? 0 : x (NaN and -0.0 kept)."""
+    return tl.where(x < 0.0, 0.0, x)
+
+
+@triton.jit
+def relu_backward(g, s, a, a2, OPMATH: tl.constexpr, LIBDEVICE: tl.constexpr):
+    """ReLUOfInput<T>: backward(dy, x) = x <= 0 ? 0 : dy (NaN passes dy)."""
+    return tl.where(s <= 0.0, 0.0, g)
+
+
 def unary_pair(name: str):
     """(forward, backward) of the element function `name`, found by the names <name>_forward / <name>_backward."""
     fwd, bwd = globals().get(name + "_forward"), globals().get(name + "_backward")

@@ -422,8 +422,19 @@ struct SiLU {
   GLO_HD T forward(T x) const { return x * Sigmoid<T, Fast>{}.forward(x); }
   GLO_HD T backward(T dy, T x) const {
     const T e = gexp(x < T(0) ? x : -x);  // exp(-|x|)
+    return grad(dy, x, e, frcp12<Fast>(T(1) + e));
+  }
+  // forward(x) and backward(dy, x) from one exp, with the operations of each (the same bits as the two calls): the
+  // gated units' backward needs both (glo::Gated).
+  GLO_HD void value_and_backward(T x, T dy, T& y, T& dx) const {
+    const T e = gexp(x < T(0) ? x : -x);
+    const T r = frcp12<Fast>(T(1) + e);
+    y = x * (x < T(0) ? e * r : r);  // Sigmoid<T, Fast>::forward: e * (1 / (1 + e)) or 1 / (1 + e)
+    dx = grad(dy, x, e, r);
+  }
+  // dx from e = exp(-|x|) and r = frcp12<Fast>(1 + e).
+  GLO_HD T grad(T dy, T x, T e, T r) const {
     const T d = T(1) + e;                  // in [1, 2]
-    const T r = frcp12<Fast>(d);           // 1 / (1 + e)
     // e / (1 + e): with Fast e * r; else a second IEEE division (one rounding; and on the device, where a division's
     // slow path is a call, two divisions keep the registers free: e * r there made the float kernel save 8 bytes to
     // the stack around that call, tests/test_sass.py::test_no_spills)
@@ -674,8 +685,15 @@ struct GELU;
 
 template <bool Fast>
 struct GELU<float, Fast> {
-  GLO_HD float forward(float x) const {
+  GLO_HD float forward(float x) const { return value(x, detail::gelu_erf_parts<Fast>(x)); }
+  GLO_HD float backward(float dy, float x) const { return grad(dy, x, detail::gelu_erf_parts<Fast>(x)); }
+  // Both from one evaluation of the parts (the same bits as the two calls; for glo::Gated's backward).
+  GLO_HD void value_and_backward(float x, float dy, float& y, float& dx) const {
     const detail::GeluErfParts g = detail::gelu_erf_parts<Fast>(x);
+    y = value(x, g);
+    dx = grad(dy, x, g);
+  }
+  GLO_HD float value(float x, const detail::GeluErfParts& g) const {
     const bool tail = detail::gelu_erf_tail(x);
     const float h = (0.5f * g.e) * g.r;                              // Phi(-|x|)
     const float neg = tail ? ((0.5f * x) * g.r) * g.e : x * 0.0f;    // exp last: subnormal results round once
@@ -683,8 +701,7 @@ struct GELU<float, Fast> {
     const float small = x * (0.5f + g.half_erf);  // (Phi > 0: the sign of x, -0.0 and the tiniest x included)
     return detail::gelu_erf_small<Fast>(x) ? small : (x < 0.0f ? neg : pos);
   }
-  GLO_HD float backward(float dy, float x) const {
-    const detail::GeluErfParts g = detail::gelu_erf_parts<Fast>(x);
+  GLO_HD float grad(float dy, float x, const detail::GeluErfParts& g) const {
     const bool tail = detail::gelu_erf_tail(x);
     const bool is_small = detail::gelu_erf_small<Fast>(x);
     const float h = tail ? (0.5f * g.e) * g.r : 0.0f;
@@ -725,6 +742,15 @@ struct GELU<double, Fast> {
   GLO_HD double backward(double dy, double x) const {
     double c, e;
     detail::gelu_erfc_exp_f64(x, c, e);
+    return grad(dy, x, c, e);
+  }
+  GLO_HD void value_and_backward(double x, double dy, double& y, double& dx) const {
+    double c, e;
+    detail::gelu_erfc_exp_f64(x, c, e);
+    y = 0.5 * x * c;
+    dx = grad(dy, x, c, e);
+  }
+  GLO_HD double grad(double dy, double x, double c, double e) const {
     const double d = 0.5 * c + x * 0.3989422804014327 * e;
     return dy * (d == 0.0 ? x * 0.0 : d);  // (an underflowed derivative keeps its sign: -0.0, as GELU<float>'s)
   }
@@ -788,6 +814,15 @@ struct GELUTanh {
   GLO_HD T backward(T dy, T x) const {
     T s, sn, zp, sc;
     parts(x, s, sn, zp, sc);
+    return grad(dy, x, s, sn, zp, sc);
+  }
+  GLO_HD void value_and_backward(T x, T dy, T& y, T& dx) const {
+    T s, sn, zp, sc;
+    parts(x, s, sn, zp, sc);
+    y = (x * s) * sc;
+    dx = grad(dy, x, s, sn, zp, sc);
+  }
+  GLO_HD T grad(T dy, T x, T s, T sn, T zp, T sc) const {
     const T d = s + x * (s * sn * zp);
     return (dy * (s == T(0) ? x * T(0) : d)) * sc;  // (an underflowed derivative keeps its sign: -0.0)
   }
@@ -826,6 +861,44 @@ struct Hardswish {
     return x <= T(-3) ? T(0) : (x >= T(3) ? dy : mid);
   }
 };
+
+// ReLU with the interface above (forward(x), backward(dy, x)): the gate of ReGLU. Values as ReLU<T>; the backward
+// reads the input: dx = dy where !(x <= 0), else 0 (torch's threshold_backward on the output, whose NaN passes dy).
+template <typename T>
+struct ReLUOfInput {
+  GLO_HD T forward(T x) const { return ReLU<T>{}.forward(x); }
+  GLO_HD T backward(T dy, T x) const { return ReLU<T>{}.backward(dy, ReLU<T>{}.keep(x)); }
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Gated linear units (Dauphin et al. 2017; Shazeer 2020): y = act(a) * b, `act` a functor of the interface above
+// (SwiGLU: SiLU; GeGLU: GELU or GELUTanh; ReGLU: ReLUOfInput). The products and their order are those of torch's
+// composite act(a) * b and of its autograd: da = act.backward(dy * b, a) (mul's backward forms dy * b, then act's
+// backward takes it), db = dy * act(a); here each in opmath with one rounding to the storage type at the end (the
+// composite rounds act(a) and dy * b to 16-bit storage first). No division, so no Fast form of its own: the device
+// kernels hand the act's fast16 variant for 16-bit storage.
+// ---------------------------------------------------------------------------------------------------------------
+template <typename T, class Act>
+struct Gated {
+  Act act;
+  GLO_HD T forward(T a, T b) const { return act.forward(a) * b; }
+  // da and db; from one evaluation of act's common parts where it has value_and_backward (the same bits).
+  GLO_HD void backward(T dy, T a, T b, T& da, T& db) const {
+    if constexpr (requires(T y, T d) { act.value_and_backward(a, dy, y, d); }) {
+      T y;
+      act.value_and_backward(a, dy * b, y, da);
+      db = dy * y;
+    } else {
+      da = act.backward(dy * b, a);
+      db = dy * act.forward(a);
+    }
+  }
+};
+
+template <typename T, class Act>
+GLO_HD Gated<T, Act> gated(const Act& act) {
+  return {act};
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Activations with learned per-channel parameters (kParams of them, 1 or C elements each). Per channel, the kernels
@@ -897,6 +970,26 @@ struct PELU {
       dp[1] = -(r * u) * ge;
       return r * ge;
     }
+  }
+};
+
+// Bias + activation (Apex's fused bias-GELU; the bias of a Linear layer folded into its activation): y = act(x + bias)
+// with one bias per channel (the last dim: the kernels see x as [rows, channels = last dim, 1]); `act` a functor of
+// the unary interface above. dx = act.backward(dy, x + bias), which is also the bias's gradient term (summed over the
+// rows by the kernels, deterministically). u = x + bias is formed in opmath (torch's composite rounds it to 16-bit
+// storage first).
+template <typename T, class Act>
+struct BiasAct {
+  static constexpr int kParams = 1;
+  static constexpr int kConsts = 1;  // the bias
+  static constexpr bool kChannelsInnermost = true;  // (its geometry: [rows, C, 1] or one channel)
+  Act act;
+  GLO_HD void prepare(const T* p, T* k) const { k[0] = p[0]; }
+  GLO_HD T forward(T x, const T* k) const { return act.forward(x + k[0]); }
+  GLO_HD T backward(T x, T dy, const T* k, T* dp) const {
+    const T dx = act.backward(dy, x + k[0]);
+    dp[0] = dx;
+    return dx;
   }
 };
 
@@ -990,6 +1083,11 @@ GLO_HD GELU<T, true> fast16_variant(const GELU<T, false>&) {
 template <typename T>
 GLO_HD GELUTanh<T, true> fast16_variant(const GELUTanh<T, false>&) {
   return {};
+}
+template <typename T, class Act>
+GLO_HD auto fast16_variant(const BiasAct<T, Act>& f) {
+  const auto act = fast16_variant(f.act);
+  return BiasAct<T, decltype(act)>{act};
 }
 
 }  // namespace glo

@@ -14,6 +14,12 @@
 //   K::maxout_forward(x, y, indices, geom)        y = max over each group; uint8 index of the winner (indices may
 //                                                 be empty: not saved)
 //   K::maxout_backward(grad, indices, dx, geom)   dx = grad at the winner, 0 elsewhere
+//   K::gated_forward(a, b, y, factory)            y = f.forward(a) * b with f = factory's activation (glo::Gated);
+//                                                 a, b: [rows, h] with unit column stride and any row stride (views
+//                                                 of one x: the halves of its rows); y: [rows, h] contiguous
+//   K::gated_backward(grad, a, b, da, db, factory)  (da, db) = Gated's backward: f.backward(grad * b, a) and
+//                                                 grad * f.forward(a); grad
+//                                                 contiguous [rows, h], a, b, da, db as a, b above
 // All tensors handed to K are dense in one memory format (contiguous; for the element-wise mask, unary and channel
 // ops also channels_last / channels_last_3d, see dense_format: the kernels read and write the storage linearly; a
 // channel op's geometry then describes the storage, see storage_geometry), on one
@@ -438,19 +444,194 @@ struct Ops {
     if (dx.numel() > 0) K::maxout_backward(grad.contiguous(fmt), indices.contiguous(fmt), dx, g);
     return dx;
   }
+
+  // ---- gated linear units (GLO_GATED_OPS of glo/op_list.h): y = act(a) * b ----
+  // The one-tensor form splits x's last dim: a = x[..., :h] (the gate), b = x[..., h:], both read in place as
+  // [rows, h] views of (a contiguous) x with row stride 2h; its backward writes da and db into one dx of x's shape.
+  static int64_t gated_half(const Tensor& x, const char* op) {
+    TORCH_CHECK(x.dim() >= 1, "glo_kernels.", op, ": argument 'x' must have at least one dimension (its last dim ",
+                "holds the gate and the value side by side), got a 0-d tensor");
+    TORCH_CHECK(x.size(-1) % 2 == 0, "glo_kernels.", op, ": argument 'x' must have an even last dim (the gate is ",
+                "its first half, the value its second), got shape ", x.sizes());
+    return x.size(-1) / 2;
+  }
+
+  static std::array<Tensor, 2> gated_halves(const Tensor& x2, int64_t h) {
+    return {x2.narrow(1, 0, h), x2.narrow(1, h, h)};
+  }
+
+  template <class Factory>
+  static Tensor gated_op(const Tensor& x, const char* op, Factory factory) {
+    check_floating(x, op, "x");
+    const int64_t h = gated_half(x, op);
+    std::vector<int64_t> sizes(x.sizes().begin(), x.sizes().end());
+    sizes.back() = h;
+    Tensor y = at::empty(sizes, x.options());
+    if (y.numel() > 0) {
+      const auto ab = gated_halves(x.contiguous().view({-1, 2 * h}), h);
+      K::gated_forward(ab[0], ab[1], y.view({-1, h}), factory);
+    }
+    return y;
+  }
+
+  template <class Factory>
+  static Tensor gated_backward(const Tensor& grad, const Tensor& x, const char* op, Factory factory) {
+    check_floating(grad, op, "grad");
+    check_floating(x, op, "x");
+    check_same_device(grad, x, op, "grad", "x");
+    const int64_t h = gated_half(x, op);
+    std::vector<int64_t> sizes(x.sizes().begin(), x.sizes().end());
+    sizes.back() = h;
+    TORCH_CHECK(grad.sizes() == c10::IntArrayRef(sizes) && grad.scalar_type() == x.scalar_type(), "glo_kernels.", op,
+                ": argument 'grad' (", grad.scalar_type(), " ", grad.sizes(), ") must have the dtype of 'x' and its ",
+                "shape with the last dim halved (", x.scalar_type(), " ", c10::IntArrayRef(sizes), ")");
+    Tensor dx = at::empty(x.sizes(), x.options());
+    if (grad.numel() > 0) {
+      const auto ab = gated_halves(x.contiguous().view({-1, 2 * h}), h);
+      const auto d = gated_halves(dx.view({-1, 2 * h}), h);
+      K::gated_backward(grad.contiguous().view({-1, h}), ab[0], ab[1], d[0], d[1], factory);
+    }
+    return dx;
+  }
+
+  // The two-tensor form: a and b of one shape, read as one run each in their common dense format (see dense_format:
+  // outputs keep a's channels_last).
+  static void check_pair(const Tensor& a, const Tensor& b, const char* op, const char* name_a, const char* name_b) {
+    check_floating(a, op, name_a);
+    check_floating(b, op, name_b);
+    check_same_device(a, b, op, name_a, name_b);
+    TORCH_CHECK(a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type(), "glo_kernels.", op, ": argument '",
+                name_b, "' (", b.scalar_type(), " ", b.sizes(), ") must have the shape and dtype of '", name_a, "' (",
+                a.scalar_type(), " ", a.sizes(), ")");
+  }
+
+  // A tensor dense in some memory format (its storage one run) as one row [1, numel] of that storage.
+  static Tensor flat_rows(const Tensor& t) { return t.as_strided({1, t.numel()}, {t.numel(), 1}); }
+
+  template <class Factory>
+  static Tensor gated_pair(const Tensor& a, const Tensor& b, const char* op, Factory factory) {
+    check_pair(a, b, op, "a", "b");
+    const at::MemoryFormat fmt = dense_format(a);
+    Tensor y = empty_in(a, fmt);
+    if (y.numel() > 0) {
+      K::gated_forward(flat_rows(a.contiguous(fmt)), flat_rows(b.contiguous(fmt)), flat_rows(y), factory);
+    }
+    return y;
+  }
+
+  template <class Factory>
+  static std::tuple<Tensor, Tensor> gated_pair_backward(const Tensor& grad, const Tensor& a, const Tensor& b,
+                                                        const char* op, Factory factory) {
+    check_pair(a, b, op, "a", "b");
+    check_pair(a, grad, op, "a", "grad");
+    const at::MemoryFormat fmt = dense_format(a);
+    Tensor da = empty_in(a, fmt), db = empty_in(a, fmt);
+    if (a.numel() > 0) {
+      K::gated_backward(flat_rows(grad.contiguous(fmt)), flat_rows(a.contiguous(fmt)), flat_rows(b.contiguous(fmt)),
+                        flat_rows(da), flat_rows(db), factory);
+    }
+    return {da, db};
+  }
+
+  // ---- bias + activation (GLO_BIAS_OPS of glo/op_list.h): y = act(x + bias), bias over the last dim; through the
+  // channel kernels with x (contiguous) seen as [rows, channels = last dim, 1] ----
+  static ChannelGeometry bias_geometry(const Tensor& x, const Tensor& bias, const char* op) {
+    check_same_device(x, bias, op, "x", "bias");
+    TORCH_CHECK(bias.scalar_type() == x.scalar_type(), "glo_kernels.", op, ": argument 'bias' has dtype ",
+                bias.scalar_type(), " but 'x' has dtype ", x.scalar_type(), "; they must match");
+    TORCH_CHECK(x.dim() >= 1, "glo_kernels.", op, ": argument 'x' must have at least one dimension (the bias runs ",
+                "over its last dim), got a 0-d tensor");
+    TORCH_CHECK(bias.dim() == 1 && bias.size(0) == x.size(-1), "glo_kernels.", op, ": argument 'bias' must be a ",
+                "1-D tensor of the size of x's last dim (", x.size(-1), "), got shape ", bias.sizes());
+    const int64_t c = x.size(-1);
+    if (c <= 1) return {1, 1, x.numel()};  // (one bias for every element: a shared parameter)
+    return {x.numel() / c, c, 1};
+  }
+
+  template <class Factory>
+  static Tensor bias_op(const Tensor& x, const Tensor& bias, const char* op, Factory factory) {
+    check_floating(x, op, "x");
+    check_floating(bias, op, "bias");
+    const ChannelGeometry g = bias_geometry(x, bias, op);
+    const Tensor xc = x.contiguous();
+    Tensor y = at::empty(x.sizes(), x.options());
+    if (xc.numel() > 0) K::channel_forward(xc, std::array<Tensor, 1>{bias.contiguous()}, y, g, factory);
+    return y;
+  }
+
+  template <class Factory>
+  static std::tuple<Tensor, Tensor> bias_backward(const Tensor& grad, const Tensor& x, const Tensor& bias,
+                                                  const char* op, Factory factory) {
+    check_floating(grad, op, "grad");
+    check_floating(x, op, "x");
+    check_floating(bias, op, "bias");
+    check_same_device(x, grad, op, "x", "grad");
+    TORCH_CHECK(grad.sizes() == x.sizes() && grad.scalar_type() == x.scalar_type(), "glo_kernels.", op,
+                ": argument 'grad' (", grad.scalar_type(), " ", grad.sizes(), ") must have the shape and dtype of ",
+                "'x' (", x.scalar_type(), " ", x.sizes(), ")");
+    const ChannelGeometry g = bias_geometry(x, bias, op);
+    const Tensor xc = x.contiguous();
+    Tensor dx = at::empty(x.sizes(), x.options());
+    // K::channel_backward writes every element of dbias; an empty x launches nothing: its gradient is zeros.
+    Tensor dbias = xc.numel() > 0 ? at::empty(bias.sizes(), bias.options()) : at::zeros(bias.sizes(), bias.options());
+    if (xc.numel() > 0) {
+      K::channel_backward(grad.contiguous(), xc, std::array<Tensor, 1>{bias.contiguous()}, dx,
+                          std::array<Tensor, 1>{dbias}, g, factory);
+    }
+    return {dx, dbias};
+  }
+
+#define GLO_BIAS_MEMBERS(NAME, FUNCTOR, ACT)                                                             \
+  struct NAME##_factory {                                                                             \
+    template <class T>                                                                                \
+    BiasAct<T, FUNCTOR<T>> operator()(T) const { return {}; }                                         \
+    static const char* name() { return #NAME; }                                                      \
+    std::vector<double> scalars() const { return {}; }                                                \
+  };                                                                                                  \
+  static Tensor NAME(const Tensor& x, const Tensor& bias) { return bias_op(x, bias, #NAME, NAME##_factory{}); } \
+  static std::tuple<Tensor, Tensor> NAME##_backward(const Tensor& grad, const Tensor& x, const Tensor& bias) { \
+    return bias_backward(grad, x, bias, #NAME "_backward", NAME##_factory{});                         \
+  }
+  GLO_BIAS_OPS(GLO_BIAS_MEMBERS)
+#undef GLO_BIAS_MEMBERS
+
+#define GLO_GATED_MEMBERS(NAME, FUNCTOR, ACT)                                                            \
+  struct NAME##_factory {                                                                             \
+    template <class T>                                                                                \
+    FUNCTOR<T> operator()(T) const { return {}; }                                                     \
+    static const char* name() { return #ACT; }                                                       \
+    std::vector<double> scalars() const { return {}; }                                                \
+  };                                                                                                  \
+  static Tensor NAME(const Tensor& x) { return gated_op(x, #NAME, NAME##_factory{}); }               \
+  static Tensor NAME##_backward(const Tensor& grad, const Tensor& x) {                                \
+    return gated_backward(grad, x, #NAME "_backward", NAME##_factory{});                              \
+  }                                                                                                   \
+  static Tensor NAME##_pair(const Tensor& a, const Tensor& b) {                                       \
+    return gated_pair(a, b, #NAME "_pair", NAME##_factory{});                                         \
+  }                                                                                                   \
+  static std::tuple<Tensor, Tensor> NAME##_pair_backward(const Tensor& grad, const Tensor& a, const Tensor& b) { \
+    return gated_pair_backward(grad, a, b, #NAME "_pair_backward", NAME##_factory{});                 \
+  }
+  GLO_GATED_OPS(GLO_GATED_MEMBERS)
+#undef GLO_GATED_MEMBERS
 };
 
-// Registers every element-wise operator of glo/op_list.h (GLO_ELEMENTWISE_OPS and GLO_UNARY_OPS) with the kernel
-// set K for one dispatch key: `GLO_REGISTER_OPS(m, K);` in a TORCH_LIBRARY_IMPL block.
+// Registers every element-wise operator of glo/op_list.h (GLO_ELEMENTWISE_OPS, GLO_UNARY_OPS, GLO_GATED_OPS and
+// GLO_BIAS_OPS) with the kernel set K for one dispatch key: `GLO_REGISTER_OPS(m, K);` in a TORCH_LIBRARY_IMPL block.
 #define GLO_IMPL_OP_(NAME, SCHEMA) m_.impl(#NAME, &::glo::Ops<GloK_>::NAME);
 #define GLO_IMPL_UNARY_OP_(NAME, FUNCTOR, SAVED) \
   GLO_IMPL_OP_(NAME, ) GLO_IMPL_OP_(NAME##_, ) GLO_IMPL_OP_(NAME##_backward, )
+#define GLO_IMPL_GATED_OP_(NAME, FUNCTOR, ACT) \
+  GLO_IMPL_OP_(NAME, ) GLO_IMPL_OP_(NAME##_backward, ) GLO_IMPL_OP_(NAME##_pair, ) GLO_IMPL_OP_(NAME##_pair_backward, )
+#define GLO_IMPL_BIAS_OP_(NAME, FUNCTOR, ACT) GLO_IMPL_OP_(NAME, ) GLO_IMPL_OP_(NAME##_backward, )
 #define GLO_REGISTER_OPS(m, K)                \
   do {                                        \
     using GloK_ = K;                          \
     auto& m_ = (m);                           \
     GLO_ELEMENTWISE_OPS(GLO_IMPL_OP_)         \
     GLO_UNARY_OPS(GLO_IMPL_UNARY_OP_)         \
+    GLO_GATED_OPS(GLO_IMPL_GATED_OP_)         \
+    GLO_BIAS_OPS(GLO_IMPL_BIAS_OP_)           \
   } while (false)
 
 }  // namespace glo

@@ -24,6 +24,34 @@
   X(gelu, GELU, x)               \
   X(gelu_tanh, GELUTanh, x)
 
+// ---- Gated linear units: y = act(a) * b (SwiGLU, GeGLU, ReGLU) ----
+//   X(name, Functor, act)   glo::Functor<T> of glo/activations.h: the activation of the gate, forward(a) and
+//                           backward(dy, a) (glo::Gated<T, Functor<T>> makes the unit); act names its element function
+//                           (glo_kernels/triton/math.py's pair act_forward / act_backward)
+// Each line defines four operators, and the autograd of the two forwards:
+//   name(Tensor x) -> Tensor                         x = [..., 2h]: the gate a = x[..., :h], b = x[..., h:];
+//                                                    y = [..., h] (autograd saves x)
+//   name_backward(Tensor grad, Tensor x) -> Tensor   dx = [..., 2h]: da and db side by side
+//   name_pair(Tensor a, Tensor b) -> Tensor          a and b of one shape (autograd saves both)
+//   name_pair_backward(Tensor grad, Tensor a, Tensor b) -> (Tensor, Tensor)   (da, db)
+#define GLO_GATED_OPS(X)                 \
+  X(swiglu, SiLU, silu)                  \
+  X(geglu, GELU, gelu)                   \
+  X(geglu_tanh, GELUTanh, gelu_tanh)     \
+  X(reglu, ReLUOfInput, relu)
+
+// ---- Bias + activation: y = act(x + bias), one bias per element of the last dim (Apex's fused bias-GELU) ----
+//   X(name, Functor, act)   glo::Functor<T>: the activation (glo::BiasAct<T, Functor<T>> makes the op); act names its
+//                           element function (glo_kernels/triton/math.py's pair act_forward / act_backward)
+// Each line defines two operators and the autograd of the first:
+//   name(Tensor x, Tensor bias) -> Tensor                              (autograd saves x and bias)
+//   name_backward(Tensor grad, Tensor x, Tensor bias) -> (Tensor, Tensor)   (dx, dbias): dbias, the sum of dx over
+//                                                                      the rows, reduced in the same pass
+#define GLO_BIAS_OPS(X)                    \
+  X(bias_gelu, GELU, gelu)                 \
+  X(bias_gelu_tanh, GELUTanh, gelu_tanh)   \
+  X(bias_silu, SiLU, silu)
+
 // ---- The other element-wise ops: X(name, schema), implemented by hand in Ops<K> (glo/op_impls.h) ----
 // relu: (y, mask); mask is the packed int32 bit mask of x > 0 for backward, empty unless save_mask. relu_: in place,
 // returns the mask. relu_backward: dx from the upstream gradient and the mask.
@@ -97,6 +125,8 @@
   X(maxout_forward, "(Tensor x, Tensor(a!) y, Tensor(b!) indices, int outer, int groups, int pieces, int inner) -> ()") \
   X(maxout_backward, "(Tensor grad, Tensor indices, Tensor(a!) dx, int outer, int groups, int pieces, int inner) " \
                      "-> ()")                                                                                    \
+  X(gated_forward, "(Tensor a, Tensor b, Tensor(a!) y, str fn) -> ()")                                          \
+  X(gated_backward, "(Tensor grad, Tensor a, Tensor b, Tensor(a!) da, Tensor(b!) db, str fn) -> ()")             \
   X(softmax_forward, "(Tensor x, Tensor(a!) y, int outer, int size, int inner, float temperature, "              \
                      "Tensor? temperature_tensor, bool log) -> ()")                                              \
   X(softmax_backward, "(Tensor grad, Tensor y, Tensor(a!) dx, int outer, int size, int inner, float temperature, " \
