@@ -149,7 +149,11 @@ def saved_bytes(fn, x, params, kwargs: dict | None = None) -> int:
 # ---- sweeps: shapes per op family, copies, torch.compile of the eager baseline ----
 def sweep_shape(op: OpSpec, numel: int) -> tuple[int, ...]:
     """A shape of `numel` elements (a power of 2) for op: rows of the softmax family are set by softmax_row();
-    per-channel ops get NCHW with 32 x 32 planes and C from 16 (2^16 elements) to 1024 (2^26); others (64, numel/64)."""
+    per-channel ops get NCHW with 32 x 32 planes and C from 16 (2^16 elements) to 1024 (2^26); a bias over the last
+    dim (bias_gelu, bias_silu) a Linear layer's output of 4096 features, (numel/4096, 4096); others (64, numel/64)."""
+    if op.param_names == ("bias",):
+        features = min(4096, numel)
+        return (numel // features, features)
     if op.param_names and op.family == "elementwise":
         k = numel.bit_length() - 1
         channels = min(1024, max(16, 16 << max(0, (k - 16) * 6 // 10)), numel)
