@@ -25,7 +25,7 @@ RANDOM_INPUT_TESTS = [
     "tests/test_ops.py", "tests/test_softmax.py", "tests/test_fuzz.py", "tests/test_autograd.py",
     "tests/test_memory_format.py", "tests/test_reliability.py", "tests/test_pelu_maxout.py", "tests/test_opinfo.py",
     "tests/test_triton_kernels.py", "tests/test_triton_softmax.py", "tests/test_variants.py", "tests/test_nn.py",
-    "tests/test_cuda.py",
+    "tests/test_cuda.py", "tests/test_gated.py", "tests/test_bias.py",
 ]
 
 
