@@ -151,7 +151,7 @@ def sweep_shape(op: OpSpec, numel: int) -> tuple[int, ...]:
     """A shape of `numel` elements (a power of 2) for op: rows of the softmax family are set by softmax_row();
     per-channel ops get NCHW with 32 x 32 planes and C from 16 (2^16 elements) to 1024 (2^26); a bias over the last
     dim (bias_gelu, bias_silu) a Linear layer's output of 4096 features, (numel/4096, 4096); others (64, numel/64)."""
-    if op.param_names == ("bias",):
+    if op.bias is not None:
         features = min(4096, numel)
         return (numel // features, features)
     if op.param_names and op.family == "elementwise":

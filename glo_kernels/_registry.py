@@ -80,6 +80,7 @@ class OpSpec:
     family: str = "elementwise"  # "elementwise" (OPS) or "softmax" (ROW_OPS)
     unary: object = None  # the UnarySpec of an op of the unary family (glo_kernels/ops/unary.py), else None
     gated: object = None  # the GatedSpec of an op of the gated family (glo_kernels/ops/gated.py), else None
+    bias: object = None  # the BiasSpec of an op of the bias family (glo_kernels/ops/bias.py), else None
     # (x, dy) -> the scale of the input gradient's absolute error, shaped like x (an ulps bound times it is allowed
     # besides the relative one, where the derivative crosses zero); default: |dy| (the element-wise ops)
     grad_scale: Callable | None = None
@@ -223,11 +224,10 @@ def _gated_grad_scale(x: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
 
 def _gated_entry(spec) -> OpSpec:
     """The table entry of an op of the gated family (glo_kernels/ops/gated.py)."""
-    exact = spec.act == "relu"
     return OpSpec(
         name=spec.name,
-        exact=exact,
-        ulps=2.0 if exact else spec.ulps,
+        exact=spec.act == "relu",
+        ulps=spec.ulps,
         fn=getattr(functional, spec.name),
         reference=getattr(reference, spec.name),
         kwargs_for_shape=_even_last_dim,
@@ -273,6 +273,7 @@ def _bias_entry(spec) -> OpSpec:
         kwargs_for_shape=_has_last_dim,
         bytes_bwd=3.0,  # x and grad in, dx out (+ per-tile partial sums of the bias gradient)
         eager=spec.eager,
+        bias=spec,
         param_terms=_bias_terms,
     )
 

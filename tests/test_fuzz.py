@@ -104,12 +104,7 @@ pytestmark = [
 # Shapes and layouts
 # ---------------------------------------------------------------------------------------------------------------
 def _min_ndim(op) -> int:
-    return 1 if op.name in ("maxout", "distillation_loss") or op.gated is not None or _is_bias(op) else 0
-
-
-def _is_bias(op) -> bool:
-    """An op of the bias family (glo_kernels/ops/bias.py): act(x + bias), the bias over the last dim."""
-    return op.param_names == ("bias",)
+    return 1 if op.name in ("maxout", "distillation_loss") or op.gated is not None or op.bias is not None else 0
 
 
 @st.composite
@@ -385,7 +380,7 @@ def op_case(draw, op, shape, dtype):
         if draw(st.booleans(), label="a, b strided"):
             a, b = (torch.stack([t, torch.full_like(t, float("nan"))], 1)[:, 0] for t in (a, b))
         case.params = [("a", a, True), ("b", b, True)]
-    elif _is_bias(op):
+    elif op.bias is not None:  # (act(x + bias), the bias over the last dim)
         bias = draw(param_values(shape[-1], -4.0, 4.0, [0.0, -0.0, 1.0, -1.0, 0.75, 3.0], "bias")).to(dtype)
         if draw(st.booleans(), label="bias strided"):
             bias = torch.stack([bias, torch.full_like(bias, float("nan"))], 1)[:, 0]
