@@ -307,8 +307,30 @@ def _gated(act, x: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
     return (act(a.double()) * b.double()).to(x.dtype)
 
 
+def _sigmoid_pair(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sigmoid(a), sigmoid(-a)) from e = exp(-|a|): e / (1 + e) and 1 / (1 + e), neither by subtraction, so both keep
+    their value down to the subnormals (torch's float64 sigmoid is 1 / (1 + exp(-a)): 0 below a = -709.8)."""
+    e = torch.exp(-a.abs())
+    r = 1 / (1 + e)
+    neg = a < 0
+    return torch.where(neg, e * r, r), torch.where(neg, r, e * r)
+
+
+_SiLUFloat64 = _saved_input_function(
+    "_SiLUFloat64", lambda a: a * _sigmoid_pair(a)[0],
+    lambda dy, a: (lambda s, sn: dy * s * (1 + a * sn))(*_sigmoid_pair(a)),
+    """a * sigmoid(a) (SiLU) that keeps its value down to the subnormals (_sigmoid_pair; F.silu's a / (1 + exp(-a))
+    is -0.0 below a = -709.8, and a gated unit multiplies that by b, up to 1.8e308). Gradient dy s (1 + a sigmoid(-a)),
+    s = sigmoid(a), in one product as torch's silu_backward (autograd through the forward's branches would add inf
+    and -inf where dy is infinite), in torch ops so that autograd differentiates it again.""")
+
+
+def _silu_float64(a: torch.Tensor) -> torch.Tensor:
+    return _SiLUFloat64.apply(a)
+
+
 def swiglu(x: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-    return _gated(silu, x, b)
+    return _gated(_silu_float64, x, b)
 
 
 def geglu(x: torch.Tensor, b: torch.Tensor | None = None, approximate: str = "none") -> torch.Tensor:

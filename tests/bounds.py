@@ -97,6 +97,18 @@ def softmax_tol(dtype: torch.dtype) -> float:
     return element_gamma(dtype) + 2 * output_rounding(dtype)
 
 
+def gated_subnormal_floor(a64: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The absolute error floor of act(a) = a * f(a) (SiLU: f = sigmoid; GELU: f = Phi) where f(a) lies among
+    opmath's subnormals (a < -87.3 in float32, < -708.4 in float64 for SiLU): there a rounding of f is not relative but
+    up to half the smallest subnormal step. f is formed by at most 2 such roundings (exp's result, within a step of
+    the exact value, and a product) and then scaled by |a|; the product with a adds one more half step. The kernel
+    and the float64 reference each do so: 2 (1.5 |a| + 0.5) <= 3 (|a| + 1) steps. A gated unit multiplies act(a) by
+    b (and its gradient db = dy act(a) by dy), which multiplies this floor too (b up to 1.8e308: a relative
+    tolerance alone cannot hold there). Elementwise, float64 on the CPU; NaN / inf give 0."""
+    step = torch.finfo(opmath(dtype)).smallest_normal * torch.finfo(opmath(dtype)).eps  # smallest subnormal
+    return 3 * (finite(a64).abs() + 1) * step
+
+
 # ---- rows of the softmax family (float64 tensors on the CPU; NaN / inf do not scale rounding errors) ----
 def finite(t: torch.Tensor) -> torch.Tensor:
     """t in float64 on the CPU with NaN / inf replaced by 0 (for error floors)."""
