@@ -12,13 +12,9 @@
 #include <cstring>
 #include <type_traits>
 #include <vector>
-#if defined(__AVX512F__) && !defined(__CUDA_ARCH__)
-#include <immintrin.h>
-#define GLO_CPU_AVX512 1
-#endif
-
 #include "glo/cpu_convert.h"
 #include "glo/op_impls.h"
+#include "avx512_math.h"
 
 namespace glo {
 namespace {
@@ -66,90 +62,42 @@ template <class F, typename T>
 inline void forward_chunk(const F& f, const T* xs, T* ys, int64_t cnt) {
   for (int64_t j = 0; j < cnt; ++j) ys[j] = f.forward(xs[j]);
 }
+// dx = f.backward(dy, saved), likewise.
+template <class F, typename T>
+inline void backward_chunk(const F& f, const T* gs, const T* ss, T* ds, int64_t cnt) {
+  for (int64_t j = 0; j < cnt; ++j) ds[j] = f.backward(gs[j], ss[j]);
+}
+// A gated unit's y = f.forward(a, b) and (da, db) = f.backward(dy, a, b), likewise.
+template <class F, typename T>
+inline void gated_forward_chunk(const F& f, const T* as, const T* bs, T* ys, int64_t cnt) {
+  for (int64_t j = 0; j < cnt; ++j) ys[j] = f.forward(as[j], bs[j]);
+}
+template <class F, typename T>
+inline void gated_backward_chunk(const F& f, const T* gs, const T* as, const T* bs, T* das, T* dbs, int64_t cnt) {
+  for (int64_t j = 0; j < cnt; ++j) f.backward(gs[j], as[j], bs[j], das[j], dbs[j]);
+}
 
+// The AVX-512 loops of avx512_math.h (bitwise the functors' own results) where the build targets AVX-512.
 #if defined(GLO_CPU_AVX512)
-// Float sigmoid and tanh with AVX-512 intrinsics (about 1.8x faster per element in L1). They do the operations of
-// detail::exp_f32, detail::tanh_f32 and the Sigmoid/Tanh functors, in the same order, so results are bitwise those
-// of the scalar definitions, which stay the definition of the math (checked over all 2^32 inputs, NaN payloads
-// included). GCC's vectorization of exp_f32 spends most of its instructions on the clamp (it threads the clamp
-// constants through the polynomial as per-lane blends) and on the two-step 2^n scaling; here the clamp is one max
-// and one min, and the scaling one vscalefps, which multiplies by 2^n with a single rounding, subnormal results
-// and overflow included: the same result as exp_f32's exact first step and rounding second step.
-namespace avx512 {
-
-inline __m512 neg(__m512 v) {  // -v: flips the sign bit, of NaN too, as scalar negation does
-  return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN)));
-}
-
-// max, min and scalef through their masked forms with every lane set (the same instructions): the unmasked
-// intrinsics pass _mm512_undefined_ps(), on which GCC 12 warns -Wmaybe-uninitialized wherever they are inlined.
-constexpr __mmask16 kAll = 0xFFFF;
-
-inline __m512 exp_f32(__m512 x) {
-  // max returns its second operand for a NaN x: NaN is computed on -104, and x is returned as is at the end.
-  const __m512 lo = _mm512_mask_max_ps(x, kAll, x, _mm512_set1_ps(-104.0f));
-  const __m512 xc = _mm512_mask_min_ps(lo, kAll, lo, _mm512_set1_ps(89.0f));
-  const __m512 shifter = _mm512_set1_ps(12582912.0f);
-  const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), shifter), shifter);
-  __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693359375f), xc);
-  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  const __m512 em1 = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
-  const __m512 p1 = _mm512_add_ps(em1, _mm512_set1_ps(1.0f));
-  const __m512 y = _mm512_mask_scalef_ps(p1, kAll, p1, n);
-  return _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, x, _CMP_ORD_Q), y);
-}
-
-inline __m512 sigmoid(__m512 x) {
-  const __mmask16 lt0 = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
-  const __m512 one = _mm512_set1_ps(1.0f);
-  const __m512 e = exp_f32(_mm512_mask_mov_ps(neg(x), lt0, x));
-  const __m512 pos = _mm512_div_ps(one, _mm512_add_ps(one, e));
-  return _mm512_mask_mul_ps(pos, lt0, e, pos);
-}
-
-inline __m512 tanh(__m512 x) {
-  const __m512 z = _mm512_mul_ps(x, x);
-  __m512 p = _mm512_set1_ps(-5.70498872745e-3f);
-  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(2.06390887954e-2f));
-  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-5.37397155531e-2f));
-  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.33314422036e-1f));
-  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-3.33332819422e-1f));
-  const __m512 zero = _mm512_setzero_ps();
-  // x == 0: x itself (keeps the sign of -0.0)
-  const __m512 small = _mm512_mask3_fmadd_ps(_mm512_mul_ps(p, z), x, x, _mm512_cmp_ps_mask(x, zero, _CMP_NEQ_UQ));
-  const __mmask16 lt0 = _mm512_cmp_ps_mask(x, zero, _CMP_LT_OQ);
-  const __m512 ax = _mm512_mask_mov_ps(x, lt0, neg(x));
-  const __m512 one = _mm512_set1_ps(1.0f);
-  const __m512 two = _mm512_set1_ps(2.0f);
-  const __m512 big = _mm512_sub_ps(one, _mm512_div_ps(two, _mm512_add_ps(exp_f32(_mm512_mul_ps(two, ax)), one)));
-  const __m512 large = _mm512_mask_mov_ps(big, lt0, neg(big));
-  return _mm512_mask_mov_ps(large, _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ), small);
-}
-
-// op over cnt elements; the last partial vector with masked loads and stores.
-template <__m512 (*op)(__m512)>
-inline void apply(const float* xs, float* ys, int64_t cnt) {
-  int64_t j = 0;
-  for (; j + 16 <= cnt; j += 16) _mm512_storeu_ps(ys + j, op(_mm512_loadu_ps(xs + j)));
-  if (j < cnt) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (cnt - j)) - 1u);
-    _mm512_mask_storeu_ps(ys + j, m, op(_mm512_maskz_loadu_ps(m, xs + j)));
-  }
-}
-
-}  // namespace avx512
-
 inline void forward_chunk(const Sigmoid<float>&, const float* xs, float* ys, int64_t cnt) {
-  avx512::apply<avx512::sigmoid>(xs, ys, cnt);
+  avx512::sigmoid_forward(xs, ys, cnt);
 }
 inline void forward_chunk(const Tanh<float>&, const float* xs, float* ys, int64_t cnt) {
-  avx512::apply<avx512::tanh>(xs, ys, cnt);
+  avx512::tanh_forward(xs, ys, cnt);
+}
+inline void forward_chunk(const SiLU<float>&, const float* xs, float* ys, int64_t cnt) {
+  avx512::silu_forward(xs, ys, cnt);
+}
+inline void backward_chunk(const SiLU<float>&, const float* gs, const float* xs, float* ds, int64_t cnt) {
+  avx512::silu_backward(gs, xs, ds, cnt);
+}
+inline void gated_forward_chunk(const Gated<float, SiLU<float>>&, const float* as, const float* bs, float* ys,
+                                int64_t cnt) {
+  avx512::swiglu_forward(as, bs, ys, cnt);
+}
+inline void gated_backward_chunk(const Gated<float, SiLU<float>>&, const float* gs, const float* as, const float* bs,
+                                 float* das, float* dbs, int64_t cnt) {
+  avx512::swiglu_backward(gs, as, bs, das, dbs, cnt);
 }
 #endif
 
@@ -254,7 +202,7 @@ struct CpuKernels {
         const T* gs = cpu::load_chunk(gp + base, gbuf, cnt);
         const T* ss = cpu::load_chunk(sp + base, sbuf, cnt);
         T* ds = cpu::out_chunk(dp + base, dbuf, gp + base);
-        for (int64_t j = 0; j < cnt; ++j) ds[j] = fl.backward(gs[j], ss[j]);
+        backward_chunk(fl, gs, ss, ds, cnt);
         cpu::store_chunk(ds, dp + base, cnt);
       });
     });
@@ -278,7 +226,7 @@ struct CpuKernels {
         const T* as = cpu::load_chunk(ap + r * sa + s0, abuf, cnt);
         const T* bs = cpu::load_chunk(bp + r * sb + s0, bbuf, cnt);
         T* ys = cpu::out_chunk(yp + r * h + s0, ybuf, nullptr);
-        for (int64_t j = 0; j < cnt; ++j) ys[j] = fl.forward(as[j], bs[j]);
+        gated_forward_chunk(fl, as, bs, ys, cnt);
         cpu::store_chunk(ys, yp + r * h + s0, cnt);
       });
     });
@@ -308,7 +256,7 @@ struct CpuKernels {
         const T* bs = cpu::load_chunk(bp + r * sb + s0, bbuf, cnt);
         T* das = cpu::out_chunk(dap + r * sda + s0, dabuf, nullptr);
         T* dbs = cpu::out_chunk(dbp + r * sdb + s0, dbbuf, nullptr);
-        for (int64_t j = 0; j < cnt; ++j) fl.backward(gs[j], as[j], bs[j], das[j], dbs[j]);
+        gated_backward_chunk(fl, gs, as, bs, das, dbs, cnt);
         cpu::store_chunk(das, dap + r * sda + s0, cnt);
         cpu::store_chunk(dbs, dbp + r * sdb + s0, cnt);
       });

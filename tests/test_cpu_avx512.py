@@ -1,0 +1,112 @@
+"""The AVX-512 loops of the CPU kernels (csrc/cpu/avx512_math.h) give bitwise the results of the scalar functors.
+
+On a host whose build targets AVX-512 the CPU kernels of sigmoid, tanh, SiLU (forward and backward) and SwiGLU
+(forward and backward) run hand-written intrinsics instead of GCC's vectorization of glo/activations.h. Those
+functors stay the definition of the math (and the accuracy tests measure them on the other hosts), so the intrinsics
+must reproduce them bit for bit: a reordered product or a contracted FMA would be a difference no tolerance test
+sees. This compiles both with the build's flags and compares their bits over every 61st float32 bit pattern (70
+million inputs, every exponent, NaN payloads and both zeros included), the second and third operands (dy, b) drawn
+from the same sweep shifted. A NaN result matches any NaN: of a product of two NaNs x86 returns the first operand's,
+and which operand comes first is the compiler's choice (C++ leaves it open; GCC's scalar and vector code of x * s
+differ there), as is the sign a NaN carries.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_GXX = shutil.which("g++")
+
+
+def _host_has_avx512() -> bool:
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return " avx512f" in flags
+
+
+_HARNESS = r"""
+#include "glo/activations.h"
+#include "avx512_math.h"
+#include <cstdio>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+static float from_bits(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+static uint32_t to_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
+
+int main() {
+  const long n = 1 << 16;
+  std::vector<float> x(n), g(n), b(n), v(n), w(n), s(n), t(n);
+  long bad[6] = {0, 0, 0, 0, 0, 0};
+  const char* names[6] = {"sigmoid", "tanh", "silu", "silu_backward", "swiglu", "swiglu_backward"};
+  const uint64_t stride = 61;
+  for (uint64_t base = 0; base < (uint64_t{1} << 32); base += stride * n) {
+    for (long i = 0; i < n; ++i) {
+      const uint64_t k = base + stride * i;
+      x[i] = from_bits(static_cast<uint32_t>(k));
+      g[i] = from_bits(static_cast<uint32_t>(k * 2654435761u + 12345u));
+      b[i] = from_bits(static_cast<uint32_t>(k * 40503u + 977u));
+    }
+    const long cnt = n - static_cast<long>(base % 13);  // a partial last vector too
+    const glo::Sigmoid<float> sig{};
+    const glo::Tanh<float> th{};
+    const glo::SiLU<float> si{};
+    const auto gated = glo::gated<float>(si);
+    auto compare = [&](int which, const std::vector<float>& p, const std::vector<float>& q) {
+      for (long i = 0; i < cnt; ++i) {
+        if (to_bits(p[i]) != to_bits(q[i]) && !(p[i] != p[i] && q[i] != q[i])) {
+          if (bad[which]++ < 3)
+            std::printf("%s differs at x=%a dy=%a b=%a: %a vs %a\n", names[which], x[i], g[i], b[i], p[i], q[i]);
+        }
+      }
+    };
+    for (long i = 0; i < cnt; ++i) v[i] = sig.forward(x[i]);
+    glo::avx512::sigmoid_forward(x.data(), w.data(), cnt);
+    compare(0, v, w);
+    for (long i = 0; i < cnt; ++i) v[i] = th.forward(x[i]);
+    glo::avx512::tanh_forward(x.data(), w.data(), cnt);
+    compare(1, v, w);
+    for (long i = 0; i < cnt; ++i) v[i] = si.forward(x[i]);
+    glo::avx512::silu_forward(x.data(), w.data(), cnt);
+    compare(2, v, w);
+    for (long i = 0; i < cnt; ++i) v[i] = si.backward(g[i], x[i]);
+    glo::avx512::silu_backward(g.data(), x.data(), w.data(), cnt);
+    compare(3, v, w);
+    for (long i = 0; i < cnt; ++i) v[i] = gated.forward(x[i], b[i]);
+    glo::avx512::swiglu_forward(x.data(), b.data(), w.data(), cnt);
+    compare(4, v, w);
+    for (long i = 0; i < cnt; ++i) gated.backward(g[i], x[i], b[i], v[i], s[i]);
+    glo::avx512::swiglu_backward(g.data(), x.data(), b.data(), w.data(), t.data(), cnt);
+    compare(5, v, w);
+    compare(5, s, t);
+  }
+  long total = 0;
+  for (int k = 0; k < 6; ++k) total += bad[k];
+  std::printf("differences: %ld\n", total);
+  return total == 0 ? 0 : 1;
+}
+"""
+
+
+@pytest.mark.skipif(_GXX is None, reason="g++ is not on PATH (the CPU kernels' compiler): nothing to compile with")
+@pytest.mark.skipif(not _host_has_avx512(), reason="this host has no AVX-512F: the AVX-512 loops are not built here")
+def test_avx512_loops_are_bitwise_the_functors(tmp_path):
+    src = tmp_path / "avx512_bits.cpp"
+    src.write_text(_HARNESS)
+    exe = tmp_path / "avx512_bits"
+    # The build's flags for the CPU kernels on an AVX-512 host (setup.py)
+    out = subprocess.run([_GXX, "-std=c++20", "-O3", "-DNDEBUG", "-fno-trapping-math", "-ffp-contract=off",
+                          "-march=x86-64-v4", "-mprefer-vector-width=512",
+                          f"-I{os.path.join(_ROOT, 'csrc', 'include')}", f"-I{os.path.join(_ROOT, 'csrc', 'cpu')}",
+                          str(src), "-o", str(exe)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "differences: 0" in run.stdout
