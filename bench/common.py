@@ -77,12 +77,15 @@ def runner(fn, x, params, dy, direction: str, kwargs: dict | None = None):
             with torch.no_grad():
                 fn(x, *params, **kw)
 
-    elif direction == "bwd":  # backward alone, through one recorded graph
+    elif direction == "bwd":  # backward alone, through one recorded graph, to every gradient the op has: x's and
+        # its learned parameters' (as fwd+bwd's .backward(); asking for x's alone let eager skip a bias's or PReLU
+        # weight's reduction, which ours computes in the same pass, so that eager's row did less work)
         xi = x.detach().requires_grad_()
         y = fn(xi, *params, **kw)
+        wrt = [xi] + [p for p in params if isinstance(p, torch.Tensor) and p.requires_grad]
 
         def run():
-            torch.autograd.grad(y, xi, dy, retain_graph=True)
+            torch.autograd.grad(y, wrt, dy, retain_graph=True)
 
     elif direction == "fwd+bwd":
 
