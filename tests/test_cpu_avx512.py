@@ -1,7 +1,7 @@
 """The AVX-512 loops of the CPU kernels (csrc/cpu/avx512_math.h) give bitwise the results of the scalar functors.
 
-On a host whose build targets AVX-512 the CPU kernels of sigmoid, tanh, SiLU (forward and backward) and SwiGLU
-(forward and backward) run hand-written intrinsics instead of GCC's vectorization of glo/activations.h. Those
+On a host whose build targets AVX-512 the CPU kernels of sigmoid, tanh, SiLU (forward and backward), SwiGLU
+(forward and backward) and bias_silu's backward (with its per-channel sums) run hand-written intrinsics instead of GCC's vectorization of glo/activations.h. Those
 functors stay the definition of the math (and the accuracy tests measure them on the other hosts), so the intrinsics
 must reproduce them bit for bit: a reordered product or a contracted FMA would be a difference no tolerance test
 sees. This compiles both with the build's flags and compares their bits over every 61st float32 bit pattern (70
@@ -35,6 +35,7 @@ _HARNESS = r"""
 #include "avx512_math.h"
 #include <cstdio>
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -44,7 +45,7 @@ static uint32_t to_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u;
 int main() {
   const long n = 1 << 16;
   std::vector<float> x(n), g(n), b(n), v(n), w(n), s(n), t(n);
-  long bad[6] = {0, 0, 0, 0, 0, 0};
+  long bad[7] = {0, 0, 0, 0, 0, 0, 0};
   const char* names[6] = {"sigmoid", "tanh", "silu", "silu_backward", "swiglu", "swiglu_backward"};
   const uint64_t stride = 61;
   for (uint64_t base = 0; base < (uint64_t{1} << 32); base += stride * n) {
@@ -86,9 +87,36 @@ int main() {
     glo::avx512::swiglu_backward(g.data(), x.data(), b.data(), w.data(), t.data(), cnt);
     compare(5, v, w);
     compare(5, s, t);
+    {  // BiasAct<SiLU>'s backward and its per-channel double sums, over rows of this block's values (made finite:
+       // a NaN would make every later sum NaN)
+      const glo::BiasAct<float, glo::SiLU<float>> ba{};
+      const long c = 1000;  // (not a multiple of 16: a partial last vector)
+      std::vector<double> acc1(c, 0.0), acc2(c, 0.0);
+      std::vector<float> xf(n), d1(c), d2(c);
+      for (long i = 0; i < n; ++i) xf[i] = std::isfinite(x[i]) ? x[i] : static_cast<float>(i % 97) - 48.0f;
+      for (long row = 0; row + 2 * c <= n; row += 2 * c) {
+        const float* xs = xf.data() + row;
+        const float* gs = xf.data() + row + c;
+        const float* bias = xf.data() + (n - c - row / 2);
+        for (long j = 0; j < c; ++j) {
+          float dp[1];
+          d1[j] = ba.backward(xs[j], gs[j], bias + j, dp);
+          acc1[j] += static_cast<double>(dp[0]);
+        }
+        glo::avx512::bias_silu_backward(xs, gs, bias, d2.data(), acc2.data(), c);
+        for (long j = 0; j < c; ++j) {
+          if (to_bits(d1[j]) != to_bits(d2[j]) && !(d1[j] != d1[j] && d2[j] != d2[j]) && bad[6]++ < 3)
+            std::printf("bias_silu_backward differs at x=%a dy=%a: %a vs %a\n", xs[j], gs[j], d1[j], d2[j]);
+        }
+      }
+      for (long j = 0; j < c; ++j) {
+        if (std::memcmp(&acc1[j], &acc2[j], 8) != 0 && !(acc1[j] != acc1[j] && acc2[j] != acc2[j]) && bad[6]++ < 3)
+          std::printf("bias_silu_backward's sum differs at %ld: %a vs %a\n", j, acc1[j], acc2[j]);
+      }
+    }
   }
   long total = 0;
-  for (int k = 0; k < 6; ++k) total += bad[k];
+  for (int k = 0; k < 7; ++k) total += bad[k];
   std::printf("differences: %ld\n", total);
   return total == 0 ? 0 : 1;
 }

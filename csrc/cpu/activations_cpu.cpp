@@ -77,8 +77,20 @@ inline void gated_backward_chunk(const F& f, const T* gs, const T* as, const T* 
   for (int64_t j = 0; j < cnt; ++j) f.backward(gs[j], as[j], bs[j], das[j], dbs[j]);
 }
 
+// The channel kernel's backward over a run of channels of one row (channels innermost, one parameter): dx and the
+// parameter's per-channel double sums in one fused loop, where one exists (returns false: the kernel's own loops).
+template <class F, typename T>
+inline bool channel_inner_backward_fused(const F&, const T*, const T*, const T*, T*, double*, int64_t) {
+  return false;
+}
+
 // The AVX-512 loops of avx512_math.h (bitwise the functors' own results) where the build targets AVX-512.
 #if defined(GLO_CPU_AVX512)
+inline bool channel_inner_backward_fused(const BiasAct<float, SiLU<float>>&, const float* xs, const float* gs,
+                                         const float* bias, float* ds, double* acc, int64_t cnt) {
+  avx512::bias_silu_backward(xs, gs, bias, ds, acc, cnt);
+  return true;
+}
 inline void forward_chunk(const Sigmoid<float>&, const float* xs, float* ys, int64_t cnt) {
   avx512::sigmoid_forward(xs, ys, cnt);
 }
@@ -349,8 +361,10 @@ struct CpuKernels {
       const std::vector<T> pv = consts_opmath<scalar_t>(f, params, C);  // [NK][C]
       constexpr int NK = std::remove_cv_t<decltype(f)>::kConsts;
       const int64_t sb = std::min(S, kTile);
-      const int64_t cb = std::min(C, std::max<int64_t>(1, kRun / sb));
-      const int64_t nb = std::min(N, std::max<int64_t>(1, kTile / (cb * sb)));
+      // (channels innermost, S == 1: tiles of whole rows up to kTile channels, so that x, dy and dx stream, 8 kTile
+      // elements each, so that the partial sums stay few; runs of kRun channels made 2 KB strided reads)
+      const int64_t cb = S == 1 ? std::min(C, kTile) : std::min(C, std::max<int64_t>(1, kRun / sb));
+      const int64_t nb = std::min(N, std::max<int64_t>(1, (S == 1 ? 8 * kTile : kTile) / (cb * sb)));
       const int64_t nt = ceil_div(N, nb), ct = ceil_div(C, cb), st = ceil_div(S, sb);
       const int64_t rows = nt * st;
       std::vector<acc_t> partial(NP * static_cast<size_t>(rows * C));
@@ -375,6 +389,10 @@ struct CpuKernels {
                 const T* xs = cpu::load_chunk(xp + base, xbuf, cnt);
                 const T* gs = cpu::load_chunk(gp + base, gbuf, cnt);
                 T* ds = cpu::out_chunk(dxp + base, dbuf, gp + base);
+                if (channel_inner_backward_fused(fl, xs, gs, pv.data() + q0, ds, acc.data() + (q0 - c0), cnt)) {
+                  cpu::store_chunk(ds, dxp + base, cnt);
+                  continue;
+                }
                 for (int64_t j = 0; j < cnt; ++j) {
                   T pj[NK], dpj[NP];
                   for (int k = 0; k < NK; ++k) pj[k] = pv[k * C + q0 + j];

@@ -145,6 +145,26 @@ inline void swiglu_backward(const float* gs, const float* as, const float* bs, f
       {gs, as, bs}, {das, dbs}, cnt);
 }
 
+// BiasAct<SiLU>::backward over a run of cnt channels of one row: u = x + bias, dx = SiLU<float>::backward(dy, u),
+// which is also the bias's term: acc[j] += (double)dx[j] (the CPU channel kernel's per-channel double sums).
+inline void bias_silu_backward(const float* xs, const float* gs, const float* bias, float* ds, double* acc,
+                               int64_t cnt) {
+  auto step = [&](int64_t j, __mmask16 m) {
+    const __m512 u = _mm512_add_ps(_mm512_maskz_loadu_ps(m, xs + j), _mm512_maskz_loadu_ps(m, bias + j));
+    __m512 y, dx;
+    silu_value_and_grad(u, _mm512_maskz_loadu_ps(m, gs + j), y, dx);
+    _mm512_mask_storeu_ps(ds + j, m, dx);
+    const __mmask8 lo = static_cast<__mmask8>(m), hi = static_cast<__mmask8>(m >> 8);
+    const __m512d d0 = _mm512_cvtps_pd(_mm512_castps512_ps256(dx));
+    const __m512d d1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(dx), 1)));
+    _mm512_mask_storeu_pd(acc + j, lo, _mm512_add_pd(_mm512_maskz_loadu_pd(lo, acc + j), d0));
+    _mm512_mask_storeu_pd(acc + j + 8, hi, _mm512_add_pd(_mm512_maskz_loadu_pd(hi, acc + j + 8), d1));
+  };
+  int64_t j = 0;
+  for (; j + 16 <= cnt; j += 16) step(j, 0xFFFF);
+  if (j < cnt) step(j, static_cast<__mmask16>((1u << (cnt - j)) - 1u));
+}
+
 }  // namespace avx512
 }  // namespace glo
 
