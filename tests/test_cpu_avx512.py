@@ -1,14 +1,16 @@
 """The AVX-512 loops of the CPU kernels (csrc/cpu/avx512_math.h) give bitwise the results of the scalar functors.
 
 On a host whose build targets AVX-512 the CPU kernels of sigmoid, tanh, SiLU (forward and backward), SwiGLU
-(forward and backward) and bias_silu's backward (with its per-channel sums) run hand-written intrinsics instead of GCC's vectorization of glo/activations.h. Those
+(forward and backward) and bias_silu's backward (with its per-channel sums) run hand-written intrinsics (on float32
+data, and on bfloat16 data converted in registers) instead of GCC's vectorization of glo/activations.h. Those
 functors stay the definition of the math (and the accuracy tests measure them on the other hosts), so the intrinsics
 must reproduce them bit for bit: a reordered product or a contracted FMA would be a difference no tolerance test
 sees. This compiles both with the build's flags and compares their bits over every 61st float32 bit pattern (70
 million inputs, every exponent, NaN payloads and both zeros included), the second and third operands (dy, b) drawn
 from the same sweep shifted. A NaN result matches any NaN: of a product of two NaNs x86 returns the first operand's,
 and which operand comes first is the compiler's choice (C++ leaves it open; GCC's scalar and vector code of x * s
-differ there), as is the sign a NaN carries.
+differ there), as is the sign a NaN carries. On bfloat16 storage every one of the 65536 patterns is an input, against
+the kernels' chunk path (widen, the functor, round to nearest even).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import shutil
 import subprocess
 
 import pytest
+from torch.utils.cpp_extension import include_paths
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _GXX = shutil.which("g++")
@@ -32,6 +35,7 @@ def _host_has_avx512() -> bool:
 
 _HARNESS = r"""
 #include "glo/activations.h"
+#include "glo/cpu_convert.h"
 #include "avx512_math.h"
 #include <cstdio>
 #include <cstdint>
@@ -115,6 +119,53 @@ int main() {
       }
     }
   }
+  {  // bfloat16 storage, converted in registers: every bfloat16 pattern as x (dy and b: the patterns permuted), against
+     // the kernels' chunk path (cpu::bf16_to_float, the functor, cpu::float_to_bf16; NaN -> 0x7FC0 in both)
+    const long m = 1 << 16, cnt = m - 5;
+    std::vector<uint16_t> xb(m), gb(m), bb(m), p1(m), p2(m), q1(m), q2(m);
+    for (long i = 0; i < m; ++i) {
+      xb[i] = static_cast<uint16_t>(i);
+      gb[i] = static_cast<uint16_t>((i * 40503u + 977u) & 0xFFFFu);
+      bb[i] = static_cast<uint16_t>((i * 25173u + 13849u) & 0xFFFFu);
+    }
+    using glo::cpu::bf16_to_float;
+    using glo::cpu::float_to_bf16;
+    const glo::Sigmoid<float> sig{};
+    const glo::Tanh<float> th{};
+    const glo::SiLU<float> si{};
+    const auto gated = glo::gated<float>(si);
+    auto compare16 = [&](const char* what, const std::vector<uint16_t>& p, const std::vector<uint16_t>& q) {
+      for (long i = 0; i < cnt; ++i) {
+        if (p[i] != q[i] && bad[6]++ < 3)
+          std::printf("bfloat16 %s differs at x=0x%04x dy=0x%04x b=0x%04x: 0x%04x vs 0x%04x\n", what, xb[i], gb[i],
+                      bb[i], p[i], q[i]);
+      }
+    };
+    for (long i = 0; i < cnt; ++i) p1[i] = float_to_bf16(sig.forward(bf16_to_float(xb[i])));
+    glo::avx512::sigmoid_forward(xb.data(), p2.data(), cnt);
+    compare16("sigmoid", p1, p2);
+    for (long i = 0; i < cnt; ++i) p1[i] = float_to_bf16(th.forward(bf16_to_float(xb[i])));
+    glo::avx512::tanh_forward(xb.data(), p2.data(), cnt);
+    compare16("tanh", p1, p2);
+    for (long i = 0; i < cnt; ++i) p1[i] = float_to_bf16(si.forward(bf16_to_float(xb[i])));
+    glo::avx512::silu_forward(xb.data(), p2.data(), cnt);
+    compare16("silu", p1, p2);
+    for (long i = 0; i < cnt; ++i) p1[i] = float_to_bf16(si.backward(bf16_to_float(gb[i]), bf16_to_float(xb[i])));
+    glo::avx512::silu_backward(gb.data(), xb.data(), p2.data(), cnt);
+    compare16("silu_backward", p1, p2);
+    for (long i = 0; i < cnt; ++i) p1[i] = float_to_bf16(gated.forward(bf16_to_float(xb[i]), bf16_to_float(bb[i])));
+    glo::avx512::swiglu_forward(xb.data(), bb.data(), p2.data(), cnt);
+    compare16("swiglu", p1, p2);
+    for (long i = 0; i < cnt; ++i) {
+      float da, db;
+      gated.backward(bf16_to_float(gb[i]), bf16_to_float(xb[i]), bf16_to_float(bb[i]), da, db);
+      p1[i] = float_to_bf16(da);
+      q1[i] = float_to_bf16(db);
+    }
+    glo::avx512::swiglu_backward(gb.data(), xb.data(), bb.data(), p2.data(), q2.data(), cnt);
+    compare16("swiglu_backward da", p1, p2);
+    compare16("swiglu_backward db", q1, q2);
+  }
   long total = 0;
   for (int k = 0; k < 7; ++k) total += bad[k];
   std::printf("differences: %ld\n", total);
@@ -133,6 +184,7 @@ def test_avx512_loops_are_bitwise_the_functors(tmp_path):
     out = subprocess.run([_GXX, "-std=c++20", "-O3", "-DNDEBUG", "-fno-trapping-math", "-ffp-contract=off",
                           "-march=x86-64-v4", "-mprefer-vector-width=512",
                           f"-I{os.path.join(_ROOT, 'csrc', 'include')}", f"-I{os.path.join(_ROOT, 'csrc', 'cpu')}",
+                          *(f"-I{d}" for d in include_paths()),
                           str(src), "-o", str(exe)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)

@@ -84,8 +84,56 @@ inline bool channel_inner_backward_fused(const F&, const T*, const T*, const T*,
   return false;
 }
 
+// The same loops straight on 16-bit storage, converting in registers instead of the chunk's buffer passes, where
+// one exists (false: the kernel converts through buffers and runs the opmath loops above).
+template <class F, typename S>
+inline bool forward_storage(const F&, const S*, S*, int64_t) {
+  return false;
+}
+template <class F, typename S>
+inline bool backward_storage(const F&, const S*, const S*, S*, int64_t) {
+  return false;
+}
+template <class F, typename S>
+inline bool gated_forward_storage(const F&, const S*, const S*, S*, int64_t) {
+  return false;
+}
+template <class F, typename S>
+inline bool gated_backward_storage(const F&, const S*, const S*, const S*, S*, S*, int64_t) {
+  return false;
+}
+
 // The AVX-512 loops of avx512_math.h (bitwise the functors' own results) where the build targets AVX-512.
 #if defined(GLO_CPU_AVX512)
+using BF16 = c10::BFloat16;
+inline const uint16_t* bf16_bits(const BF16* p) { return reinterpret_cast<const uint16_t*>(p); }
+inline uint16_t* bf16_bits(BF16* p) { return reinterpret_cast<uint16_t*>(p); }
+inline bool forward_storage(const Sigmoid<float>&, const BF16* x, BF16* y, int64_t cnt) {
+  avx512::sigmoid_forward(bf16_bits(x), bf16_bits(y), cnt);
+  return true;
+}
+inline bool forward_storage(const Tanh<float>&, const BF16* x, BF16* y, int64_t cnt) {
+  avx512::tanh_forward(bf16_bits(x), bf16_bits(y), cnt);
+  return true;
+}
+inline bool forward_storage(const SiLU<float>&, const BF16* x, BF16* y, int64_t cnt) {
+  avx512::silu_forward(bf16_bits(x), bf16_bits(y), cnt);
+  return true;
+}
+inline bool backward_storage(const SiLU<float>&, const BF16* g, const BF16* x, BF16* d, int64_t cnt) {
+  avx512::silu_backward(bf16_bits(g), bf16_bits(x), bf16_bits(d), cnt);
+  return true;
+}
+inline bool gated_forward_storage(const Gated<float, SiLU<float>>&, const BF16* a, const BF16* b, BF16* y,
+                                  int64_t cnt) {
+  avx512::swiglu_forward(bf16_bits(a), bf16_bits(b), bf16_bits(y), cnt);
+  return true;
+}
+inline bool gated_backward_storage(const Gated<float, SiLU<float>>&, const BF16* g, const BF16* a, const BF16* b,
+                                   BF16* da, BF16* db, int64_t cnt) {
+  avx512::swiglu_backward(bf16_bits(g), bf16_bits(a), bf16_bits(b), bf16_bits(da), bf16_bits(db), cnt);
+  return true;
+}
 inline bool channel_inner_backward_fused(const BiasAct<float, SiLU<float>>&, const float* xs, const float* gs,
                                          const float* bias, float* ds, double* acc, int64_t cnt) {
   avx512::bias_silu_backward(xs, gs, bias, ds, acc, cnt);
@@ -188,6 +236,7 @@ struct CpuKernels {
       scalar_t* yp = y.mutable_data_ptr<scalar_t>();
       for_each_chunk(x.numel(), [&](int64_t, int64_t base, int64_t cnt) {
         const auto fl = f;
+        if (forward_storage(fl, xp + base, yp + base, cnt)) return;
         alignas(64) T xbuf[kChunk];
         alignas(64) T ybuf[kChunk];
         const T* xs = cpu::load_chunk(xp + base, xbuf, cnt);
@@ -208,6 +257,7 @@ struct CpuKernels {
       scalar_t* dp = dx.mutable_data_ptr<scalar_t>();
       for_each_chunk(grad.numel(), [&](int64_t, int64_t base, int64_t cnt) {
         const auto fl = f;
+        if (backward_storage(fl, gp + base, sp + base, dp + base, cnt)) return;
         alignas(64) T gbuf[kChunk];
         alignas(64) T sbuf[kChunk];
         alignas(64) T dbuf[kChunk];
@@ -232,6 +282,7 @@ struct CpuKernels {
       const int64_t h = y.size(1), sa = a.stride(0), sb = b.stride(0);
       for_each_row_piece(y.size(0), h, [&](int64_t r, int64_t s0, int64_t cnt) {
         const auto fl = f;
+        if (gated_forward_storage(fl, ap + r * sa + s0, bp + r * sb + s0, yp + r * h + s0, cnt)) return;
         alignas(64) T abuf[kChunk];
         alignas(64) T bbuf[kChunk];
         alignas(64) T ybuf[kChunk];
@@ -258,6 +309,10 @@ struct CpuKernels {
       const int64_t h = grad.size(1), sa = a.stride(0), sb = b.stride(0), sda = da.stride(0), sdb = db.stride(0);
       for_each_row_piece(grad.size(0), h, [&](int64_t r, int64_t s0, int64_t cnt) {
         const auto fl = f;
+        if (gated_backward_storage(fl, gp + r * h + s0, ap + r * sa + s0, bp + r * sb + s0, dap + r * sda + s0,
+                                   dbp + r * sdb + s0, cnt)) {
+          return;
+        }
         alignas(64) T gbuf[kChunk];
         alignas(64) T abuf[kChunk];
         alignas(64) T bbuf[kChunk];

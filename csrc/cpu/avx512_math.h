@@ -97,45 +97,62 @@ inline void silu_value_and_grad(__m512 x, __m512 dy, __m512& y, __m512& dx) {
   dx = _mm512_mul_ps(_mm512_mul_ps(dy, s), _mm512_add_ps(one, _mm512_mul_ps(x, sn)));
 }
 
-// op(v, w) on NI input and NO output vectors, over cnt elements of each stream (an output may be an input's memory:
-// each vector is loaded before it is stored); the last partial vector with masked loads and stores.
-template <int NI, int NO, class Op>
-inline void apply(const Op& op, const float* const (&in)[NI], float* const (&out)[NO], int64_t cnt) {
+// 16 lanes of float or bfloat16 storage (uint16_t bits) as float, and back: bfloat16 widened exactly, and rounded to
+// nearest even with NaN as the canonical quiet NaN 0x7FC0, the operations of cpu::bf16_to_float / float_to_bf16.
+inline __m512 load(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+inline __m512 load(const uint16_t* p, __mmask16 m) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+inline void store(float* p, __mmask16 m, __m512 v) { _mm512_mask_storeu_ps(p, m, v); }
+inline void store(uint16_t* p, __mmask16 m, __m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7FFF)), lsb), 16);
+  r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC0));
+  _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(r));
+}
+
+// op(v, w) on NI input and NO output vectors, over cnt elements of each stream of storage S (float, or bfloat16 as
+// uint16_t: converted in registers, no buffer pass); an output may be an input's memory (each vector is loaded
+// before it is stored); the last partial vector with masked loads and stores.
+template <int NI, int NO, class Op, typename S>
+inline void apply(const Op& op, const S* const (&in)[NI], S* const (&out)[NO], int64_t cnt) {
+  auto step = [&](int64_t j, __mmask16 m) {
+    __m512 v[NI], w[NO];
+    for (int i = 0; i < NI; ++i) v[i] = load(in[i] + j, m);
+    op(v, w);
+    for (int o = 0; o < NO; ++o) store(out[o] + j, m, w[o]);
+  };
   int64_t j = 0;
-  for (; j + 16 <= cnt; j += 16) {
-    __m512 v[NI], w[NO];
-    for (int i = 0; i < NI; ++i) v[i] = _mm512_loadu_ps(in[i] + j);
-    op(v, w);
-    for (int o = 0; o < NO; ++o) _mm512_storeu_ps(out[o] + j, w[o]);
-  }
-  if (j < cnt) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (cnt - j)) - 1u);
-    __m512 v[NI], w[NO];
-    for (int i = 0; i < NI; ++i) v[i] = _mm512_maskz_loadu_ps(m, in[i] + j);
-    op(v, w);
-    for (int o = 0; o < NO; ++o) _mm512_mask_storeu_ps(out[o] + j, m, w[o]);
-  }
+  for (; j + 16 <= cnt; j += 16) step(j, 0xFFFF);
+  if (j < cnt) step(j, static_cast<__mmask16>((1u << (cnt - j)) - 1u));
 }
 
 // The loops of the functors above (Gated<SiLU>: y = silu(a) * b; da and db from silu_value_and_grad(a, dy * b),
-// db = dy * silu(a)).
-inline void sigmoid_forward(const float* xs, float* ys, int64_t cnt) {
+// db = dy * silu(a)), on float or bfloat16 (uint16_t) storage.
+template <typename S>
+inline void sigmoid_forward(const S* xs, S* ys, int64_t cnt) {
   apply<1, 1>([](const __m512* v, __m512* w) { w[0] = sigmoid(v[0]); }, {xs}, {ys}, cnt);
 }
-inline void tanh_forward(const float* xs, float* ys, int64_t cnt) {
+template <typename S>
+inline void tanh_forward(const S* xs, S* ys, int64_t cnt) {
   apply<1, 1>([](const __m512* v, __m512* w) { w[0] = tanh(v[0]); }, {xs}, {ys}, cnt);
 }
-inline void silu_forward(const float* xs, float* ys, int64_t cnt) {
+template <typename S>
+inline void silu_forward(const S* xs, S* ys, int64_t cnt) {
   apply<1, 1>([](const __m512* v, __m512* w) { w[0] = silu(v[0]); }, {xs}, {ys}, cnt);
 }
-inline void silu_backward(const float* gs, const float* xs, float* ds, int64_t cnt) {
+template <typename S>
+inline void silu_backward(const S* gs, const S* xs, S* ds, int64_t cnt) {
   apply<2, 1>([](const __m512* v, __m512* w) { __m512 y; silu_value_and_grad(v[1], v[0], y, w[0]); }, {gs, xs}, {ds},
               cnt);
 }
-inline void swiglu_forward(const float* as, const float* bs, float* ys, int64_t cnt) {
+template <typename S>
+inline void swiglu_forward(const S* as, const S* bs, S* ys, int64_t cnt) {
   apply<2, 1>([](const __m512* v, __m512* w) { w[0] = _mm512_mul_ps(silu(v[0]), v[1]); }, {as, bs}, {ys}, cnt);
 }
-inline void swiglu_backward(const float* gs, const float* as, const float* bs, float* das, float* dbs, int64_t cnt) {
+template <typename S>
+inline void swiglu_backward(const S* gs, const S* as, const S* bs, S* das, S* dbs, int64_t cnt) {
   apply<3, 2>(
       [](const __m512* v, __m512* w) {
         __m512 y;
