@@ -165,6 +165,35 @@ int main() {
     glo::avx512::swiglu_backward(gb.data(), xb.data(), bb.data(), p2.data(), q2.data(), cnt);
     compare16("swiglu_backward da", p1, p2);
     compare16("swiglu_backward db", q1, q2);
+    {  // bias_silu's backward: dx rounded to storage, the sums of the float dx (finite values: NaN would spread)
+      const glo::BiasAct<float, glo::SiLU<float>> ba{};
+      const long c = 1000;
+      std::vector<float> bias(c);
+      std::vector<double> acc1(c, 0.0), acc2(c, 0.0);
+      std::vector<uint16_t> xf(m);
+      for (long i = 0; i < m; ++i) {
+        xf[i] = std::isfinite(bf16_to_float(xb[i])) ? xb[i] : static_cast<uint16_t>(i & 0x3FFF);
+      }
+      for (long j = 0; j < c; ++j) bias[j] = bf16_to_float(xf[(j * 7919) % m]);
+      for (long row = 0; row + 2 * c <= m; row += 2 * c) {
+        const uint16_t* xs = xf.data() + row;
+        const uint16_t* gs = xf.data() + row + c;
+        for (long j = 0; j < c; ++j) {
+          float dp[1];
+          p1[j] = float_to_bf16(ba.backward(bf16_to_float(xs[j]), bf16_to_float(gs[j]), bias.data() + j, dp));
+          acc1[j] += static_cast<double>(dp[0]);
+        }
+        glo::avx512::bias_silu_backward(xs, gs, bias.data(), p2.data(), acc2.data(), c);
+        for (long j = 0; j < c; ++j) {
+          if (p1[j] != p2[j] && bad[6]++ < 3)
+            std::printf("bfloat16 bias_silu_backward differs at x=0x%04x: 0x%04x vs 0x%04x\n", xs[j], p1[j], p2[j]);
+        }
+      }
+      for (long j = 0; j < c; ++j) {
+        if (std::memcmp(&acc1[j], &acc2[j], 8) != 0 && !(acc1[j] != acc1[j] && acc2[j] != acc2[j]) && bad[6]++ < 3)
+          std::printf("bfloat16 bias_silu_backward's sum differs at %ld: %a vs %a\n", j, acc1[j], acc2[j]);
+      }
+    }
   }
   long total = 0;
   for (int k = 0; k < 7; ++k) total += bad[k];

@@ -80,7 +80,7 @@ inline void gated_backward_chunk(const F& f, const T* gs, const T* as, const T* 
 // The channel kernel's backward over a run of channels of one row (channels innermost, one parameter): dx and the
 // parameter's per-channel double sums in one fused loop, where one exists (returns false: the kernel's own loops).
 template <class F, typename T>
-inline bool channel_inner_backward_fused(const F&, const T*, const T*, const T*, T*, double*, int64_t) {
+inline bool channel_inner_backward_fused(const F&, const T*, const T*, const opmath_t<T>*, T*, double*, int64_t) {
   return false;
 }
 
@@ -137,6 +137,11 @@ inline bool gated_backward_storage(const Gated<float, SiLU<float>>&, const BF16*
 inline bool channel_inner_backward_fused(const BiasAct<float, SiLU<float>>&, const float* xs, const float* gs,
                                          const float* bias, float* ds, double* acc, int64_t cnt) {
   avx512::bias_silu_backward(xs, gs, bias, ds, acc, cnt);
+  return true;
+}
+inline bool channel_inner_backward_fused(const BiasAct<float, SiLU<float>>&, const BF16* xs, const BF16* gs,
+                                         const float* bias, BF16* ds, double* acc, int64_t cnt) {
+  avx512::bias_silu_backward(bf16_bits(xs), bf16_bits(gs), bias, bf16_bits(ds), acc, cnt);
   return true;
 }
 inline void forward_chunk(const Sigmoid<float>&, const float* xs, float* ys, int64_t cnt) {
@@ -441,13 +446,13 @@ struct CpuKernels {
               for (int64_t q0 = c0; q0 < c1; q0 += kChunk) {
                 const int64_t cnt = std::min(kChunk, c1 - q0);
                 const int64_t base = n * C + q0;
+                if (channel_inner_backward_fused(fl, xp + base, gp + base, pv.data() + q0, dxp + base,
+                                                 acc.data() + (q0 - c0), cnt)) {
+                  continue;  // (straight on the storage: dx may be grad's memory, each vector is read first)
+                }
                 const T* xs = cpu::load_chunk(xp + base, xbuf, cnt);
                 const T* gs = cpu::load_chunk(gp + base, gbuf, cnt);
                 T* ds = cpu::out_chunk(dxp + base, dbuf, gp + base);
-                if (channel_inner_backward_fused(fl, xs, gs, pv.data() + q0, ds, acc.data() + (q0 - c0), cnt)) {
-                  cpu::store_chunk(ds, dxp + base, cnt);
-                  continue;
-                }
                 for (int64_t j = 0; j < cnt; ++j) {
                   T pj[NK], dpj[NP];
                   for (int k = 0; k < NK; ++k) pj[k] = pv[k * C + q0 + j];

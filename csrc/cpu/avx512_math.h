@@ -164,13 +164,14 @@ inline void swiglu_backward(const S* gs, const S* as, const S* bs, S* das, S* db
 
 // BiasAct<SiLU>::backward over a run of cnt channels of one row: u = x + bias, dx = SiLU<float>::backward(dy, u),
 // which is also the bias's term: acc[j] += (double)dx[j] (the CPU channel kernel's per-channel double sums).
-inline void bias_silu_backward(const float* xs, const float* gs, const float* bias, float* ds, double* acc,
-                               int64_t cnt) {
+// On float or bfloat16 (uint16_t) storage; dx is summed as computed in float, before its rounding to storage.
+template <typename S>
+inline void bias_silu_backward(const S* xs, const S* gs, const float* bias, S* ds, double* acc, int64_t cnt) {
   auto step = [&](int64_t j, __mmask16 m) {
-    const __m512 u = _mm512_add_ps(_mm512_maskz_loadu_ps(m, xs + j), _mm512_maskz_loadu_ps(m, bias + j));
+    const __m512 u = _mm512_add_ps(load(xs + j, m), _mm512_maskz_loadu_ps(m, bias + j));
     __m512 y, dx;
-    silu_value_and_grad(u, _mm512_maskz_loadu_ps(m, gs + j), y, dx);
-    _mm512_mask_storeu_ps(ds + j, m, dx);
+    silu_value_and_grad(u, load(gs + j, m), y, dx);
+    store(ds + j, m, dx);
     const __mmask8 lo = static_cast<__mmask8>(m), hi = static_cast<__mmask8>(m >> 8);
     const __m512d d0 = _mm512_cvtps_pd(_mm512_castps512_ps256(dx));
     const __m512d d1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(dx), 1)));
