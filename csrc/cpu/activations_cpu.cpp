@@ -56,36 +56,9 @@ void for_each_row_piece(int64_t rows, int64_t h, const Body& body) {
   });
 }
 
-// y = f.forward(x) over one chunk of opmath values: the functor's own loop, which GCC vectorizes, unless an
-// overload below takes the type.
-template <class F, typename T>
-inline void forward_chunk(const F& f, const T* xs, T* ys, int64_t cnt) {
-  for (int64_t j = 0; j < cnt; ++j) ys[j] = f.forward(xs[j]);
-}
-// dx = f.backward(dy, saved), likewise.
-template <class F, typename T>
-inline void backward_chunk(const F& f, const T* gs, const T* ss, T* ds, int64_t cnt) {
-  for (int64_t j = 0; j < cnt; ++j) ds[j] = f.backward(gs[j], ss[j]);
-}
-// A gated unit's y = f.forward(a, b) and (da, db) = f.backward(dy, a, b), likewise.
-template <class F, typename T>
-inline void gated_forward_chunk(const F& f, const T* as, const T* bs, T* ys, int64_t cnt) {
-  for (int64_t j = 0; j < cnt; ++j) ys[j] = f.forward(as[j], bs[j]);
-}
-template <class F, typename T>
-inline void gated_backward_chunk(const F& f, const T* gs, const T* as, const T* bs, T* das, T* dbs, int64_t cnt) {
-  for (int64_t j = 0; j < cnt; ++j) f.backward(gs[j], as[j], bs[j], das[j], dbs[j]);
-}
-
-// The channel kernel's backward over a run of channels of one row (channels innermost, one parameter): dx and the
-// parameter's per-channel double sums in one fused loop, where one exists (returns false: the kernel's own loops).
-template <class F, typename T>
-inline bool channel_inner_backward_fused(const F&, const T*, const T*, const opmath_t<T>*, T*, double*, int64_t) {
-  return false;
-}
-
-// The same loops straight on 16-bit storage, converting in registers instead of the chunk's buffer passes, where
-// one exists (false: the kernel converts through buffers and runs the opmath loops above).
+// Hand-written loops for some functors, straight on the tensors' storage (float32, or bfloat16 converted in
+// registers instead of the chunk's buffer passes; an output may be an input's memory: each vector is read before it
+// is written). Each returns false where none exists: the kernel then runs its chunk loops over the functor.
 template <class F, typename S>
 inline bool forward_storage(const F&, const S*, S*, int64_t) {
   return false;
@@ -102,67 +75,60 @@ template <class F, typename S>
 inline bool gated_backward_storage(const F&, const S*, const S*, const S*, S*, S*, int64_t) {
   return false;
 }
+// The channel kernel's backward over a run of channels of one row (channels innermost, one parameter): dx and the
+// parameter's per-channel double sums in one fused loop.
+template <class F, typename S>
+inline bool channel_inner_backward_fused(const F&, const S*, const S*, const opmath_t<S>*, S*, double*, int64_t) {
+  return false;
+}
 
-// The AVX-512 loops of avx512_math.h (bitwise the functors' own results) where the build targets AVX-512.
+// The AVX-512 loops of avx512_math.h (bitwise the functors' own results) where the build targets AVX-512, on float
+// and bfloat16 storage (raw: the bits avx512_math.h takes).
 #if defined(GLO_CPU_AVX512)
 using BF16 = c10::BFloat16;
-inline const uint16_t* bf16_bits(const BF16* p) { return reinterpret_cast<const uint16_t*>(p); }
-inline uint16_t* bf16_bits(BF16* p) { return reinterpret_cast<uint16_t*>(p); }
-inline bool forward_storage(const Sigmoid<float>&, const BF16* x, BF16* y, int64_t cnt) {
-  avx512::sigmoid_forward(bf16_bits(x), bf16_bits(y), cnt);
+inline const float* raw(const float* p) { return p; }
+inline float* raw(float* p) { return p; }
+inline const uint16_t* raw(const BF16* p) { return reinterpret_cast<const uint16_t*>(p); }
+inline uint16_t* raw(BF16* p) { return reinterpret_cast<uint16_t*>(p); }
+template <typename S>
+constexpr bool kAvx512Storage = std::is_same_v<S, float> || std::is_same_v<S, BF16>;
+
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool forward_storage(const Sigmoid<float>&, const S* x, S* y, int64_t cnt) {
+  avx512::sigmoid_forward(raw(x), raw(y), cnt);
   return true;
 }
-inline bool forward_storage(const Tanh<float>&, const BF16* x, BF16* y, int64_t cnt) {
-  avx512::tanh_forward(bf16_bits(x), bf16_bits(y), cnt);
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool forward_storage(const Tanh<float>&, const S* x, S* y, int64_t cnt) {
+  avx512::tanh_forward(raw(x), raw(y), cnt);
   return true;
 }
-inline bool forward_storage(const SiLU<float>&, const BF16* x, BF16* y, int64_t cnt) {
-  avx512::silu_forward(bf16_bits(x), bf16_bits(y), cnt);
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool forward_storage(const SiLU<float>&, const S* x, S* y, int64_t cnt) {
+  avx512::silu_forward(raw(x), raw(y), cnt);
   return true;
 }
-inline bool backward_storage(const SiLU<float>&, const BF16* g, const BF16* x, BF16* d, int64_t cnt) {
-  avx512::silu_backward(bf16_bits(g), bf16_bits(x), bf16_bits(d), cnt);
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool backward_storage(const SiLU<float>&, const S* g, const S* x, S* d, int64_t cnt) {
+  avx512::silu_backward(raw(g), raw(x), raw(d), cnt);
   return true;
 }
-inline bool gated_forward_storage(const Gated<float, SiLU<float>>&, const BF16* a, const BF16* b, BF16* y,
-                                  int64_t cnt) {
-  avx512::swiglu_forward(bf16_bits(a), bf16_bits(b), bf16_bits(y), cnt);
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool gated_forward_storage(const Gated<float, SiLU<float>>&, const S* a, const S* b, S* y, int64_t cnt) {
+  avx512::swiglu_forward(raw(a), raw(b), raw(y), cnt);
   return true;
 }
-inline bool gated_backward_storage(const Gated<float, SiLU<float>>&, const BF16* g, const BF16* a, const BF16* b,
-                                   BF16* da, BF16* db, int64_t cnt) {
-  avx512::swiglu_backward(bf16_bits(g), bf16_bits(a), bf16_bits(b), bf16_bits(da), bf16_bits(db), cnt);
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool gated_backward_storage(const Gated<float, SiLU<float>>&, const S* g, const S* a, const S* b, S* da, S* db,
+                                   int64_t cnt) {
+  avx512::swiglu_backward(raw(g), raw(a), raw(b), raw(da), raw(db), cnt);
   return true;
 }
-inline bool channel_inner_backward_fused(const BiasAct<float, SiLU<float>>&, const float* xs, const float* gs,
-                                         const float* bias, float* ds, double* acc, int64_t cnt) {
-  avx512::bias_silu_backward(xs, gs, bias, ds, acc, cnt);
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool channel_inner_backward_fused(const BiasAct<float, SiLU<float>>&, const S* xs, const S* gs,
+                                         const float* bias, S* ds, double* acc, int64_t cnt) {
+  avx512::bias_silu_backward(raw(xs), raw(gs), bias, raw(ds), acc, cnt);
   return true;
-}
-inline bool channel_inner_backward_fused(const BiasAct<float, SiLU<float>>&, const BF16* xs, const BF16* gs,
-                                         const float* bias, BF16* ds, double* acc, int64_t cnt) {
-  avx512::bias_silu_backward(bf16_bits(xs), bf16_bits(gs), bias, bf16_bits(ds), acc, cnt);
-  return true;
-}
-inline void forward_chunk(const Sigmoid<float>&, const float* xs, float* ys, int64_t cnt) {
-  avx512::sigmoid_forward(xs, ys, cnt);
-}
-inline void forward_chunk(const Tanh<float>&, const float* xs, float* ys, int64_t cnt) {
-  avx512::tanh_forward(xs, ys, cnt);
-}
-inline void forward_chunk(const SiLU<float>&, const float* xs, float* ys, int64_t cnt) {
-  avx512::silu_forward(xs, ys, cnt);
-}
-inline void backward_chunk(const SiLU<float>&, const float* gs, const float* xs, float* ds, int64_t cnt) {
-  avx512::silu_backward(gs, xs, ds, cnt);
-}
-inline void gated_forward_chunk(const Gated<float, SiLU<float>>&, const float* as, const float* bs, float* ys,
-                                int64_t cnt) {
-  avx512::swiglu_forward(as, bs, ys, cnt);
-}
-inline void gated_backward_chunk(const Gated<float, SiLU<float>>&, const float* gs, const float* as, const float* bs,
-                                 float* das, float* dbs, int64_t cnt) {
-  avx512::swiglu_backward(gs, as, bs, das, dbs, cnt);
 }
 #endif
 
@@ -246,7 +212,7 @@ struct CpuKernels {
         alignas(64) T ybuf[kChunk];
         const T* xs = cpu::load_chunk(xp + base, xbuf, cnt);
         T* ys = cpu::out_chunk(yp + base, ybuf, xp + base);
-        forward_chunk(fl, xs, ys, cnt);
+        for (int64_t j = 0; j < cnt; ++j) ys[j] = fl.forward(xs[j]);
         cpu::store_chunk(ys, yp + base, cnt);
       });
     });
@@ -269,7 +235,7 @@ struct CpuKernels {
         const T* gs = cpu::load_chunk(gp + base, gbuf, cnt);
         const T* ss = cpu::load_chunk(sp + base, sbuf, cnt);
         T* ds = cpu::out_chunk(dp + base, dbuf, gp + base);
-        backward_chunk(fl, gs, ss, ds, cnt);
+        for (int64_t j = 0; j < cnt; ++j) ds[j] = fl.backward(gs[j], ss[j]);
         cpu::store_chunk(ds, dp + base, cnt);
       });
     });
@@ -294,7 +260,7 @@ struct CpuKernels {
         const T* as = cpu::load_chunk(ap + r * sa + s0, abuf, cnt);
         const T* bs = cpu::load_chunk(bp + r * sb + s0, bbuf, cnt);
         T* ys = cpu::out_chunk(yp + r * h + s0, ybuf, nullptr);
-        gated_forward_chunk(fl, as, bs, ys, cnt);
+        for (int64_t j = 0; j < cnt; ++j) ys[j] = fl.forward(as[j], bs[j]);
         cpu::store_chunk(ys, yp + r * h + s0, cnt);
       });
     });
@@ -328,7 +294,7 @@ struct CpuKernels {
         const T* bs = cpu::load_chunk(bp + r * sb + s0, bbuf, cnt);
         T* das = cpu::out_chunk(dap + r * sda + s0, dabuf, nullptr);
         T* dbs = cpu::out_chunk(dbp + r * sdb + s0, dbbuf, nullptr);
-        gated_backward_chunk(fl, gs, as, bs, das, dbs, cnt);
+        for (int64_t j = 0; j < cnt; ++j) fl.backward(gs[j], as[j], bs[j], das[j], dbs[j]);
         cpu::store_chunk(das, dap + r * sda + s0, cnt);
         cpu::store_chunk(dbs, dbp + r * sdb + s0, cnt);
       });
