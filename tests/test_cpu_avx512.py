@@ -107,7 +107,7 @@ int main() {
           d1[j] = ba.backward(xs[j], gs[j], bias + j, dp);
           acc1[j] += static_cast<double>(dp[0]);
         }
-        glo::avx512::bias_silu_backward(xs, gs, bias, d2.data(), acc2.data(), c);
+        glo::avx512::bias_backward(glo::avx512::SiluGrad{}, xs, gs, bias, d2.data(), acc2.data(), c);
         for (long j = 0; j < c; ++j) {
           if (to_bits(d1[j]) != to_bits(d2[j]) && !(d1[j] != d1[j] && d2[j] != d2[j]) && bad[6]++ < 3)
             std::printf("bias_silu_backward differs at x=%a dy=%a: %a vs %a\n", xs[j], gs[j], d1[j], d2[j]);
@@ -183,7 +183,7 @@ int main() {
           p1[j] = float_to_bf16(ba.backward(bf16_to_float(xs[j]), bf16_to_float(gs[j]), bias.data() + j, dp));
           acc1[j] += static_cast<double>(dp[0]);
         }
-        glo::avx512::bias_silu_backward(xs, gs, bias.data(), p2.data(), acc2.data(), c);
+        glo::avx512::bias_backward(glo::avx512::SiluGrad{}, xs, gs, bias.data(), p2.data(), acc2.data(), c);
         for (long j = 0; j < c; ++j) {
           if (p1[j] != p2[j] && bad[6]++ < 3)
             std::printf("bfloat16 bias_silu_backward differs at x=0x%04x: 0x%04x vs 0x%04x\n", xs[j], p1[j], p2[j]);
@@ -219,3 +219,135 @@ def test_avx512_loops_are_bitwise_the_functors(tmp_path):
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "differences: 0" in run.stdout
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# GELU (erf form): the AVX-512 loops use their own table forms (avx512_math.h: fast for |x| < 4, wide beyond), not
+# the functor's bits, so here they are measured against float64 instead: every 61st float32 pattern with |x| < 16
+# (36 million inputs, every exponent; beyond, e is 0 and the results are the limits, which tests/test_fuzz.py
+# checks); each element's bits do not depend on its neighbours in the vector; the bfloat16 loop against the float
+# one on all 65536 patterns.
+#
+# Error bound: the tables are within about 1 ulp (P and H of themselves, D of its terms P + |x| phi;
+# docs/numerics/gelu_float32.py --table prints them). Fast: y = x P or x (1 - P) (with P <= 1/2, P's error is at most
+# half as many ulp of 1 - P): two roundings more, <= 2.5 ulp. Wide: e = exp(hi + lo) within 0.75 ulp (hi + lo is
+# -x^2 / 2 exactly; exp_f32's polynomial and its one rounding), y = (x H) e within 1.1 + 0.75 + 1 ulp (x <= 0), or
+# x (1 - H e): 1.5 + 1. GELU's ulps (4) bound both, for normal results; subnormal ones (x < -13) within 4 units of
+# the smallest subnormal (the products' roundings there are absolute). The derivative Phi + x phi has terms up to
+# |x| phi, and cancels near its zero (x = -0.75): its error is bounded by a few ulp of the terms' magnitude, max(Phi,
+# |x| phi), not of the result (the test_ops gradients' |dy| scale).
+# ---------------------------------------------------------------------------------------------------------------
+_GELU_HARNESS = r"""
+#include "avx512_math.h"
+#include <cmath>
+#include <cstdio>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+static float from_bits(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+static double ulp_of(double r) {
+  const float f = std::fabs(static_cast<float>(r));
+  return static_cast<double>(std::nextafter(f, INFINITY)) - f;
+}
+
+int main() {
+  std::vector<float> xs;
+  for (uint64_t k = 0; k < (uint64_t{1} << 32); k += 61) {
+    const float x = from_bits(static_cast<uint32_t>(k));
+    if (std::fabs(x) < 16.0f) xs.push_back(x);
+  }
+  while (xs.size() % 16) xs.push_back(0.0f);
+  const size_t n = xs.size();
+  std::vector<float> y(n), d(n), y2(n), d2(n), one(n, 1.0f);
+  glo::avx512::gelu_forward(xs.data(), y.data(), static_cast<int64_t>(n));
+  glo::avx512::gelu_backward(one.data(), xs.data(), d.data(), static_cast<int64_t>(n));
+  // geglu's backward with dy = b = 1 gives da = gelu'(a), db = gelu(a): the same bits as the two loops
+  glo::avx512::geglu_backward(one.data(), xs.data(), one.data(), d2.data(), y2.data(), static_cast<int64_t>(n));
+  double wy = 0, wsub = 0, wd = 0;
+  float xy = 0, xsub = 0, xd = 0;
+  long mismatch = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double x = xs[i];
+    const double c = 0.5 * std::erfc(-x * 0.70710678118654752);
+    const double p = std::exp(-0.5 * x * x) * 0.3989422804014327;
+    const double ry = x * c, rd = c + x * p;
+    if (std::memcmp(&y[i], &y2[i], 4) != 0 || std::memcmp(&d[i], &d2[i], 4) != 0) ++mismatch;
+    if (i % 7 == 0) {  // alone in its vector (16 copies): the same bits as among its neighbours
+      float y1[16], d1[16];
+      _mm512_storeu_ps(y1, glo::avx512::gelu(_mm512_set1_ps(xs[i])));
+      _mm512_storeu_ps(d1, glo::avx512::gelu_grad(_mm512_set1_ps(xs[i]), _mm512_set1_ps(1.0f)));
+      if (std::memcmp(&y[i], y1, 4) != 0 || std::memcmp(&d[i], d1, 4) != 0) ++mismatch;
+    }
+    const double ey = std::fabs(y[i] - ry);
+    if (std::fabs(ry) >= 0x1p-126) {
+      if (ey / ulp_of(ry) > wy) { wy = ey / ulp_of(ry); xy = xs[i]; }
+    } else if (ey / 0x1p-149 > wsub) {
+      wsub = ey / 0x1p-149; xsub = xs[i];
+    }
+    const double scale = std::fmax(ulp_of(rd), std::fmax(ulp_of(c), ulp_of(std::fabs(x) * p)));
+    if (scale >= 0x1p-126 && std::fabs(d[i] - rd) / scale > wd) { wd = std::fabs(d[i] - rd) / scale; xd = xs[i]; }
+  }
+  // shuffled (vectors of mixed forms, the wide lanes gathered and scattered back), in place, with a tail
+  {
+    const size_t m = n - 5;
+    std::vector<float> sx(m), sy, sd(m), sg(m, 1.0f);
+    std::vector<size_t> at(m);
+    for (size_t i = 0; i < m; ++i) at[i] = (i * 7919) % m;  // (a permutation: m is not a multiple of 7919)
+    for (size_t i = 0; i < m; ++i) sx[i] = xs[at[i]];
+    sy = sx;
+    glo::avx512::gelu_forward(sy.data(), sy.data(), static_cast<int64_t>(m));
+    glo::avx512::gelu_backward(sg.data(), sx.data(), sd.data(), static_cast<int64_t>(m));
+    for (size_t i = 0; i < m; ++i) {
+      if (std::memcmp(&sy[i], &y[at[i]], 4) != 0 || std::memcmp(&sd[i], &d[at[i]], 4) != 0) ++mismatch;
+    }
+  }
+  std::printf("inputs %zu\nvalue %.3f ulp at %a\nsubnormal %.3f at %a\nderivative %.3f at %a\nmismatch %ld\n",
+              n, wy, xy, wsub, xsub, wd, xd, mismatch);
+  // bfloat16 storage: the float results rounded (each pattern as x, dy = 1)
+  std::vector<uint16_t> bx(65536), by(65536), bd(65536), bone(65536, 0x3F80);
+  for (int i = 0; i < 65536; ++i) bx[i] = static_cast<uint16_t>((i * 40503) & 0xFFFF);  // shuffled: mixed forms
+  glo::avx512::gelu_forward(bx.data(), by.data(), 65536);
+  glo::avx512::gelu_backward(bone.data(), bx.data(), bd.data(), 65536);
+  long bad16 = 0;
+  for (int i = 0; i < 65536; ++i) {
+    const __m512 xv = _mm512_set1_ps(from_bits(static_cast<uint32_t>(bx[i]) << 16));
+    uint16_t ey[16], ed[16];
+    glo::avx512::store(ey, 0xFFFF, glo::avx512::gelu(xv));
+    glo::avx512::store(ed, 0xFFFF, glo::avx512::gelu_grad(xv, _mm512_set1_ps(1.0f)));
+    if (ey[0] != by[i] || ed[0] != bd[i]) ++bad16;
+  }
+  std::printf("bfloat16_differences %ld\n", bad16);
+  return 0;
+}
+"""
+
+
+def _compile_and_run(tmp_path, name, source):
+    src = tmp_path / f"{name}.cpp"
+    src.write_text(source)
+    exe = tmp_path / name
+    out = subprocess.run([_GXX, "-std=c++20", "-O3", "-DNDEBUG", "-fno-trapping-math", "-ffp-contract=off",
+                          "-march=x86-64-v4", "-mprefer-vector-width=512",
+                          f"-I{os.path.join(_ROOT, 'csrc', 'include')}", f"-I{os.path.join(_ROOT, 'csrc', 'cpu')}",
+                          *(f"-I{d}" for d in include_paths()),
+                          str(src), "-o", str(exe)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    return run.stdout, {line.split()[0]: float(line.split()[1]) for line in run.stdout.strip().splitlines()}
+
+
+@pytest.mark.skipif(_GXX is None, reason="g++ is not on PATH (the CPU kernels' compiler): nothing to compile with")
+@pytest.mark.skipif(not _host_has_avx512(), reason="this host has no AVX-512F: the AVX-512 loops are not built here")
+def test_avx512_gelu_within_its_bound(tmp_path):
+    from glo_kernels.ops.unary import UNARY_BY_NAME
+
+    out, r = _compile_and_run(tmp_path, "avx512_gelu", _GELU_HARNESS)
+    ulps = UNARY_BY_NAME["gelu"].ulps
+    assert r["inputs"] > 30_000_000, out
+    assert r["value"] <= ulps, out
+    assert r["subnormal"] <= 4.0, out
+    assert r["derivative"] <= ulps, out
+    assert r["mismatch"] == 0, out
+    assert r["bfloat16_differences"] == 0, out

@@ -81,8 +81,13 @@ template <class F, typename S>
 inline bool channel_inner_backward_fused(const F&, const S*, const S*, const opmath_t<S>*, S*, double*, int64_t) {
   return false;
 }
+// The channel kernel's forward over a run of channels of one row (channels innermost, one per-channel constant).
+template <class F, typename S>
+inline bool channel_inner_forward_storage(const F&, const S*, const opmath_t<S>*, S*, int64_t) {
+  return false;
+}
 
-// The AVX-512 loops of avx512_math.h (bitwise the functors' own results) where the build targets AVX-512, on float
+// The AVX-512 loops of avx512_math.h (bitwise the functors' own results; GELU's: its own table form) where the build targets AVX-512, on float
 // and bfloat16 storage (raw: the bits avx512_math.h takes).
 #if defined(GLO_CPU_AVX512)
 using BF16 = c10::BFloat16;
@@ -125,9 +130,47 @@ inline bool gated_backward_storage(const Gated<float, SiLU<float>>&, const S* g,
   return true;
 }
 template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool channel_inner_backward_fused(const BiasAct<float, SiLU<float>>&, const S* xs, const S* gs,
-                                         const float* bias, S* ds, double* acc, int64_t cnt) {
-  avx512::bias_silu_backward(raw(xs), raw(gs), bias, raw(ds), acc, cnt);
+inline bool forward_storage(const GELU<float>&, const S* x, S* y, int64_t cnt) {
+  avx512::gelu_forward(raw(x), raw(y), cnt);
+  return true;
+}
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool backward_storage(const GELU<float>&, const S* g, const S* x, S* d, int64_t cnt) {
+  avx512::gelu_backward(raw(g), raw(x), raw(d), cnt);
+  return true;
+}
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool gated_forward_storage(const Gated<float, GELU<float>>&, const S* a, const S* b, S* y, int64_t cnt) {
+  avx512::geglu_forward(raw(a), raw(b), raw(y), cnt);
+  return true;
+}
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool gated_backward_storage(const Gated<float, GELU<float>>&, const S* g, const S* a, const S* b, S* da, S* db,
+                                   int64_t cnt) {
+  avx512::geglu_backward(raw(g), raw(a), raw(b), raw(da), raw(db), cnt);
+  return true;
+}
+// BiasAct<SiLU> and BiasAct<GELU> (erf form), forward and fused backward.
+template <class Act>
+constexpr bool kAvx512Bias = std::is_same_v<Act, SiLU<float>> || std::is_same_v<Act, GELU<float>>;
+template <class Act, typename S, std::enable_if_t<kAvx512Storage<S> && kAvx512Bias<Act>, int> = 0>
+inline bool channel_inner_forward_storage(const BiasAct<float, Act>&, const S* xs, const float* bias, S* ys,
+                                          int64_t cnt) {
+  if constexpr (std::is_same_v<Act, SiLU<float>>) {
+    avx512::bias_forward(avx512::SiluValue{}, raw(xs), bias, raw(ys), cnt);
+  } else {
+    avx512::bias_forward(avx512::GeluValueOp{}, raw(xs), bias, raw(ys), cnt);
+  }
+  return true;
+}
+template <class Act, typename S, std::enable_if_t<kAvx512Storage<S> && kAvx512Bias<Act>, int> = 0>
+inline bool channel_inner_backward_fused(const BiasAct<float, Act>&, const S* xs, const S* gs, const float* bias,
+                                         S* ds, double* acc, int64_t cnt) {
+  if constexpr (std::is_same_v<Act, SiLU<float>>) {
+    avx512::bias_backward(avx512::SiluGrad{}, raw(xs), raw(gs), bias, raw(ds), acc, cnt);
+  } else {
+    avx512::bias_backward(avx512::GeluGradOp{}, raw(xs), raw(gs), bias, raw(ds), acc, cnt);
+  }
   return true;
 }
 #endif
@@ -351,6 +394,10 @@ struct CpuKernels {
           for (int64_t s0 = 0; s0 < len; s0 += kChunk) {
             const int64_t cnt = std::min(kChunk, len - s0);
             const int64_t base = r * len + s0;
+            if (channel_innermost && NK == 1 && channel_inner_forward_storage(fl, xp + base, pv.data() + s0,
+                                                                              yp + base, cnt)) {
+              continue;  // (straight on the storage: y may be x's memory, each vector is read first)
+            }
             const T* xs = cpu::load_chunk(xp + base, xbuf, cnt);
             T* ys = cpu::out_chunk(yp + base, ybuf, xp + base);
             if (channel_innermost) {
