@@ -1,8 +1,8 @@
 """The AVX-512 loops of the CPU kernels (csrc/cpu/avx512_math.h) give bitwise the results of the scalar functors.
 
-On a host whose build targets AVX-512 the CPU kernels of sigmoid, tanh, SiLU (forward and backward), SwiGLU
-(forward and backward) and bias_silu's backward (with its per-channel sums) run hand-written intrinsics (on float32
-data, and on bfloat16 data converted in registers) instead of GCC's vectorization of glo/activations.h. Those
+On a host whose build targets AVX-512 the CPU kernels of sigmoid, tanh, SiLU (forward and backward), SwiGLU,
+Hardsigmoid, Hardswish, Softplus, ReGLU (forward and backward) and bias_silu (its backward with its per-channel sums)
+run hand-written intrinsics (on float32 data, and on bfloat16 data converted in registers) instead of GCC's vectorization of glo/activations.h. Those
 functors stay the definition of the math (and the accuracy tests measure them on the other hosts), so the intrinsics
 must reproduce them bit for bit: a reordered product or a contracted FMA would be a difference no tolerance test
 sees. This compiles both with the build's flags and compares their bits over every 61st float32 bit pattern (70
@@ -50,7 +50,8 @@ int main() {
   const long n = 1 << 16;
   std::vector<float> x(n), g(n), b(n), v(n), w(n), s(n), t(n);
   long bad[7] = {0, 0, 0, 0, 0, 0, 0};
-  const char* names[6] = {"sigmoid", "tanh", "silu", "silu_backward", "swiglu", "swiglu_backward"};
+  const char* names[7] = {"sigmoid", "tanh", "silu", "silu_backward", "swiglu", "swiglu_backward",
+                          "hardsigmoid / hardswish / softplus / reglu"};
   const uint64_t stride = 61;
   for (uint64_t base = 0; base < (uint64_t{1} << 32); base += stride * n) {
     for (long i = 0; i < n; ++i) {
@@ -91,6 +92,38 @@ int main() {
     glo::avx512::swiglu_backward(g.data(), x.data(), b.data(), w.data(), t.data(), cnt);
     compare(5, v, w);
     compare(5, s, t);
+    {  // the ports of Hardsigmoid, Hardswish, Softplus (beta 1.5, threshold 20) and ReGLU
+      const glo::Hardsigmoid<float> hs{};
+      const glo::Hardswish<float> hw{};
+      const glo::Softplus<float> sp{1.5f, 20.0f, 1.0f / 1.5f};
+      const glo::avx512::SoftplusParams q{sp.beta, sp.threshold, sp.inv_beta};
+      const auto rg = glo::gated<float>(glo::ReLUOfInput<float>{});
+      for (long i = 0; i < cnt; ++i) v[i] = hs.forward(x[i]);
+      glo::avx512::hardsigmoid_forward(x.data(), w.data(), cnt);
+      compare(6, v, w);
+      for (long i = 0; i < cnt; ++i) v[i] = hs.backward(g[i], x[i]);
+      glo::avx512::hardsigmoid_backward(g.data(), x.data(), w.data(), cnt);
+      compare(6, v, w);
+      for (long i = 0; i < cnt; ++i) v[i] = hw.forward(x[i]);
+      glo::avx512::hardswish_forward(x.data(), w.data(), cnt);
+      compare(6, v, w);
+      for (long i = 0; i < cnt; ++i) v[i] = hw.backward(g[i], x[i]);
+      glo::avx512::hardswish_backward(g.data(), x.data(), w.data(), cnt);
+      compare(6, v, w);
+      for (long i = 0; i < cnt; ++i) v[i] = sp.forward(x[i]);
+      glo::avx512::softplus_forward(q, x.data(), w.data(), cnt);
+      compare(6, v, w);
+      for (long i = 0; i < cnt; ++i) v[i] = sp.backward(g[i], x[i]);
+      glo::avx512::softplus_backward(q, g.data(), x.data(), w.data(), cnt);
+      compare(6, v, w);
+      for (long i = 0; i < cnt; ++i) v[i] = rg.forward(x[i], b[i]);
+      glo::avx512::reglu_forward(x.data(), b.data(), w.data(), cnt);
+      compare(6, v, w);
+      for (long i = 0; i < cnt; ++i) rg.backward(g[i], x[i], b[i], v[i], s[i]);
+      glo::avx512::reglu_backward(g.data(), x.data(), b.data(), w.data(), t.data(), cnt);
+      compare(6, v, w);
+      compare(6, s, t);
+    }
     {  // BiasAct<SiLU>'s backward and its per-channel double sums, over rows of this block's values (made finite:
        // a NaN would make every later sum NaN)
       const glo::BiasAct<float, glo::SiLU<float>> ba{};
@@ -165,6 +198,47 @@ int main() {
     glo::avx512::swiglu_backward(gb.data(), xb.data(), bb.data(), p2.data(), q2.data(), cnt);
     compare16("swiglu_backward da", p1, p2);
     compare16("swiglu_backward db", q1, q2);
+    {  // the ports of Hardsigmoid, Hardswish, Softplus and ReGLU
+      const glo::Hardsigmoid<float> hs{};
+      const glo::Hardswish<float> hw{};
+      const glo::Softplus<float> sp{1.5f, 20.0f, 1.0f / 1.5f};
+      const glo::avx512::SoftplusParams q{sp.beta, sp.threshold, sp.inv_beta};
+      const auto rg = glo::gated<float>(glo::ReLUOfInput<float>{});
+      auto unary = [&](const char* what, auto fwd, auto loop) {
+        for (long i = 0; i < cnt; ++i) p1[i] = float_to_bf16(fwd(bf16_to_float(xb[i])));
+        loop(xb.data(), p2.data(), cnt);
+        compare16(what, p1, p2);
+      };
+      auto unary_bwd = [&](const char* what, auto bwd, auto loop) {
+        for (long i = 0; i < cnt; ++i) p1[i] = float_to_bf16(bwd(bf16_to_float(gb[i]), bf16_to_float(xb[i])));
+        loop(gb.data(), xb.data(), p2.data(), cnt);
+        compare16(what, p1, p2);
+      };
+      unary("hardsigmoid", [&](float v) { return hs.forward(v); },
+            [](auto... a) { glo::avx512::hardsigmoid_forward(a...); });
+      unary_bwd("hardsigmoid_backward", [&](float d, float v) { return hs.backward(d, v); },
+                [](auto... a) { glo::avx512::hardsigmoid_backward(a...); });
+      unary("hardswish", [&](float v) { return hw.forward(v); },
+            [](auto... a) { glo::avx512::hardswish_forward(a...); });
+      unary_bwd("hardswish_backward", [&](float d, float v) { return hw.backward(d, v); },
+                [](auto... a) { glo::avx512::hardswish_backward(a...); });
+      unary("softplus", [&](float v) { return sp.forward(v); },
+            [&](auto... a) { glo::avx512::softplus_forward(q, a...); });
+      unary_bwd("softplus_backward", [&](float d, float v) { return sp.backward(d, v); },
+                [&](auto... a) { glo::avx512::softplus_backward(q, a...); });
+      for (long i = 0; i < cnt; ++i) p1[i] = float_to_bf16(rg.forward(bf16_to_float(xb[i]), bf16_to_float(bb[i])));
+      glo::avx512::reglu_forward(xb.data(), bb.data(), p2.data(), cnt);
+      compare16("reglu", p1, p2);
+      for (long i = 0; i < cnt; ++i) {
+        float da, db;
+        rg.backward(bf16_to_float(gb[i]), bf16_to_float(xb[i]), bf16_to_float(bb[i]), da, db);
+        p1[i] = float_to_bf16(da);
+        q1[i] = float_to_bf16(db);
+      }
+      glo::avx512::reglu_backward(gb.data(), xb.data(), bb.data(), p2.data(), q2.data(), cnt);
+      compare16("reglu_backward da", p1, p2);
+      compare16("reglu_backward db", q1, q2);
+    }
     {  // bias_silu's backward: dx rounded to storage, the sums of the float dx (finite values: NaN would spread)
       const glo::BiasAct<float, glo::SiLU<float>> ba{};
       const long c = 1000;

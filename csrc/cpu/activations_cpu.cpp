@@ -150,6 +150,48 @@ inline bool gated_backward_storage(const Gated<float, GELU<float>>&, const S* g,
   avx512::geglu_backward(raw(g), raw(a), raw(b), raw(da), raw(db), cnt);
   return true;
 }
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool forward_storage(const Hardsigmoid<float>&, const S* x, S* y, int64_t cnt) {
+  avx512::hardsigmoid_forward(raw(x), raw(y), cnt);
+  return true;
+}
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool backward_storage(const Hardsigmoid<float>&, const S* g, const S* x, S* d, int64_t cnt) {
+  avx512::hardsigmoid_backward(raw(g), raw(x), raw(d), cnt);
+  return true;
+}
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool forward_storage(const Hardswish<float>&, const S* x, S* y, int64_t cnt) {
+  avx512::hardswish_forward(raw(x), raw(y), cnt);
+  return true;
+}
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool backward_storage(const Hardswish<float>&, const S* g, const S* x, S* d, int64_t cnt) {
+  avx512::hardswish_backward(raw(g), raw(x), raw(d), cnt);
+  return true;
+}
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool forward_storage(const Softplus<float>& f, const S* x, S* y, int64_t cnt) {
+  avx512::softplus_forward({f.beta, f.threshold, f.inv_beta}, raw(x), raw(y), cnt);
+  return true;
+}
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool backward_storage(const Softplus<float>& f, const S* g, const S* x, S* d, int64_t cnt) {
+  avx512::softplus_backward({f.beta, f.threshold, f.inv_beta}, raw(g), raw(x), raw(d), cnt);
+  return true;
+}
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool gated_forward_storage(const Gated<float, ReLUOfInput<float>>&, const S* a, const S* b, S* y,
+                                  int64_t cnt) {
+  avx512::reglu_forward(raw(a), raw(b), raw(y), cnt);
+  return true;
+}
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool gated_backward_storage(const Gated<float, ReLUOfInput<float>>&, const S* g, const S* a, const S* b, S* da,
+                                   S* db, int64_t cnt) {
+  avx512::reglu_backward(raw(g), raw(a), raw(b), raw(da), raw(db), cnt);
+  return true;
+}
 // BiasAct<SiLU> and BiasAct<GELU> (erf form), forward and fused backward.
 template <class Act>
 constexpr bool kAvx512Bias = std::is_same_v<Act, SiLU<float>> || std::is_same_v<Act, GELU<float>>;

@@ -103,6 +103,77 @@ inline void silu_value_and_grad(__m512 x, __m512 dy, __m512& y, __m512& dx) {
   dx = _mm512_mul_ps(_mm512_mul_ps(dy, s), _mm512_add_ps(one, _mm512_mul_ps(x, sn)));
 }
 
+// ---- Hardsigmoid, Hardswish, ReLU (ReGLU's gate), Softplus: their functors' operations, in order ----
+inline __m512 set(float v) { return _mm512_set1_ps(v); }
+inline __m512 relu6_of_x_plus_3(__m512 x) {  // x + 3 clamped to [0, 6], NaN kept
+  const __m512 c = _mm512_add_ps(x, set(3.0f));
+  const __m512 lo = _mm512_mask_mov_ps(c, _mm512_cmp_ps_mask(c, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
+  return _mm512_mask_mov_ps(lo, _mm512_cmp_ps_mask(lo, set(6.0f), _CMP_GT_OQ), set(6.0f));
+}
+inline __m512 hardsigmoid(__m512 x) { return _mm512_div_ps(relu6_of_x_plus_3(x), set(6.0f)); }
+inline __m512 hardsigmoid_grad(__m512 x, __m512 dy) {  // dy * fl(1/6) for -3 < x < 3, else +0.0
+  const __mmask16 mid = _mm512_cmp_ps_mask(x, set(-3.0f), _CMP_GT_OQ) & _mm512_cmp_ps_mask(x, set(3.0f), _CMP_LT_OQ);
+  return _mm512_maskz_mov_ps(mid, _mm512_mul_ps(dy, set(1.0f / 6.0f)));
+}
+inline __m512 hardswish(__m512 x) { return _mm512_div_ps(_mm512_mul_ps(x, relu6_of_x_plus_3(x)), set(6.0f)); }
+inline __m512 hardswish_grad(__m512 x, __m512 dy) {  // 0 for x <= -3, dy for x >= 3, else dy (x / 3 + 1/2)
+  const __m512 mid = _mm512_mul_ps(dy, _mm512_add_ps(_mm512_div_ps(x, set(3.0f)), set(0.5f)));
+  const __m512 r = _mm512_mask_mov_ps(mid, _mm512_cmp_ps_mask(x, set(3.0f), _CMP_GE_OQ), dy);
+  return _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(x, set(-3.0f), _CMP_LE_OQ), _mm512_setzero_ps());
+}
+inline __m512 relu(__m512 x) {  // x < 0 ? 0 : x (NaN and -0.0 kept)
+  return _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
+}
+inline __m512 relu_grad(__m512 x, __m512 dy) {  // dy where !(x <= 0), else +0.0
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NLE_UQ), dy);
+}
+// detail::log1p01_f32: log1p(t) for t in [0, 1] or NaN
+inline __m512 log1p01(__m512 t) {
+  const __m512 one = set(1.0f);
+  const __m512 u = _mm512_add_ps(one, t);
+  const __mmask16 hi = _mm512_cmp_ps_mask(u, set(1.41421356f), _CMP_GT_OQ);
+  const __m512 m = _mm512_mask_mul_ps(u, hi, set(0.5f), u);
+  const __m512 k = _mm512_maskz_mov_ps(hi, one);
+  const __m512 f = _mm512_sub_ps(m, one);
+  const __m512 c = _mm512_div_ps(_mm512_sub_ps(t, _mm512_sub_ps(u, one)), u);
+  const __m512 z = _mm512_mul_ps(f, f);
+  __m512 p = set(7.0376836292e-2f);
+  p = _mm512_fmadd_ps(p, f, set(-1.1514610310e-1f));
+  p = _mm512_fmadd_ps(p, f, set(1.1676998740e-1f));
+  p = _mm512_fmadd_ps(p, f, set(-1.2420140846e-1f));
+  p = _mm512_fmadd_ps(p, f, set(1.4249322787e-1f));
+  p = _mm512_fmadd_ps(p, f, set(-1.6668057665e-1f));
+  p = _mm512_fmadd_ps(p, f, set(2.0000714765e-1f));
+  p = _mm512_fmadd_ps(p, f, set(-2.4999993993e-1f));
+  p = _mm512_fmadd_ps(p, f, set(3.3333331174e-1f));
+  __m512 y = _mm512_mul_ps(f, _mm512_mul_ps(z, p));
+  y = _mm512_fmadd_ps(k, set(-2.12194440e-4f), y);
+  y = _mm512_fmadd_ps(set(-0.5f), z, y);
+  const __m512 r = _mm512_add_ps(f, _mm512_add_ps(y, c));
+  return _mm512_fmadd_ps(k, set(0.693359375f), r);
+}
+// Softplus<float>: u = x beta; forward (max(u, 0) + log1p(exp(-|u|))) inv_beta, x where u > threshold; backward
+// dy sigmoid(u) from exp(-|u|), dy where u > threshold.
+struct SoftplusParams {
+  float beta, threshold, inv_beta;
+};
+inline __m512 softplus(__m512 x, const SoftplusParams& q) {
+  const __m512 u = _mm512_mul_ps(x, set(q.beta));
+  const __m512 au = _mm512_mask_mov_ps(u, _mm512_cmp_ps_mask(u, _mm512_setzero_ps(), _CMP_LT_OQ), neg(u));
+  const __m512 t = exp_f32(neg(au));
+  const __m512 up = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(u, _mm512_setzero_ps(), _CMP_GT_OQ), u);
+  const __m512 sp = _mm512_mul_ps(_mm512_add_ps(up, log1p01(t)), set(q.inv_beta));
+  return _mm512_mask_mov_ps(sp, _mm512_cmp_ps_mask(u, set(q.threshold), _CMP_GT_OQ), x);
+}
+inline __m512 softplus_grad(__m512 x, __m512 dy, const SoftplusParams& q) {
+  const __m512 u = _mm512_mul_ps(x, set(q.beta));
+  const __mmask16 lt0 = _mm512_cmp_ps_mask(u, _mm512_setzero_ps(), _CMP_LT_OQ);
+  const __m512 t = exp_f32(_mm512_mask_mov_ps(neg(u), lt0, u));
+  const __m512 r = _mm512_div_ps(set(1.0f), _mm512_add_ps(set(1.0f), t));
+  const __m512 sg = _mm512_mask_mul_ps(r, lt0, t, r);
+  return _mm512_mask_mov_ps(_mm512_mul_ps(dy, sg), _mm512_cmp_ps_mask(u, set(q.threshold), _CMP_GT_OQ), dy);
+}
+
 // ---- GELU, erf form: y = x Phi(x), dy/dx = Phi(x) + x phi(x) ----
 // Two forms, both from tables of 32 polynomial pieces of |x| (no division): each piece a degree-5 polynomial in
 // v = t - round(t) (t = |x| k, |v| <= 1/2) whose constant term is a float pair, the coefficients fitted by
@@ -514,6 +585,45 @@ inline void swiglu_backward(const S* gs, const S* as, const S* bs, S* das, S* db
       {gs, as, bs}, {das, dbs}, cnt);
 }
 
+// Loops of the ports above (ReGLU: y = relu(a) b; da = dy b where !(a <= 0), db = dy relu(a): Gated<ReLUOfInput>).
+template <typename S>
+inline void hardsigmoid_forward(const S* xs, S* ys, int64_t cnt) {
+  apply<1, 1>([](const __m512* v, __m512* w) { w[0] = hardsigmoid(v[0]); }, {xs}, {ys}, cnt);
+}
+template <typename S>
+inline void hardsigmoid_backward(const S* gs, const S* xs, S* ds, int64_t cnt) {
+  apply<2, 1>([](const __m512* v, __m512* w) { w[0] = hardsigmoid_grad(v[1], v[0]); }, {gs, xs}, {ds}, cnt);
+}
+template <typename S>
+inline void hardswish_forward(const S* xs, S* ys, int64_t cnt) {
+  apply<1, 1>([](const __m512* v, __m512* w) { w[0] = hardswish(v[0]); }, {xs}, {ys}, cnt);
+}
+template <typename S>
+inline void hardswish_backward(const S* gs, const S* xs, S* ds, int64_t cnt) {
+  apply<2, 1>([](const __m512* v, __m512* w) { w[0] = hardswish_grad(v[1], v[0]); }, {gs, xs}, {ds}, cnt);
+}
+template <typename S>
+inline void softplus_forward(const SoftplusParams& q, const S* xs, S* ys, int64_t cnt) {
+  apply<1, 1>([&](const __m512* v, __m512* w) { w[0] = softplus(v[0], q); }, {xs}, {ys}, cnt);
+}
+template <typename S>
+inline void softplus_backward(const SoftplusParams& q, const S* gs, const S* xs, S* ds, int64_t cnt) {
+  apply<2, 1>([&](const __m512* v, __m512* w) { w[0] = softplus_grad(v[1], v[0], q); }, {gs, xs}, {ds}, cnt);
+}
+template <typename S>
+inline void reglu_forward(const S* as, const S* bs, S* ys, int64_t cnt) {
+  apply<2, 1>([](const __m512* v, __m512* w) { w[0] = _mm512_mul_ps(relu(v[0]), v[1]); }, {as, bs}, {ys}, cnt);
+}
+template <typename S>
+inline void reglu_backward(const S* gs, const S* as, const S* bs, S* das, S* dbs, int64_t cnt) {
+  apply<3, 2>(
+      [](const __m512* v, __m512* w) {
+        w[0] = relu_grad(v[1], _mm512_mul_ps(v[0], v[2]));
+        w[1] = _mm512_mul_ps(v[0], relu(v[1]));
+      },
+      {gs, as, bs}, {das, dbs}, cnt);
+}
+
 // The loop of a fast / wide op over cnt elements, in blocks of 512: load(j, m, v) reads the inputs of elements
 // [j, j + 16) (lanes m), put(j, m, fast, w) writes their outputs (lanes m; fast: the lanes the fast form served),
 // and put_at(idx, m, w) the outputs of elements idx (lanes m), computed by the wide form once per 16 such lanes,
@@ -528,8 +638,7 @@ inline void split_loop(const Op& op, int64_t cnt, Load load, Put put, PutAt put_
   for (int64_t b0 = 0; b0 < cnt; b0 += kBlock) {
     const int64_t b1 = b0 + kBlock < cnt ? b0 + kBlock : cnt;
     int nw = 0;
-    for (int64_t j = b0; j < b1; j += 16) {
-      const __mmask16 m = j + 16 <= b1 ? kAll : static_cast<__mmask16>((1u << (b1 - j)) - 1u);
+    auto step = [&](int64_t j, __mmask16 m) {
       __m512 v[Op::NI], w[Op::NO];
       load(j, m, v);
       const __mmask16 wide = op.fast(v, w) & m;
@@ -540,7 +649,11 @@ inline void split_loop(const Op& op, int64_t cnt, Load load, Put put, PutAt put_
         _mm512_storeu_si512(keep_idx + nw, _mm512_maskz_compress_epi32(wide, idx));
         nw += __builtin_popcount(wide);
       }
-    }
+    };
+    // (full vectors with the constant mask: plain loads and stores; masked ones on fresh pages were slow)
+    int64_t j = b0;
+    for (; j + 16 <= b1; j += 16) step(j, kAll);
+    if (j < b1) step(j, static_cast<__mmask16>((1u << (b1 - j)) - 1u));
     for (int k = 0; k < nw; k += 16) {
       const __mmask16 m = k + 16 <= nw ? kAll : static_cast<__mmask16>((1u << (nw - k)) - 1u);
       __m512 v[Op::NI], w[Op::NO];
