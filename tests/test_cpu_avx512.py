@@ -1,8 +1,9 @@
 """The AVX-512 loops of the CPU kernels (csrc/cpu/avx512_math.h) give bitwise the results of the scalar functors.
 
 On a host whose build targets AVX-512 the CPU kernels of sigmoid, tanh, SiLU (forward and backward), SwiGLU,
-Hardsigmoid, Hardswish, Softplus, ReGLU (forward and backward) and bias_silu (its backward with its per-channel sums)
-run hand-written intrinsics (on float32 data, and on bfloat16 data converted in registers) instead of GCC's vectorization of glo/activations.h. Those
+Hardsigmoid, Hardswish, Softplus, ReGLU, GELU's tanh form and GeGLU's (forward and backward) and bias_silu and
+bias_gelu_tanh (the backward with its per-channel sums) run hand-written intrinsics (on float32 data, and on bfloat16
+data converted in registers) instead of GCC's vectorization of glo/activations.h. Those
 functors stay the definition of the math (and the accuracy tests measure them on the other hosts), so the intrinsics
 must reproduce them bit for bit: a reordered product or a contracted FMA would be a difference no tolerance test
 sees. This compiles both with the build's flags and compares their bits over every 61st float32 bit pattern (70
@@ -51,7 +52,7 @@ int main() {
   std::vector<float> x(n), g(n), b(n), v(n), w(n), s(n), t(n);
   long bad[7] = {0, 0, 0, 0, 0, 0, 0};
   const char* names[7] = {"sigmoid", "tanh", "silu", "silu_backward", "swiglu", "swiglu_backward",
-                          "hardsigmoid / hardswish / softplus / reglu"};
+                          "hardsigmoid / hardswish / softplus / reglu / gelu_tanh"};
   const uint64_t stride = 61;
   for (uint64_t base = 0; base < (uint64_t{1} << 32); base += stride * n) {
     for (long i = 0; i < n; ++i) {
@@ -123,6 +124,21 @@ int main() {
       glo::avx512::reglu_backward(g.data(), x.data(), b.data(), w.data(), t.data(), cnt);
       compare(6, v, w);
       compare(6, s, t);
+      const glo::GELUTanh<float> gt{};
+      const auto gg = glo::gated<float>(gt);
+      for (long i = 0; i < cnt; ++i) v[i] = gt.forward(x[i]);
+      glo::avx512::gelu_tanh_forward(x.data(), w.data(), cnt);
+      compare(6, v, w);
+      for (long i = 0; i < cnt; ++i) v[i] = gt.backward(g[i], x[i]);
+      glo::avx512::gelu_tanh_backward(g.data(), x.data(), w.data(), cnt);
+      compare(6, v, w);
+      for (long i = 0; i < cnt; ++i) v[i] = gg.forward(x[i], b[i]);
+      glo::avx512::geglu_tanh_forward(x.data(), b.data(), w.data(), cnt);
+      compare(6, v, w);
+      for (long i = 0; i < cnt; ++i) gg.backward(g[i], x[i], b[i], v[i], s[i]);
+      glo::avx512::geglu_tanh_backward(g.data(), x.data(), b.data(), w.data(), t.data(), cnt);
+      compare(6, v, w);
+      compare(6, s, t);
     }
     {  // BiasAct<SiLU>'s backward and its per-channel double sums, over rows of this block's values (made finite:
        // a NaN would make every later sum NaN)
@@ -144,6 +160,17 @@ int main() {
         for (long j = 0; j < c; ++j) {
           if (to_bits(d1[j]) != to_bits(d2[j]) && !(d1[j] != d1[j] && d2[j] != d2[j]) && bad[6]++ < 3)
             std::printf("bias_silu_backward differs at x=%a dy=%a: %a vs %a\n", xs[j], gs[j], d1[j], d2[j]);
+        }
+        const glo::BiasAct<float, glo::GELUTanh<float>> bt{};  // (bias_gelu_tanh: its terms, not summed here)
+        std::vector<double> scratch(c, 0.0);
+        for (long j = 0; j < c; ++j) {
+          float dp[1];
+          d1[j] = bt.backward(xs[j], gs[j], bias + j, dp);
+        }
+        glo::avx512::bias_backward(glo::avx512::GeluTanhGrad{}, xs, gs, bias, d2.data(), scratch.data(), c);
+        for (long j = 0; j < c; ++j) {
+          if (to_bits(d1[j]) != to_bits(d2[j]) && !(d1[j] != d1[j] && d2[j] != d2[j]) && bad[6]++ < 3)
+            std::printf("bias_gelu_tanh_backward differs at x=%a dy=%a: %a vs %a\n", xs[j], gs[j], d1[j], d2[j]);
         }
       }
       for (long j = 0; j < c; ++j) {
@@ -238,6 +265,11 @@ int main() {
       glo::avx512::reglu_backward(gb.data(), xb.data(), bb.data(), p2.data(), q2.data(), cnt);
       compare16("reglu_backward da", p1, p2);
       compare16("reglu_backward db", q1, q2);
+      const glo::GELUTanh<float> gt{};
+      unary("gelu_tanh", [&](float v) { return gt.forward(v); },
+            [](auto... a) { glo::avx512::gelu_tanh_forward(a...); });
+      unary_bwd("gelu_tanh_backward", [&](float d, float v) { return gt.backward(d, v); },
+                [](auto... a) { glo::avx512::gelu_tanh_backward(a...); });
     }
     {  // bias_silu's backward: dx rounded to storage, the sums of the float dx (finite values: NaN would spread)
       const glo::BiasAct<float, glo::SiLU<float>> ba{};

@@ -87,8 +87,8 @@ inline bool channel_inner_forward_storage(const F&, const S*, const opmath_t<S>*
   return false;
 }
 
-// The AVX-512 loops of avx512_math.h (bitwise the functors' own results; GELU's: its own table form) where the build targets AVX-512, on float
-// and bfloat16 storage (raw: the bits avx512_math.h takes).
+// The AVX-512 loops of avx512_math.h (bitwise the functors' own results; GELU's erf form: its own table form) where
+// the build targets AVX-512, on float and bfloat16 storage (raw: the bits avx512_math.h takes).
 #if defined(GLO_CPU_AVX512)
 using BF16 = c10::BFloat16;
 inline const float* raw(const float* p) { return p; }
@@ -192,14 +192,38 @@ inline bool gated_backward_storage(const Gated<float, ReLUOfInput<float>>&, cons
   avx512::reglu_backward(raw(g), raw(a), raw(b), raw(da), raw(db), cnt);
   return true;
 }
-// BiasAct<SiLU> and BiasAct<GELU> (erf form), forward and fused backward.
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool forward_storage(const GELUTanh<float>&, const S* x, S* y, int64_t cnt) {
+  avx512::gelu_tanh_forward(raw(x), raw(y), cnt);
+  return true;
+}
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool backward_storage(const GELUTanh<float>&, const S* g, const S* x, S* d, int64_t cnt) {
+  avx512::gelu_tanh_backward(raw(g), raw(x), raw(d), cnt);
+  return true;
+}
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool gated_forward_storage(const Gated<float, GELUTanh<float>>&, const S* a, const S* b, S* y, int64_t cnt) {
+  avx512::geglu_tanh_forward(raw(a), raw(b), raw(y), cnt);
+  return true;
+}
+template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
+inline bool gated_backward_storage(const Gated<float, GELUTanh<float>>&, const S* g, const S* a, const S* b, S* da,
+                                   S* db, int64_t cnt) {
+  avx512::geglu_tanh_backward(raw(g), raw(a), raw(b), raw(da), raw(db), cnt);
+  return true;
+}
+// BiasAct<SiLU>, BiasAct<GELU> and BiasAct<GELUTanh>, forward and fused backward.
 template <class Act>
-constexpr bool kAvx512Bias = std::is_same_v<Act, SiLU<float>> || std::is_same_v<Act, GELU<float>>;
+constexpr bool kAvx512Bias =
+    std::is_same_v<Act, SiLU<float>> || std::is_same_v<Act, GELU<float>> || std::is_same_v<Act, GELUTanh<float>>;
 template <class Act, typename S, std::enable_if_t<kAvx512Storage<S> && kAvx512Bias<Act>, int> = 0>
 inline bool channel_inner_forward_storage(const BiasAct<float, Act>&, const S* xs, const float* bias, S* ys,
                                           int64_t cnt) {
   if constexpr (std::is_same_v<Act, SiLU<float>>) {
     avx512::bias_forward(avx512::SiluValue{}, raw(xs), bias, raw(ys), cnt);
+  } else if constexpr (std::is_same_v<Act, GELUTanh<float>>) {
+    avx512::bias_forward(avx512::GeluTanhValue{}, raw(xs), bias, raw(ys), cnt);
   } else {
     avx512::bias_forward(avx512::GeluValueOp{}, raw(xs), bias, raw(ys), cnt);
   }
@@ -210,6 +234,8 @@ inline bool channel_inner_backward_fused(const BiasAct<float, Act>&, const S* xs
                                          S* ds, double* acc, int64_t cnt) {
   if constexpr (std::is_same_v<Act, SiLU<float>>) {
     avx512::bias_backward(avx512::SiluGrad{}, raw(xs), raw(gs), bias, raw(ds), acc, cnt);
+  } else if constexpr (std::is_same_v<Act, GELUTanh<float>>) {
+    avx512::bias_backward(avx512::GeluTanhGrad{}, raw(xs), raw(gs), bias, raw(ds), acc, cnt);
   } else {
     avx512::bias_backward(avx512::GeluGradOp{}, raw(xs), raw(gs), bias, raw(ds), acc, cnt);
   }

@@ -24,6 +24,8 @@
 #include <climits>
 #include <cstdint>
 
+#include "glo/activations.h"
+
 #define GLO_CPU_AVX512 1
 
 namespace glo {
@@ -174,6 +176,63 @@ inline __m512 softplus_grad(__m512 x, __m512 dy, const SoftplusParams& q) {
   return _mm512_mask_mov_ps(_mm512_mul_ps(dy, sg), _mm512_cmp_ps_mask(u, set(q.threshold), _CMP_GT_OQ), dy);
 }
 
+// ---- GELUTanh<float>: x sigmoid(z), z = 2 sqrt(2/pi) (x + 0.044715 x^3) as hi + lo (detail::gelu_tanh_z), the
+// functor's operations in order (fma where it calls fma_exact) ----
+struct GeluTanhParts {
+  __m512 s, sn, zp, sc;
+};
+inline GeluTanhParts gelu_tanh_parts(__m512 x) {
+  using C = detail::GeluConsts<float>;
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512 hi_c = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, set(-C::clamp), _CMP_LT_OQ), set(-C::clamp));
+  const __m512 xc = _mm512_mask_mov_ps(hi_c, _mm512_cmp_ps_mask(x, set(C::clamp), _CMP_GT_OQ), set(C::clamp));
+  // detail::gelu_tanh_z(xc, hi, lo)
+  const __m512 a = _mm512_mul_ps(set(C::k1), xc);
+  const __m512 a_lo = _mm512_add_ps(_mm512_fmsub_ps(set(C::k1), xc, a), _mm512_mul_ps(set(C::k1_lo), xc));
+  const __m512 x2 = _mm512_mul_ps(xc, xc);
+  const __m512 x2_lo = _mm512_fmsub_ps(xc, xc, x2);
+  const __m512 x3 = _mm512_mul_ps(x2, xc);
+  const __m512 x3_lo = _mm512_add_ps(_mm512_fmsub_ps(x2, xc, x3), _mm512_mul_ps(x2_lo, xc));
+  const __m512 b = _mm512_mul_ps(set(C::k3), x3);
+  const __m512 b_lo = _mm512_add_ps(_mm512_fmsub_ps(set(C::k3), x3, b),
+                                    _mm512_add_ps(_mm512_mul_ps(set(C::k3_lo), x3), _mm512_mul_ps(set(C::k3), x3_lo)));
+  const __m512 hi = _mm512_add_ps(a, b);
+  const __m512 bb = _mm512_sub_ps(hi, a);
+  const __m512 err = _mm512_add_ps(_mm512_sub_ps(a, _mm512_sub_ps(hi, bb)), _mm512_sub_ps(b, bb));
+  const __m512 lo = _mm512_add_ps(_mm512_add_ps(a_lo, b_lo), err);
+  // parts
+  const __mmask16 negz = _mm512_cmp_ps_mask(hi, zero, _CMP_LT_OQ);
+  __m512 m = _mm512_mask_mov_ps(neg(hi), negz, hi);
+  __m512 ml = _mm512_mask_mov_ps(neg(lo), negz, lo);
+  const __mmask16 tiny = _mm512_cmp_ps_mask(hi, set(C::tiny_m), _CMP_LT_OQ);
+  const __m512 t = _mm512_add_ps(m, set(C::ln2k));
+  const __m512 t_lo =
+      _mm512_add_ps(_mm512_add_ps(_mm512_sub_ps(m, t), set(C::ln2k)), _mm512_add_ps(ml, set(C::ln2k_lo)));
+  m = _mm512_mask_mov_ps(m, tiny, t);
+  ml = _mm512_mask_mov_ps(ml, tiny, t_lo);
+  __m512 e = exp_f32(m);
+  e = _mm512_add_ps(e, _mm512_mul_ps(e, ml));
+  e = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(x, set(-C::clamp), _CMP_LT_OQ), zero);
+  const __m512 d = _mm512_add_ps(set(1.0f), _mm512_mask_mov_ps(e, tiny, zero));
+  const __m512 r = _mm512_div_ps(set(1.0f), d);
+  const __m512 er = _mm512_div_ps(e, d);
+  GeluTanhParts p;
+  p.s = _mm512_mask_mov_ps(r, negz, er);
+  p.sn = _mm512_mask_mov_ps(er, negz, r);
+  p.sc = _mm512_mask_mov_ps(set(1.0f), tiny, set(C::scale));
+  p.zp = _mm512_add_ps(_mm512_mul_ps(set(3.0f * C::k3), _mm512_mul_ps(xc, xc)), set(C::k1));
+  return p;
+}
+inline __m512 gelu_tanh_value(__m512 x, const GeluTanhParts& p) { return _mm512_mul_ps(_mm512_mul_ps(x, p.s), p.sc); }
+inline __m512 gelu_tanh_grad(__m512 x, __m512 dy, const GeluTanhParts& p) {
+  const __m512 d = _mm512_add_ps(p.s, _mm512_mul_ps(x, _mm512_mul_ps(_mm512_mul_ps(p.s, p.sn), p.zp)));
+  const __m512 dd = _mm512_mask_mov_ps(d, _mm512_cmp_ps_mask(p.s, _mm512_setzero_ps(), _CMP_EQ_OQ),
+                                       _mm512_mul_ps(x, _mm512_setzero_ps()));
+  return _mm512_mul_ps(_mm512_mul_ps(dy, dd), p.sc);
+}
+inline __m512 gelu_tanh(__m512 x) { return gelu_tanh_value(x, gelu_tanh_parts(x)); }
+inline __m512 gelu_tanh_grad(__m512 x, __m512 dy) { return gelu_tanh_grad(x, dy, gelu_tanh_parts(x)); }
+
 // ---- GELU, erf form: y = x Phi(x), dy/dx = Phi(x) + x phi(x) ----
 // Two forms, both from tables of 32 polynomial pieces of |x| (no division): each piece a degree-5 polynomial in
 // v = t - round(t) (t = |x| k, |v| <= 1/2) whose constant term is a float pair, the coefficients fitted by
@@ -181,9 +240,9 @@ inline __m512 softplus_grad(__m512 x, __m512 dy, const SoftplusParams& q) {
 // vpermt2ps (index: round(t)'s low bits, from the 1.5 * 2^23 shifter).
 //  * fast, for |x| below 4: P = Phi(-|x|) (y = x P for x <= 0, x (1 - P) for x > 0) and
 //    D = Phi(-|x|) - |x| phi(x), the derivative at -|x| (D for x < 0, 1 - D for x > 0, since d(x) + d(-x) = 1);
-//  * wide, for the other lanes (+-inf and NaN included; run only for vectors that have some): with e = exp(-x^2 / 2) and H = erfc(|x| / sqrt 2) exp(x^2 / 2) / 2,
-//    Phi(-|x|) = H e (for x < 0: no cancellation) and Phi(|x|) = 1 - H e. H is smooth on [0, 14.5] (1/2 at 0, about
-//    1 / (|x| sqrt(2 pi)) far out); e from x^2 as a sum hi + lo (error-free: the FMA residual), the lo added into
+//  * wide, for the other lanes (+-inf and NaN included; run only for vectors that have some): with e = exp(-x^2 / 2)
+//    and H = erfc(|x| / sqrt 2) exp(x^2 / 2) / 2, Phi(-|x|) = H e (for x < 0: no cancellation) and Phi(|x|) =
+//    1 - H e. H is smooth on [0, 14.5] (1/2 at 0, about 1 / (|x| sqrt(2 pi)) far out); e from x^2 as a sum hi + lo (error-free: the FMA residual), the lo added into
 //    exp's reduced argument (exp multiplies an argument's error by x^2 / 2). |x| is clamped to 14.5, where e rounds
 //    to 0 (so +-inf and huge x take the limits, NaN is carried by the products with x).
 // Each table is within about 1 ulp (of P, H; of D's terms P + |x| phi); tests/test_cpu_avx512.py sweeps the results.
@@ -624,6 +683,30 @@ inline void reglu_backward(const S* gs, const S* as, const S* bs, S* das, S* dbs
       {gs, as, bs}, {das, dbs}, cnt);
 }
 
+// GELUTanh's loops (GeGLU tanh: y = gelu_tanh(a) b; da, y from one evaluation at dy b, db = dy y).
+template <typename S>
+inline void gelu_tanh_forward(const S* xs, S* ys, int64_t cnt) {
+  apply<1, 1>([](const __m512* v, __m512* w) { w[0] = gelu_tanh(v[0]); }, {xs}, {ys}, cnt);
+}
+template <typename S>
+inline void gelu_tanh_backward(const S* gs, const S* xs, S* ds, int64_t cnt) {
+  apply<2, 1>([](const __m512* v, __m512* w) { w[0] = gelu_tanh_grad(v[1], v[0]); }, {gs, xs}, {ds}, cnt);
+}
+template <typename S>
+inline void geglu_tanh_forward(const S* as, const S* bs, S* ys, int64_t cnt) {
+  apply<2, 1>([](const __m512* v, __m512* w) { w[0] = _mm512_mul_ps(gelu_tanh(v[0]), v[1]); }, {as, bs}, {ys}, cnt);
+}
+template <typename S>
+inline void geglu_tanh_backward(const S* gs, const S* as, const S* bs, S* das, S* dbs, int64_t cnt) {
+  apply<3, 2>(
+      [](const __m512* v, __m512* w) {
+        const GeluTanhParts p = gelu_tanh_parts(v[1]);
+        w[0] = gelu_tanh_grad(v[1], _mm512_mul_ps(v[0], v[2]), p);
+        w[1] = _mm512_mul_ps(v[0], gelu_tanh_value(v[1], p));
+      },
+      {gs, as, bs}, {das, dbs}, cnt);
+}
+
 // The loop of a fast / wide op over cnt elements, in blocks of 512: load(j, m, v) reads the inputs of elements
 // [j, j + 16) (lanes m), put(j, m, fast, w) writes their outputs (lanes m; fast: the lanes the fast form served),
 // and put_at(idx, m, w) the outputs of elements idx (lanes m), computed by the wide form once per 16 such lanes,
@@ -795,6 +878,12 @@ struct SiluGrad {
 };
 struct SiluValue {
   __m512 operator()(__m512 u) const { return silu(u); }
+};
+struct GeluTanhGrad {
+  __m512 operator()(__m512 u, __m512 dy) const { return gelu_tanh_grad(u, dy); }
+};
+struct GeluTanhValue {
+  __m512 operator()(__m512 u) const { return gelu_tanh(u); }
 };
 
 }  // namespace avx512
