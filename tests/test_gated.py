@@ -54,6 +54,35 @@ def test_pair_form_is_the_split_form(spec, backend, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("spec", GATED, ids=lambda s: s.name)
+def test_pair_form_on_views_of_x(spec, backend, dtype):
+    """op(*x.chunk(2, -1)) on the views themselves (read in place by the kernels at their row stride, or copied where
+    the leading dims do not collapse into one row stride) gives the bits of op(x), values and x's gradient."""
+    name, device = backend
+    gen = seeded("pair-views", spec.name, name, str(dtype))
+    fn = getattr(glo_kernels, spec.name)
+    for shape, layout in (((6, 7, 10), "views"), ((1, 4), "one row"), ((5, 3, 8), "permuted")):
+        x = make_input(shape, dtype, device, generator=gen)
+        if layout == "permuted":  # (leading dims in another order: no single row stride)
+            x = x.transpose(0, 1)
+        xs = x.detach().clone().requires_grad_()
+        y = fn(xs)
+        dy = make_input(y.shape, dtype, device, specials=False, generator=gen)
+        (dx,) = torch.autograd.grad(y, xs, dy)
+        xv = x.detach().clone().requires_grad_()
+        y2 = fn(*xv.chunk(2, dim=-1))
+        (dx2,) = torch.autograd.grad(y2, xv, dy)
+        what = f"{spec.name}[{name}, {dtype}, {layout}]"
+        if name == "reference":  # (torch's composite; its output keeps the views' layout)
+            torch.testing.assert_close(y2, y, equal_nan=True, msg=what)
+            torch.testing.assert_close(dx2, dx, equal_nan=True, msg=what)
+            continue
+        assert y2.is_contiguous(), f"{what}: the output is not contiguous"
+        _assert_bits_equal(y2, y, f"{what} value")
+        _assert_bits_equal(dx2, dx, f"{what} grads")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_reglu_is_bitwise_torchs_composite(backend, dtype):
     """ReGLU: values and gradients bit for bit F.relu(a) * b and its autograd in this dtype (specials included)."""
     name, device = backend

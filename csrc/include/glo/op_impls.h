@@ -508,14 +508,42 @@ struct Ops {
   // A tensor dense in some memory format (its storage one run) as one row [1, numel] of that storage.
   static Tensor flat_rows(const Tensor& t) { return t.as_strided({1, t.numel()}, {t.numel(), 1}); }
 
+  // t as [rows, last dim] at one row stride with unit column stride, not overlapping (what x.chunk(2, -1)'s halves
+  // and other slices of the last dim are), or an undefined tensor where its layout is not that. The kernels read
+  // such rows in place (their row strides are arguments): the two-tensor form of a chunked x then copies nothing.
+  static Tensor as_rows(const Tensor& t) {
+    if (t.dim() < 1 || t.numel() == 0) return Tensor();
+    const int64_t h = t.size(-1);
+    if (h > 1 && t.stride(-1) != 1) return Tensor();
+    int64_t rows = 1, row_stride = h, next = -1;
+    for (int64_t i = t.dim() - 2; i >= 0; --i) {
+      if (t.size(i) == 1) continue;
+      if (next < 0) {
+        row_stride = t.stride(i);
+      } else if (t.stride(i) != next) {
+        return Tensor();
+      }
+      next = t.stride(i) * t.size(i);
+      rows *= t.size(i);
+    }
+    if (rows > 1 && row_stride < h) return Tensor();  // (overlapping or broadcast rows)
+    return t.as_strided({rows, h}, {rows > 1 ? row_stride : h, 1});
+  }
+
   template <class Factory>
   static Tensor gated_pair(const Tensor& a, const Tensor& b, const char* op, Factory factory) {
     check_pair(a, b, op, "a", "b");
     const at::MemoryFormat fmt = dense_format(a);
     Tensor y = empty_in(a, fmt);
-    if (y.numel() > 0) {
-      K::gated_forward(flat_rows(a.contiguous(fmt)), flat_rows(b.contiguous(fmt)), flat_rows(y), factory);
+    if (y.numel() == 0) return y;
+    if (!(a.is_contiguous(fmt) && b.is_contiguous(fmt))) {
+      const Tensor ra = as_rows(a), rb = as_rows(b);
+      if (ra.defined() && rb.defined() && fmt == at::MemoryFormat::Contiguous) {
+        K::gated_forward(ra, rb, y.view({ra.size(0), ra.size(1)}), factory);
+        return y;
+      }
     }
+    K::gated_forward(flat_rows(a.contiguous(fmt)), flat_rows(b.contiguous(fmt)), flat_rows(y), factory);
     return y;
   }
 
@@ -526,10 +554,18 @@ struct Ops {
     check_pair(a, grad, op, "a", "grad");
     const at::MemoryFormat fmt = dense_format(a);
     Tensor da = empty_in(a, fmt), db = empty_in(a, fmt);
-    if (a.numel() > 0) {
-      K::gated_backward(flat_rows(grad.contiguous(fmt)), flat_rows(a.contiguous(fmt)), flat_rows(b.contiguous(fmt)),
-                        flat_rows(da), flat_rows(db), factory);
+    if (a.numel() == 0) return {da, db};
+    if (!(a.is_contiguous(fmt) && b.is_contiguous(fmt))) {
+      const Tensor ra = as_rows(a), rb = as_rows(b);
+      if (ra.defined() && rb.defined() && fmt == at::MemoryFormat::Contiguous) {
+        const int64_t rows = ra.size(0), h = ra.size(1);
+        K::gated_backward(grad.contiguous().view({rows, h}), ra, rb, da.view({rows, h}), db.view({rows, h}),
+                          factory);
+        return {da, db};
+      }
     }
+    K::gated_backward(flat_rows(grad.contiguous(fmt)), flat_rows(a.contiguous(fmt)), flat_rows(b.contiguous(fmt)),
+                      flat_rows(da), flat_rows(db), factory);
     return {da, db};
   }
 
