@@ -93,52 +93,41 @@ int main() {
     glo::avx512::swiglu_backward(g.data(), x.data(), b.data(), w.data(), t.data(), cnt);
     compare(5, v, w);
     compare(5, s, t);
-    {  // the ports of Hardsigmoid, Hardswish, Softplus (beta 1.5, threshold 20) and ReGLU
+    {  // the ports of Hardsigmoid, Hardswish, Softplus (beta 1.5, threshold 20), GELU's tanh form, ReGLU and GeGLU-tanh
       const glo::Hardsigmoid<float> hs{};
       const glo::Hardswish<float> hw{};
       const glo::Softplus<float> sp{1.5f, 20.0f, 1.0f / 1.5f};
       const glo::avx512::SoftplusParams q{sp.beta, sp.threshold, sp.inv_beta};
-      const auto rg = glo::gated<float>(glo::ReLUOfInput<float>{});
-      for (long i = 0; i < cnt; ++i) v[i] = hs.forward(x[i]);
-      glo::avx512::hardsigmoid_forward(x.data(), w.data(), cnt);
-      compare(6, v, w);
-      for (long i = 0; i < cnt; ++i) v[i] = hs.backward(g[i], x[i]);
-      glo::avx512::hardsigmoid_backward(g.data(), x.data(), w.data(), cnt);
-      compare(6, v, w);
-      for (long i = 0; i < cnt; ++i) v[i] = hw.forward(x[i]);
-      glo::avx512::hardswish_forward(x.data(), w.data(), cnt);
-      compare(6, v, w);
-      for (long i = 0; i < cnt; ++i) v[i] = hw.backward(g[i], x[i]);
-      glo::avx512::hardswish_backward(g.data(), x.data(), w.data(), cnt);
-      compare(6, v, w);
-      for (long i = 0; i < cnt; ++i) v[i] = sp.forward(x[i]);
-      glo::avx512::softplus_forward(q, x.data(), w.data(), cnt);
-      compare(6, v, w);
-      for (long i = 0; i < cnt; ++i) v[i] = sp.backward(g[i], x[i]);
-      glo::avx512::softplus_backward(q, g.data(), x.data(), w.data(), cnt);
-      compare(6, v, w);
-      for (long i = 0; i < cnt; ++i) v[i] = rg.forward(x[i], b[i]);
-      glo::avx512::reglu_forward(x.data(), b.data(), w.data(), cnt);
-      compare(6, v, w);
-      for (long i = 0; i < cnt; ++i) rg.backward(g[i], x[i], b[i], v[i], s[i]);
-      glo::avx512::reglu_backward(g.data(), x.data(), b.data(), w.data(), t.data(), cnt);
-      compare(6, v, w);
-      compare(6, s, t);
       const glo::GELUTanh<float> gt{};
-      const auto gg = glo::gated<float>(gt);
-      for (long i = 0; i < cnt; ++i) v[i] = gt.forward(x[i]);
-      glo::avx512::gelu_tanh_forward(x.data(), w.data(), cnt);
-      compare(6, v, w);
-      for (long i = 0; i < cnt; ++i) v[i] = gt.backward(g[i], x[i]);
-      glo::avx512::gelu_tanh_backward(g.data(), x.data(), w.data(), cnt);
-      compare(6, v, w);
-      for (long i = 0; i < cnt; ++i) v[i] = gg.forward(x[i], b[i]);
-      glo::avx512::geglu_tanh_forward(x.data(), b.data(), w.data(), cnt);
-      compare(6, v, w);
-      for (long i = 0; i < cnt; ++i) gg.backward(g[i], x[i], b[i], v[i], s[i]);
-      glo::avx512::geglu_tanh_backward(g.data(), x.data(), b.data(), w.data(), t.data(), cnt);
-      compare(6, v, w);
-      compare(6, s, t);
+      auto unary = [&](const auto& f, auto fwd, auto bwd) {
+        for (long i = 0; i < cnt; ++i) v[i] = f.forward(x[i]);
+        fwd(x.data(), w.data(), cnt);
+        compare(6, v, w);
+        for (long i = 0; i < cnt; ++i) v[i] = f.backward(g[i], x[i]);
+        bwd(g.data(), x.data(), w.data(), cnt);
+        compare(6, v, w);
+      };
+      unary(hs, [](auto... a) { glo::avx512::hardsigmoid_forward(a...); },
+            [](auto... a) { glo::avx512::hardsigmoid_backward(a...); });
+      unary(hw, [](auto... a) { glo::avx512::hardswish_forward(a...); },
+            [](auto... a) { glo::avx512::hardswish_backward(a...); });
+      unary(sp, [&](auto... a) { glo::avx512::softplus_forward(q, a...); },
+            [&](auto... a) { glo::avx512::softplus_backward(q, a...); });
+      unary(gt, [](auto... a) { glo::avx512::gelu_tanh_forward(a...); },
+            [](auto... a) { glo::avx512::gelu_tanh_backward(a...); });
+      auto gated_unit = [&](const auto& f, auto fwd, auto bwd) {
+        for (long i = 0; i < cnt; ++i) v[i] = f.forward(x[i], b[i]);
+        fwd(x.data(), b.data(), w.data(), cnt);
+        compare(6, v, w);
+        for (long i = 0; i < cnt; ++i) f.backward(g[i], x[i], b[i], v[i], s[i]);
+        bwd(g.data(), x.data(), b.data(), w.data(), t.data(), cnt);
+        compare(6, v, w);
+        compare(6, s, t);
+      };
+      gated_unit(glo::gated<float>(glo::ReLUOfInput<float>{}), [](auto... a) { glo::avx512::reglu_forward(a...); },
+                 [](auto... a) { glo::avx512::reglu_backward(a...); });
+      gated_unit(glo::gated<float>(gt), [](auto... a) { glo::avx512::geglu_tanh_forward(a...); },
+                 [](auto... a) { glo::avx512::geglu_tanh_backward(a...); });
     }
     {  // BiasAct<SiLU>'s backward and its per-channel double sums, over rows of this block's values (made finite:
        // a NaN would make every later sum NaN)

@@ -98,78 +98,51 @@ inline uint16_t* raw(BF16* p) { return reinterpret_cast<uint16_t*>(p); }
 template <typename S>
 constexpr bool kAvx512Storage = std::is_same_v<S, float> || std::is_same_v<S, BF16>;
 
-template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool forward_storage(const Sigmoid<float>&, const S* x, S* y, int64_t cnt) {
-  avx512::sigmoid_forward(raw(x), raw(y), cnt);
-  return true;
-}
-template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool forward_storage(const Tanh<float>&, const S* x, S* y, int64_t cnt) {
-  avx512::tanh_forward(raw(x), raw(y), cnt);
-  return true;
-}
-template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool forward_storage(const SiLU<float>&, const S* x, S* y, int64_t cnt) {
-  avx512::silu_forward(raw(x), raw(y), cnt);
-  return true;
-}
-template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool backward_storage(const SiLU<float>&, const S* g, const S* x, S* d, int64_t cnt) {
-  avx512::silu_backward(raw(g), raw(x), raw(d), cnt);
-  return true;
-}
-template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool gated_forward_storage(const Gated<float, SiLU<float>>&, const S* a, const S* b, S* y, int64_t cnt) {
-  avx512::swiglu_forward(raw(a), raw(b), raw(y), cnt);
-  return true;
-}
-template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool gated_backward_storage(const Gated<float, SiLU<float>>&, const S* g, const S* a, const S* b, S* da, S* db,
-                                   int64_t cnt) {
-  avx512::swiglu_backward(raw(g), raw(a), raw(b), raw(da), raw(db), cnt);
-  return true;
-}
-template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool forward_storage(const GELU<float>&, const S* x, S* y, int64_t cnt) {
-  avx512::gelu_forward(raw(x), raw(y), cnt);
-  return true;
-}
-template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool backward_storage(const GELU<float>&, const S* g, const S* x, S* d, int64_t cnt) {
-  avx512::gelu_backward(raw(g), raw(x), raw(d), cnt);
-  return true;
-}
-template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool gated_forward_storage(const Gated<float, GELU<float>>&, const S* a, const S* b, S* y, int64_t cnt) {
-  avx512::geglu_forward(raw(a), raw(b), raw(y), cnt);
-  return true;
-}
-template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool gated_backward_storage(const Gated<float, GELU<float>>&, const S* g, const S* a, const S* b, S* da, S* db,
-                                   int64_t cnt) {
-  avx512::geglu_backward(raw(g), raw(a), raw(b), raw(da), raw(db), cnt);
-  return true;
-}
-template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool forward_storage(const Hardsigmoid<float>&, const S* x, S* y, int64_t cnt) {
-  avx512::hardsigmoid_forward(raw(x), raw(y), cnt);
-  return true;
-}
-template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool backward_storage(const Hardsigmoid<float>&, const S* g, const S* x, S* d, int64_t cnt) {
-  avx512::hardsigmoid_backward(raw(g), raw(x), raw(d), cnt);
-  return true;
-}
-template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool forward_storage(const Hardswish<float>&, const S* x, S* y, int64_t cnt) {
-  avx512::hardswish_forward(raw(x), raw(y), cnt);
-  return true;
-}
-template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool backward_storage(const Hardswish<float>&, const S* g, const S* x, S* d, int64_t cnt) {
-  avx512::hardswish_backward(raw(g), raw(x), raw(d), cnt);
-  return true;
-}
+// One overload per functor and direction: FUNCTOR's loop is avx512::LOOP on the raw storage.
+#define GLO_AVX512_FORWARD(FUNCTOR, LOOP)                                               \
+  template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>                   \
+  inline bool forward_storage(const FUNCTOR&, const S* x, S* y, int64_t cnt) {         \
+    avx512::LOOP(raw(x), raw(y), cnt);                                                   \
+    return true;                                                                         \
+  }
+#define GLO_AVX512_BACKWARD(FUNCTOR, LOOP)                                              \
+  template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>                   \
+  inline bool backward_storage(const FUNCTOR&, const S* g, const S* x, S* d, int64_t cnt) { \
+    avx512::LOOP(raw(g), raw(x), raw(d), cnt);                                           \
+    return true;                                                                         \
+  }
+#define GLO_AVX512_GATED(ACT, FORWARD, BACKWARD)                                                                   \
+  template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>                                              \
+  inline bool gated_forward_storage(const Gated<float, ACT>&, const S* a, const S* b, S* y, int64_t cnt) {        \
+    avx512::FORWARD(raw(a), raw(b), raw(y), cnt);                                                                   \
+    return true;                                                                                                    \
+  }                                                                                                                 \
+  template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>                                              \
+  inline bool gated_backward_storage(const Gated<float, ACT>&, const S* g, const S* a, const S* b, S* da, S* db,  \
+                                     int64_t cnt) {                                                                 \
+    avx512::BACKWARD(raw(g), raw(a), raw(b), raw(da), raw(db), cnt);                                                \
+    return true;                                                                                                    \
+  }
+GLO_AVX512_FORWARD(Sigmoid<float>, sigmoid_forward)
+GLO_AVX512_FORWARD(Tanh<float>, tanh_forward)
+GLO_AVX512_FORWARD(SiLU<float>, silu_forward)
+GLO_AVX512_BACKWARD(SiLU<float>, silu_backward)
+GLO_AVX512_FORWARD(GELU<float>, gelu_forward)
+GLO_AVX512_BACKWARD(GELU<float>, gelu_backward)
+GLO_AVX512_FORWARD(GELUTanh<float>, gelu_tanh_forward)
+GLO_AVX512_BACKWARD(GELUTanh<float>, gelu_tanh_backward)
+GLO_AVX512_FORWARD(Hardsigmoid<float>, hardsigmoid_forward)
+GLO_AVX512_BACKWARD(Hardsigmoid<float>, hardsigmoid_backward)
+GLO_AVX512_FORWARD(Hardswish<float>, hardswish_forward)
+GLO_AVX512_BACKWARD(Hardswish<float>, hardswish_backward)
+GLO_AVX512_GATED(SiLU<float>, swiglu_forward, swiglu_backward)
+GLO_AVX512_GATED(GELU<float>, geglu_forward, geglu_backward)
+GLO_AVX512_GATED(GELUTanh<float>, geglu_tanh_forward, geglu_tanh_backward)
+GLO_AVX512_GATED(ReLUOfInput<float>, reglu_forward, reglu_backward)
+#undef GLO_AVX512_FORWARD
+#undef GLO_AVX512_BACKWARD
+#undef GLO_AVX512_GATED
+// Softplus: its loops take the functor's constants.
 template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
 inline bool forward_storage(const Softplus<float>& f, const S* x, S* y, int64_t cnt) {
   avx512::softplus_forward({f.beta, f.threshold, f.inv_beta}, raw(x), raw(y), cnt);
@@ -178,39 +151,6 @@ inline bool forward_storage(const Softplus<float>& f, const S* x, S* y, int64_t 
 template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
 inline bool backward_storage(const Softplus<float>& f, const S* g, const S* x, S* d, int64_t cnt) {
   avx512::softplus_backward({f.beta, f.threshold, f.inv_beta}, raw(g), raw(x), raw(d), cnt);
-  return true;
-}
-template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool gated_forward_storage(const Gated<float, ReLUOfInput<float>>&, const S* a, const S* b, S* y,
-                                  int64_t cnt) {
-  avx512::reglu_forward(raw(a), raw(b), raw(y), cnt);
-  return true;
-}
-template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool gated_backward_storage(const Gated<float, ReLUOfInput<float>>&, const S* g, const S* a, const S* b, S* da,
-                                   S* db, int64_t cnt) {
-  avx512::reglu_backward(raw(g), raw(a), raw(b), raw(da), raw(db), cnt);
-  return true;
-}
-template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool forward_storage(const GELUTanh<float>&, const S* x, S* y, int64_t cnt) {
-  avx512::gelu_tanh_forward(raw(x), raw(y), cnt);
-  return true;
-}
-template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool backward_storage(const GELUTanh<float>&, const S* g, const S* x, S* d, int64_t cnt) {
-  avx512::gelu_tanh_backward(raw(g), raw(x), raw(d), cnt);
-  return true;
-}
-template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool gated_forward_storage(const Gated<float, GELUTanh<float>>&, const S* a, const S* b, S* y, int64_t cnt) {
-  avx512::geglu_tanh_forward(raw(a), raw(b), raw(y), cnt);
-  return true;
-}
-template <typename S, std::enable_if_t<kAvx512Storage<S>, int> = 0>
-inline bool gated_backward_storage(const Gated<float, GELUTanh<float>>&, const S* g, const S* a, const S* b, S* da,
-                                   S* db, int64_t cnt) {
-  avx512::geglu_tanh_backward(raw(g), raw(a), raw(b), raw(da), raw(db), cnt);
   return true;
 }
 // BiasAct<SiLU>, BiasAct<GELU> and BiasAct<GELUTanh>, forward and fused backward.
