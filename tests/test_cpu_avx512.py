@@ -16,6 +16,7 @@ the kernels' chunk path (widen, the functor, round to nearest even).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -202,19 +203,23 @@ int main() {
     for (long i = 0; i < cnt; ++i) p1[i] = float_to_bf16(si.backward(bf16_to_float(gb[i]), bf16_to_float(xb[i])));
     glo::avx512::silu_backward(gb.data(), xb.data(), p2.data(), cnt);
     compare16("silu_backward", p1, p2);
-    for (long i = 0; i < cnt; ++i) p1[i] = float_to_bf16(gated.forward(bf16_to_float(xb[i]), bf16_to_float(bb[i])));
-    glo::avx512::swiglu_forward(xb.data(), bb.data(), p2.data(), cnt);
-    compare16("swiglu", p1, p2);
-    for (long i = 0; i < cnt; ++i) {
-      float da, db;
-      gated.backward(bf16_to_float(gb[i]), bf16_to_float(xb[i]), bf16_to_float(bb[i]), da, db);
-      p1[i] = float_to_bf16(da);
-      q1[i] = float_to_bf16(db);
-    }
-    glo::avx512::swiglu_backward(gb.data(), xb.data(), bb.data(), p2.data(), q2.data(), cnt);
-    compare16("swiglu_backward da", p1, p2);
-    compare16("swiglu_backward db", q1, q2);
-    {  // the ports of Hardsigmoid, Hardswish, Softplus and ReGLU
+    auto gated16 = [&](const char* what, const auto& f, auto fwd, auto bwd) {
+      for (long i = 0; i < cnt; ++i) p1[i] = float_to_bf16(f.forward(bf16_to_float(xb[i]), bf16_to_float(bb[i])));
+      fwd(xb.data(), bb.data(), p2.data(), cnt);
+      compare16(what, p1, p2);
+      for (long i = 0; i < cnt; ++i) {
+        float da, db;
+        f.backward(bf16_to_float(gb[i]), bf16_to_float(xb[i]), bf16_to_float(bb[i]), da, db);
+        p1[i] = float_to_bf16(da);
+        q1[i] = float_to_bf16(db);
+      }
+      bwd(gb.data(), xb.data(), bb.data(), p2.data(), q2.data(), cnt);
+      compare16(what, p1, p2);
+      compare16(what, q1, q2);
+    };
+    gated16("swiglu", gated, [](auto... a) { glo::avx512::swiglu_forward(a...); },
+            [](auto... a) { glo::avx512::swiglu_backward(a...); });
+    {  // the ports of Hardsigmoid, Hardswish, Softplus, ReGLU, GELU's tanh form and GeGLU-tanh
       const glo::Hardsigmoid<float> hs{};
       const glo::Hardswish<float> hw{};
       const glo::Softplus<float> sp{1.5f, 20.0f, 1.0f / 1.5f};
@@ -242,23 +247,15 @@ int main() {
             [&](auto... a) { glo::avx512::softplus_forward(q, a...); });
       unary_bwd("softplus_backward", [&](float d, float v) { return sp.backward(d, v); },
                 [&](auto... a) { glo::avx512::softplus_backward(q, a...); });
-      for (long i = 0; i < cnt; ++i) p1[i] = float_to_bf16(rg.forward(bf16_to_float(xb[i]), bf16_to_float(bb[i])));
-      glo::avx512::reglu_forward(xb.data(), bb.data(), p2.data(), cnt);
-      compare16("reglu", p1, p2);
-      for (long i = 0; i < cnt; ++i) {
-        float da, db;
-        rg.backward(bf16_to_float(gb[i]), bf16_to_float(xb[i]), bf16_to_float(bb[i]), da, db);
-        p1[i] = float_to_bf16(da);
-        q1[i] = float_to_bf16(db);
-      }
-      glo::avx512::reglu_backward(gb.data(), xb.data(), bb.data(), p2.data(), q2.data(), cnt);
-      compare16("reglu_backward da", p1, p2);
-      compare16("reglu_backward db", q1, q2);
+      gated16("reglu", rg, [](auto... a) { glo::avx512::reglu_forward(a...); },
+              [](auto... a) { glo::avx512::reglu_backward(a...); });
       const glo::GELUTanh<float> gt{};
       unary("gelu_tanh", [&](float v) { return gt.forward(v); },
             [](auto... a) { glo::avx512::gelu_tanh_forward(a...); });
       unary_bwd("gelu_tanh_backward", [&](float d, float v) { return gt.backward(d, v); },
                 [](auto... a) { glo::avx512::gelu_tanh_backward(a...); });
+      gated16("geglu_tanh", glo::gated<float>(gt), [](auto... a) { glo::avx512::geglu_tanh_forward(a...); },
+              [](auto... a) { glo::avx512::geglu_tanh_backward(a...); });
     }
     {  // bias_silu's backward: dx rounded to storage, the sums of the float dx (finite values: NaN would spread)
       const glo::BiasAct<float, glo::SiLU<float>> ba{};
@@ -298,13 +295,12 @@ int main() {
 """
 
 
-@pytest.mark.skipif(_GXX is None, reason="g++ is not on PATH (the CPU kernels' compiler): nothing to compile with")
-@pytest.mark.skipif(not _host_has_avx512(), reason="this host has no AVX-512F: the AVX-512 loops are not built here")
-def test_avx512_loops_are_bitwise_the_functors(tmp_path):
-    src = tmp_path / "avx512_bits.cpp"
-    src.write_text(_HARNESS)
-    exe = tmp_path / "avx512_bits"
-    # The build's flags for the CPU kernels on an AVX-512 host (setup.py)
+def _compile_and_run(tmp_path, name, source):
+    """Compiles source with the build's flags for the CPU kernels on an AVX-512 host (setup.py), runs it: its
+    output, and the lines that start with a name and a number as {name: number}."""
+    src = tmp_path / f"{name}.cpp"
+    src.write_text(source)
+    exe = tmp_path / name
     out = subprocess.run([_GXX, "-std=c++20", "-O3", "-DNDEBUG", "-fno-trapping-math", "-ffp-contract=off",
                           "-march=x86-64-v4", "-mprefer-vector-width=512",
                           f"-I{os.path.join(_ROOT, 'csrc', 'include')}", f"-I{os.path.join(_ROOT, 'csrc', 'cpu')}",
@@ -313,7 +309,19 @@ def test_avx512_loops_are_bitwise_the_functors(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    assert "differences: 0" in run.stdout
+    numbers = {}
+    for line in run.stdout.splitlines():
+        words = line.split()
+        if len(words) >= 2 and re.fullmatch(r"[-+0-9.eE]+", words[1]):
+            numbers[words[0]] = float(words[1])
+    return run.stdout, numbers
+
+
+@pytest.mark.skipif(_GXX is None, reason="g++ is not on PATH (the CPU kernels' compiler): nothing to compile with")
+@pytest.mark.skipif(not _host_has_avx512(), reason="this host has no AVX-512F: the AVX-512 loops are not built here")
+def test_avx512_loops_are_bitwise_the_functors(tmp_path):
+    out, _ = _compile_and_run(tmp_path, "avx512_bits", _HARNESS)
+    assert "differences: 0" in out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -416,21 +424,6 @@ int main() {
   return 0;
 }
 """
-
-
-def _compile_and_run(tmp_path, name, source):
-    src = tmp_path / f"{name}.cpp"
-    src.write_text(source)
-    exe = tmp_path / name
-    out = subprocess.run([_GXX, "-std=c++20", "-O3", "-DNDEBUG", "-fno-trapping-math", "-ffp-contract=off",
-                          "-march=x86-64-v4", "-mprefer-vector-width=512",
-                          f"-I{os.path.join(_ROOT, 'csrc', 'include')}", f"-I{os.path.join(_ROOT, 'csrc', 'cpu')}",
-                          *(f"-I{d}" for d in include_paths()),
-                          str(src), "-o", str(exe)], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-3000:]
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    return run.stdout, {line.split()[0]: float(line.split()[1]) for line in run.stdout.strip().splitlines()}
 
 
 @pytest.mark.skipif(_GXX is None, reason="g++ is not on PATH (the CPU kernels' compiler): nothing to compile with")
