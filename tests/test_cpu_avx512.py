@@ -3,15 +3,16 @@
 On a host whose build targets AVX-512 the CPU kernels of sigmoid, tanh, SiLU (forward and backward), SwiGLU,
 Hardsigmoid, Hardswish, Softplus, ReGLU, GELU's tanh form and GeGLU's (forward and backward) and bias_silu and
 bias_gelu_tanh (the backward with its per-channel sums) run hand-written intrinsics (on float32 data, and on bfloat16
-data converted in registers) instead of GCC's vectorization of glo/activations.h. Those
-functors stay the definition of the math (and the accuracy tests measure them on the other hosts), so the intrinsics
-must reproduce them bit for bit: a reordered product or a contracted FMA would be a difference no tolerance test
+and float16 data converted in registers) instead of GCC's vectorization of glo/activations.h. Those functors stay
+the definition of the math (and the accuracy tests measure them on the other hosts), so the intrinsics must
+reproduce them bit for bit: a reordered product or a contracted FMA would be a difference no tolerance test
 sees. This compiles both with the build's flags and compares their bits over every 61st float32 bit pattern (70
 million inputs, every exponent, NaN payloads and both zeros included), the second and third operands (dy, b) drawn
 from the same sweep shifted. A NaN result matches any NaN: of a product of two NaNs x86 returns the first operand's,
 and which operand comes first is the compiler's choice (C++ leaves it open; GCC's scalar and vector code of x * s
 differ there), as is the sign a NaN carries. On bfloat16 storage every one of the 65536 patterns is an input, against
-the kernels' chunk path (widen, the functor, round to nearest even).
+the kernels' chunk path (widen, the functor, round to nearest even); on float16 storage every pattern, against the
+float loop on the widened inputs, rounded by vcvtps2ph (the chunk path's conversion).
 """
 from __future__ import annotations
 
@@ -286,6 +287,75 @@ int main() {
           std::printf("bfloat16 bias_silu_backward's sum differs at %ld: %a vs %a\n", j, acc1[j], acc2[j]);
       }
     }
+  }
+  {  // float16 storage (vcvtph2ps / vcvtps2ph, the chunk path's conversions): every pattern as x, against the float
+     // loop (itself bitwise the functor) on the widened inputs, its results rounded to nearest even
+    using glo::avx512::Half16;
+    const long m = 1 << 16, cnt = m - 5;
+    std::vector<uint16_t> h[3];
+    std::vector<float> f[3];
+    for (int k = 0; k < 3; ++k) {
+      h[k].resize(m);
+      f[k].resize(m);
+      for (long i = 0; i < m; ++i) {
+        h[k][i] = static_cast<uint16_t>(k == 0 ? i : (i * (k == 1 ? 40503u : 25173u) + 977u * k) & 0xFFFFu);
+        f[k][i] = _cvtsh_ss(h[k][i]);
+      }
+    }
+    std::vector<uint16_t> ho[2] = {std::vector<uint16_t>(m), std::vector<uint16_t>(m)};
+    std::vector<float> fo[2] = {std::vector<float>(m), std::vector<float>(m)};
+    auto hp = [](std::vector<uint16_t>& v) { return reinterpret_cast<Half16*>(v.data()); };
+    // ni inputs (x, or dy x, or a b, or dy a b), no outputs; half_loop / float_loop take (inputs..., outputs..., cnt)
+    auto check = [&](const char* what, int no, auto half_loop, auto float_loop) {
+      half_loop(hp(h[0]), hp(h[1]), hp(h[2]), hp(ho[0]), hp(ho[1]), cnt);
+      float_loop(f[0].data(), f[1].data(), f[2].data(), fo[0].data(), fo[1].data(), cnt);
+      for (int o = 0; o < no; ++o) {
+        for (long i = 0; i < cnt; ++i) {
+          const uint16_t want = _cvtss_sh(fo[o][i], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+          if (ho[o][i] != want && bad[6]++ < 3)
+            std::printf("float16 %s differs at 0x%04x: 0x%04x vs 0x%04x\n", what, h[0][i], ho[o][i], want);
+        }
+      }
+    };
+    namespace a5 = glo::avx512;
+    const a5::SoftplusParams q{1.5f, 20.0f, 1.0f / 1.5f};
+#define GLO_F16_UNARY(LOOP)                                                                                  \
+    check(#LOOP, 1, [](auto x, auto, auto, auto y, auto, long c) { a5::LOOP(x, y, c); },                    \
+          [](auto x, auto, auto, auto y, auto, long c) { a5::LOOP(x, y, c); });
+#define GLO_F16_BINARY(LOOP)                                                                                 \
+    check(#LOOP, 1, [](auto x, auto w, auto, auto y, auto, long c) { a5::LOOP(x, w, y, c); },               \
+          [](auto x, auto w, auto, auto y, auto, long c) { a5::LOOP(x, w, y, c); });
+#define GLO_F16_GATED_BACKWARD(LOOP)                                                                         \
+    check(#LOOP, 2, [](auto g, auto a, auto b, auto da, auto db, long c) { a5::LOOP(g, a, b, da, db, c); }, \
+          [](auto g, auto a, auto b, auto da, auto db, long c) { a5::LOOP(g, a, b, da, db, c); });
+    GLO_F16_UNARY(sigmoid_forward)
+    GLO_F16_UNARY(tanh_forward)
+    GLO_F16_UNARY(silu_forward)
+    GLO_F16_UNARY(gelu_forward)
+    GLO_F16_UNARY(gelu_tanh_forward)
+    GLO_F16_UNARY(hardsigmoid_forward)
+    GLO_F16_UNARY(hardswish_forward)
+    GLO_F16_BINARY(silu_backward)
+    GLO_F16_BINARY(gelu_backward)
+    GLO_F16_BINARY(gelu_tanh_backward)
+    GLO_F16_BINARY(hardsigmoid_backward)
+    GLO_F16_BINARY(hardswish_backward)
+    GLO_F16_BINARY(swiglu_forward)
+    GLO_F16_BINARY(geglu_forward)
+    GLO_F16_BINARY(geglu_tanh_forward)
+    GLO_F16_BINARY(reglu_forward)
+    GLO_F16_GATED_BACKWARD(swiglu_backward)
+    GLO_F16_GATED_BACKWARD(geglu_backward)
+    GLO_F16_GATED_BACKWARD(geglu_tanh_backward)
+    GLO_F16_GATED_BACKWARD(reglu_backward)
+    check("softplus_forward", 1, [&](auto x, auto, auto, auto y, auto, long c) { a5::softplus_forward(q, x, y, c); },
+          [&](auto x, auto, auto, auto y, auto, long c) { a5::softplus_forward(q, x, y, c); });
+    check("softplus_backward", 1,
+          [&](auto g, auto x, auto, auto y, auto, long c) { a5::softplus_backward(q, g, x, y, c); },
+          [&](auto g, auto x, auto, auto y, auto, long c) { a5::softplus_backward(q, g, x, y, c); });
+#undef GLO_F16_UNARY
+#undef GLO_F16_BINARY
+#undef GLO_F16_GATED_BACKWARD
   }
   long total = 0;
   for (int k = 0; k < 7; ++k) total += bad[k];

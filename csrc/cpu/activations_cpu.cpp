@@ -56,7 +56,7 @@ void for_each_row_piece(int64_t rows, int64_t h, const Body& body) {
   });
 }
 
-// Hand-written loops for some functors, straight on the tensors' storage (float32, or bfloat16 converted in
+// Hand-written loops for some functors, straight on the tensors' storage (float32, or bfloat16 / float16 converted in
 // registers instead of the chunk's buffer passes; an output may be an input's memory: each vector is read before it
 // is written). Each returns false where none exists: the kernel then runs its chunk loops over the functor.
 template <class F, typename S>
@@ -88,15 +88,18 @@ inline bool channel_inner_forward_storage(const F&, const S*, const opmath_t<S>*
 }
 
 // The AVX-512 loops of avx512_math.h (bitwise the functors' own results; GELU's erf form: its own table form) where
-// the build targets AVX-512, on float and bfloat16 storage (raw: the bits avx512_math.h takes).
+// the build targets AVX-512, on float, bfloat16 and float16 storage (raw: the bits avx512_math.h takes).
 #if defined(GLO_CPU_AVX512)
 using BF16 = c10::BFloat16;
 inline const float* raw(const float* p) { return p; }
 inline float* raw(float* p) { return p; }
 inline const uint16_t* raw(const BF16* p) { return reinterpret_cast<const uint16_t*>(p); }
 inline uint16_t* raw(BF16* p) { return reinterpret_cast<uint16_t*>(p); }
+inline const avx512::Half16* raw(const c10::Half* p) { return reinterpret_cast<const avx512::Half16*>(p); }
+inline avx512::Half16* raw(c10::Half* p) { return reinterpret_cast<avx512::Half16*>(p); }
 template <typename S>
-constexpr bool kAvx512Storage = std::is_same_v<S, float> || std::is_same_v<S, BF16>;
+constexpr bool kAvx512Storage =
+    std::is_same_v<S, float> || std::is_same_v<S, BF16> || std::is_same_v<S, c10::Half>;
 
 // One overload per functor and direction: FUNCTOR's loop is avx512::LOOP on the raw storage.
 #define GLO_AVX512_FORWARD(FUNCTOR, LOOP)                                               \

@@ -594,6 +594,15 @@ inline void store(uint16_t* p, __mmask16 m, __m512 v) {
   r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC0));
   _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(r));
 }
+// float16 storage (the bits of c10::Half): vcvtph2ps and vcvtps2ph with round to nearest even, the instructions the
+// chunk path's cpu::to_opmath / from_opmath use (F16C) on whole groups of 8.
+struct Half16 {
+  uint16_t bits;
+};
+inline __m512 load(const Half16* p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
+inline void store(Half16* p, __mmask16 m, __m512 v) {
+  _mm256_mask_storeu_epi16(p, m, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
 
 // op(v, w) on NI input and NO output vectors, over cnt elements of each stream of storage S (float, or bfloat16 as
 // uint16_t: converted in registers, no buffer pass); an output may be an input's memory (each vector is loaded
@@ -612,7 +621,7 @@ inline void apply(const Op& op, const S* const (&in)[NI], S* const (&out)[NO], i
 }
 
 // The loops of the functors above (Gated<SiLU>: y = silu(a) * b; da and db from silu_value_and_grad(a, dy * b),
-// db = dy * silu(a)), on float or bfloat16 (uint16_t) storage.
+// db = dy * silu(a)), on float, bfloat16 (uint16_t) or float16 (Half16) storage.
 template <typename S>
 inline void sigmoid_forward(const S* xs, S* ys, int64_t cnt) {
   apply<1, 1>([](const __m512* v, __m512* w) { w[0] = sigmoid(v[0]); }, {xs}, {ys}, cnt);
@@ -749,10 +758,11 @@ inline void split_loop(const Op& op, int64_t cnt, Load load, Put put, PutAt put_
   }
 }
 
-// Outputs of elements idx (lanes m) into storage: float by vscatterdps, bfloat16 (rounded as store) one by one.
+// Outputs of elements idx (lanes m) into storage: float by vscatterdps, 16-bit (rounded as store) one by one.
 inline void scatter(float* p, __mmask16 m, __m512i idx, __m512 v) { _mm512_mask_i32scatter_ps(p, m, idx, v, 4); }
-inline void scatter(uint16_t* p, __mmask16 m, __m512i idx, __m512 v) {
-  alignas(64) uint16_t bits[16];
+template <typename S16>  // bfloat16 (uint16_t) or float16 (Half16)
+inline void scatter(S16* p, __mmask16 m, __m512i idx, __m512 v) {
+  alignas(64) S16 bits[16];
   alignas(64) int32_t at[16];
   store(bits, kAll, v);
   _mm512_store_si512(at, idx);
