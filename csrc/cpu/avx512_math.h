@@ -40,14 +40,15 @@ inline __m512 neg(__m512 v) {  // -v: flips the sign bit, of NaN too, as scalar 
 // intrinsics pass _mm512_undefined_ps(), on which GCC 12 warns -Wmaybe-uninitialized wherever they are inlined.
 constexpr __mmask16 kAll = 0xFFFF;
 
-inline __m512 exp_f32(__m512 x) {
-  // max returns its second operand for a NaN x: NaN is computed on -104, and x is returned as is at the end.
-  const __m512 lo = _mm512_mask_max_ps(x, kAll, x, _mm512_set1_ps(-104.0f));
-  const __m512 xc = _mm512_mask_min_ps(lo, kAll, lo, _mm512_set1_ps(89.0f));
+// exp(xc (+ lo)) for xc in [-105.2, 89], not NaN: n = round(xc / ln 2), r = xc - n ln 2 (two parts), plus lo where
+// WithLo (a small correction of the argument, added to r), and (1 + (exp(r) - 1)) * 2^n by one vscalefps.
+template <bool WithLo>
+inline __m512 exp_reduced(__m512 xc, __m512 lo) {
   const __m512 shifter = _mm512_set1_ps(12582912.0f);
   const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), shifter), shifter);
   __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693359375f), xc);
   r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+  if constexpr (WithLo) r = _mm512_add_ps(r, lo);
   __m512 p = _mm512_set1_ps(1.9875691500e-4f);
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
@@ -56,8 +57,14 @@ inline __m512 exp_f32(__m512 x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
   const __m512 em1 = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
   const __m512 p1 = _mm512_add_ps(em1, _mm512_set1_ps(1.0f));
-  const __m512 y = _mm512_mask_scalef_ps(p1, kAll, p1, n);
-  return _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, x, _CMP_ORD_Q), y);
+  return _mm512_mask_scalef_ps(p1, kAll, p1, n);
+}
+
+inline __m512 exp_f32(__m512 x) {
+  // max returns its second operand for a NaN x: NaN is computed on -104, and x is returned as is at the end.
+  const __m512 lo = _mm512_mask_max_ps(x, kAll, x, _mm512_set1_ps(-104.0f));
+  const __m512 xc = _mm512_mask_min_ps(lo, kAll, lo, _mm512_set1_ps(89.0f));
+  return _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, x, _CMP_ORD_Q), exp_reduced<false>(xc, xc));
 }
 
 inline __m512 sigmoid(__m512 x) {
@@ -464,19 +471,7 @@ inline GeluParts gelu_wide_parts(__m512 ax) {
   const __m512 hi = _mm512_mul_ps(axc, nh);
   const __m512 lo = _mm512_fmsub_ps(axc, nh, hi);
   // exp(hi + lo) as exp_f32 (hi >= -105.2: no clamp; scalef rounds 2^-152 p to 0)
-  const __m512 shifter = _mm512_set1_ps(12582912.0f);
-  const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(hi, _mm512_set1_ps(1.44269504088896341f), shifter), shifter);
-  __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693359375f), hi);
-  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-  r = _mm512_add_ps(r, lo);
-  __m512 q = _mm512_set1_ps(1.9875691500e-4f);
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.3981999507e-3f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(8.3334519073e-3f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(4.1665795894e-2f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.6666665459e-1f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(5.0000001201e-1f));
-  const __m512 p1 = _mm512_add_ps(_mm512_fmadd_ps(q, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
-  return {h, _mm512_mask_scalef_ps(p1, kAll, p1, n)};
+  return {h, exp_reduced<true>(hi, lo)};
 }
 
 // GELU<float>::forward's conventions: x <= 0 (-0.0 included, whose sign it keeps): x Phi(-|x|) (wide: (x H) e, e last
