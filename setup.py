@@ -5,12 +5,15 @@ Whether a GPU is visible plays no part (CI compiles the CUDA sources on machines
   GLO_KERNELS_CUDA=0   build the CPU kernels only
   TORCH_CUDA_ARCH_LIST defaults to "8.0;9.0+PTX" when unset (torch's builder needs it when no GPU is visible)
   MAX_JOBS             parallel compile jobs (torch's builder; defaults to the number of cores)
+The CPU kernels are compiled once per instruction-set level (x86-64: default, avx2, avx512) and one is chosen at run
+time (csrc/cpu/cpu_dispatch.h), so a build runs on any CPU of its architecture, whatever machine built it.
 
 Object files live in build/temp (kept between builds: ninja recompiles only what changed), for the editable install
 (`make build`) and the wheel (`make wheel`) alike, so that a wheel after a build only links and packs.
 """
 import glob
 import os
+import platform
 import shutil
 import sys
 
@@ -66,26 +69,20 @@ def _cuda_wanted():
     return True, "nvcc and a CUDA build of torch found"
 
 
-def _cpu_arch_flags():
-    """-march for the CPU kernels: x86-64-v4 (AVX-512) or x86-64-v3 (AVX2, FMA, F16C) when this machine has it.
+# The CPU kernel files, compiled once per instruction-set level (csrc/cpu/cpu_dispatch.h picks one at run time).
+CPU_KERNEL_SOURCES = ["csrc/cpu/activations_cpu.cpp", "csrc/cpu/softmax_cpu.cpp"]
+# The levels above the default one (which is the compiler's baseline, as every other file): name, flags. x86-64 only;
+# other machines (aarch64, ...) build the default level alone.
+CPU_LEVELS = [
+    ("avx2", ["-march=x86-64-v3", "-DGLO_CPU_ISA_AVX2"]),
+    ("avx512", ["-march=x86-64-v4", "-mprefer-vector-width=512", "-DGLO_CPU_ISA_AVX512"]),  # 16 float lanes
+]
 
-    GLO_KERNELS_CPU_ARCH=<value> passes -march=<value>; GLO_KERNELS_CPU_ARCH=none passes nothing (portable build).
-    """
-    arch = os.environ.get("GLO_KERNELS_CPU_ARCH", "auto").strip()
-    if arch.lower() == "none":
-        return []
-    if arch.lower() != "auto":
-        return [f"-march={arch}"]
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return []
-    if all(flag in flags for flag in ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx2", "fma")):
-        return ["-march=x86-64-v4", "-mprefer-vector-width=512"]  # 16 float lanes: transcendentals twice as fast
-    if all(flag in flags for flag in ("avx2", "fma", "f16c", "bmi2", "movbe")):
-        return ["-march=x86-64-v3"]
-    return []
+
+def _cpu_levels():
+    """The levels to compile besides the default one: all of CPU_LEVELS on x86-64, none elsewhere."""
+    machine = platform.machine().lower()
+    return CPU_LEVELS if machine in ("x86_64", "amd64") else []
 
 
 def _extensions():
@@ -93,8 +90,7 @@ def _extensions():
 
     use_cuda, why = _cuda_wanted()
     print(f"glo_kernels: CUDA kernels {'ON' if use_cuda else 'OFF'} ({why})", flush=True)
-    sources = ["csrc/registration.cpp", "csrc/autograd.cpp", "csrc/triton_ops.cpp", "csrc/cpu/activations_cpu.cpp",
-               "csrc/cpu/softmax_cpu.cpp"]
+    sources = ["csrc/registration.cpp", "csrc/autograd.cpp", "csrc/triton_ops.cpp"] + CPU_KERNEL_SOURCES
     include_dirs = [os.path.join(ROOT, "csrc", "include")]
     # -fopenmp: at::parallel_for is an inline OpenMP loop in torch's headers; without it our loops run on one thread.
     # The library then needs libgomp.so.1, which torch has already loaded.
@@ -102,10 +98,14 @@ def _extensions():
     # -ffp-contract=off: every a * b + c rounds twice unless written as an FMA (detail::fma_f): with GCC's default
     # (fast) a loop's vector body and its scalar tail could contract differently, so one element's result depended on
     # where it fell in a chunk (a GeGLU gradient differed by an ulp between the one- and two-tensor forms).
-    cxx_flags = (["-O3", "-DNDEBUG", "-fvisibility=hidden", "-fopenmp", "-fno-trapping-math", "-ffp-contract=off"]
-                 + _cpu_arch_flags())
+    # No -march: every file is compiled for the compiler's baseline; BuildExt adds the CPU kernel files again at each
+    # level of _cpu_levels(), with that level's -march.
+    cxx_flags = ["-O3", "-DNDEBUG", "-fvisibility=hidden", "-fopenmp", "-fno-trapping-math", "-ffp-contract=off"]
     link_flags = ["-fopenmp"]
-    print(f"glo_kernels: C++ flags {' '.join(cxx_flags)}", flush=True)
+    levels = _cpu_levels()
+    macros = [(f"GLO_CPU_BUILT_{name.upper()}", "1") for name, _ in levels]
+    print(f"glo_kernels: C++ flags {' '.join(cxx_flags)}; CPU levels: default"
+          + "".join(f", {name} ({' '.join(flags)})" for name, flags in levels), flush=True)
     if use_cuda:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCH_LIST)
         print(f"glo_kernels: TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}", flush=True)
@@ -118,7 +118,7 @@ def _extensions():
                 include_dirs=include_dirs,
                 extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
                 extra_link_args=link_flags,
-                define_macros=[("GLO_WITH_CUDA", "1")],
+                define_macros=[("GLO_WITH_CUDA", "1")] + macros,
             )
         ]
     return [
@@ -128,6 +128,7 @@ def _extensions():
             include_dirs=include_dirs,
             extra_compile_args={"cxx": cxx_flags},
             extra_link_args=link_flags,
+            define_macros=macros,
         )
     ]
 
@@ -156,6 +157,27 @@ def _build_ext_cls():
         def finalize_options(self):
             super().finalize_options()
             self.build_temp = BUILD_TEMP
+
+        def build_extension(self, ext):
+            """The CPU kernel files again at each level above the default, each with its flags, in its own folder of
+            build/temp (its own ninja file: incremental too); linked after every default-level object, so that where
+            two files hold the same inline function of torch or the standard library the linker keeps the
+            default-level copy (the first one), which any CPU runs (tests/test_cpu_dispatch.py checks the library)."""
+            args = ext.extra_compile_args  # by now with torch's own additions (extension name, API macro)
+            cxx = list(args["cxx"] if isinstance(args, dict) else args)
+            level_objects = []
+            for name, flags in _cpu_levels():
+                level_objects += self.compiler.compile(
+                    CPU_KERNEL_SOURCES,
+                    output_dir=os.path.join(self.build_temp, f"cpu_{name}"),
+                    macros=list(ext.define_macros),
+                    include_dirs=ext.include_dirs,
+                    debug=self.debug,
+                    extra_postargs={"cxx": cxx + flags} if isinstance(args, dict) else cxx + flags,
+                    depends=ext.depends,
+                )
+            ext.extra_objects = list(ext.extra_objects) + level_objects
+            super().build_extension(ext)
 
     return BuildExt
 

@@ -381,7 +381,8 @@ class Kernel:
 
 def _split_template(demangled: str) -> tuple[str, str]:
     """('channel_forward_kernel', 'c10::BFloat16, glo::PELU<float>') from a demangled kernel name."""
-    head = demangled.replace("(anonymous namespace)::", "").split("(")[0]
+    # (glo's inline namespace of the CPU level, glo::isa_default:: in CUDA files: csrc/include/glo/isa.h)
+    head = re.sub(r"\bisa_\w+::", "", demangled.replace("(anonymous namespace)::", "")).split("(")[0]
     m = re.search(r"(?:::|^|\s)([A-Za-z_0-9]+)<(.*)>\s*$", head)
     if m:
         return m.group(1), m.group(2).strip()

@@ -5,11 +5,13 @@ Functional API: :func:`relu`, :func:`leaky_relu`, :func:`prelu`, :func:`elu`, :f
 glo_kernels.ops.unary (:func:`sigmoid`, :func:`tanh`, ...) and the gated units of glo_kernels.ops.gated
 (:func:`swiglu`, :func:`geglu`, :func:`reglu`) and bias + activation of glo_kernels.ops.bias (:func:`bias_gelu`,
 :func:`bias_silu`); modules in :mod:`glo_kernels.nn`.
-Backends: :func:`available_backends`, :func:`use_backend` and the environment variable ``GLO_KERNELS_BACKEND``.
+Backends: :func:`available_backends`, :func:`use_backend` and the environment variable ``GLO_KERNELS_BACKEND``; the
+CPU kernels' instruction-set level: :func:`cpu_capability`, :func:`use_cpu_capability`, ``GLO_KERNELS_CPU_CAPABILITY``.
 """
 from glo_kernels import backends as _backends
 from glo_kernels import library as _library
-from glo_kernels.backends import BACKENDS, BackendStatus, available_backends, backend_for, use_backend
+from glo_kernels.backends import (BACKENDS, BackendStatus, available_backends, backend_for, cpu_capabilities, cpu_capability,
+                                  use_backend, use_cpu_capability)
 from glo_kernels.functional import (BIAS_FUNCTIONS, GATED_FUNCTIONS, UNARY_FUNCTIONS, distillation_loss, elu, grouped_softmax, leaky_relu, log_softmax,
                                    maxout, pelu, prelu, relu, softmax, softplus)
 
@@ -32,6 +34,8 @@ __all__ = [
     "BackendStatus",
     "available_backends",
     "backend_for",
+    "cpu_capabilities",
+    "cpu_capability",
     "distillation_loss",
     "elu",
     "grouped_softmax",
@@ -45,6 +49,7 @@ __all__ = [
     "softmax",
     "softplus",
     "use_backend",
+    "use_cpu_capability",
     *UNARY_FUNCTIONS,
     *GATED_FUNCTIONS,
     *BIAS_FUNCTIONS,

@@ -11,6 +11,11 @@ Backends:
 Default choice: CUDA tensors use ``cuda`` when it was built, else ``triton``, else ``reference``; CPU tensors use
 ``cpu`` when the extension loaded, else ``reference``. ``GLO_KERNELS_BACKEND=<name>`` (read at import) or the context
 manager :func:`use_backend` force one; forcing a backend that cannot run a tensor raises an error saying why.
+
+CPU capability: the ``cpu`` backend's kernels are compiled at several instruction-set levels (on x86-64: ``default``,
+``avx2``, ``avx512``) and run at the best one this CPU has, chosen when the extension loads, as PyTorch's own CPU
+kernels (``ATEN_CPU_CAPABILITY``). ``GLO_KERNELS_CPU_CAPABILITY=<level>`` (read at import) or the context manager
+:func:`use_cpu_capability` choose another; :func:`cpu_capability` says which runs.
 """
 from __future__ import annotations
 
@@ -40,6 +45,48 @@ def _load_extension() -> tuple[bool, bool, str]:
 
 
 _EXT_LOADED, _EXT_HAS_CUDA, _EXT_REASON = _load_extension()
+
+CPU_CAPABILITIES = ("default", "avx2", "avx512")
+
+
+def cpu_capabilities() -> list[str]:
+    """The CPU kernel levels this build holds and this CPU can run, lowest first (empty without the extension)."""
+    return list(torch.ops.glo_kernels_debug.cpu_capabilities()) if _EXT_LOADED else []
+
+
+def cpu_capability() -> str | None:
+    """The level the ``cpu`` backend's kernels run at now ("default", "avx2" or "avx512"; None without the extension)."""
+    return str(torch.ops.glo_kernels_debug.cpu_capability()) if _EXT_LOADED else None
+
+
+def _set_cpu_capability(name: str, what: str) -> None:
+    if name not in CPU_CAPABILITIES:
+        raise ValueError(f"{what}: the CPU capability must be one of {', '.join(CPU_CAPABILITIES)}, got {name!r}")
+    if not _EXT_LOADED:
+        raise RuntimeError(f"{what}: the cpu backend is not available: {_EXT_REASON}")
+    if name not in cpu_capabilities():
+        raise RuntimeError(f"{what}: CPU capability {name!r} cannot run here; this build on this CPU runs: "
+                           f"{', '.join(cpu_capabilities())}")
+    torch.ops.glo_kernels_debug.set_cpu_capability(name)
+
+
+@contextlib.contextmanager
+def use_cpu_capability(name: str) -> Iterator[None]:
+    """Run the ``cpu`` backend's kernels at level ``name`` ("default", "avx2", "avx512") inside a ``with`` block.
+
+    Process-wide (not per thread), like :func:`use_backend`. A level this build or this CPU lacks raises an error.
+    """
+    previous = cpu_capability()
+    _set_cpu_capability(str(name).lower(), "use_cpu_capability")
+    try:
+        yield
+    finally:
+        torch.ops.glo_kernels_debug.set_cpu_capability(previous)
+
+
+_ENV_CPU_CAPABILITY = os.environ.get("GLO_KERNELS_CPU_CAPABILITY", "").strip().lower()
+if _ENV_CPU_CAPABILITY and _EXT_LOADED:
+    _set_cpu_capability(_ENV_CPU_CAPABILITY, f"GLO_KERNELS_CPU_CAPABILITY={_ENV_CPU_CAPABILITY}")
 
 
 def _triton_status() -> tuple[bool, str]:
@@ -81,7 +128,11 @@ def available_backends() -> dict[str, BackendStatus]:
         out["triton"] = BackendStatus(True, f"{_TRITON_REASON} under TRITON_INTERPRET=1 (CPU tensors, slow)")
     else:
         out["triton"] = BackendStatus(False, "no GPU is visible and TRITON_INTERPRET is not set")
-    out["cpu"] = BackendStatus(_EXT_LOADED, "CPU kernels of the C++ extension" if _EXT_LOADED else _EXT_REASON)
+    if _EXT_LOADED:
+        out["cpu"] = BackendStatus(True, f"CPU kernels of the C++ extension, {cpu_capability()} level "
+                                         f"(this CPU runs: {', '.join(cpu_capabilities())})")
+    else:
+        out["cpu"] = BackendStatus(False, _EXT_REASON)
     out["reference"] = BackendStatus(True, "plain PyTorch ops")
     return out
 

@@ -98,6 +98,9 @@ def test_template_split():
         "(c10::BFloat16 const*, long)")
     assert fam == "channel_forward_kernel" and tmpl == "c10::BFloat16, glo::PELU<float>"
     assert sr._kernel_dtype(fam, tmpl) == "bfloat16"
+    # glo's inline namespace of the CPU level (glo/isa.h) does not enter the name
+    assert sr._split_template("void glo::isa_default::(anonymous namespace)::channel_forward_kernel<c10::BFloat16, "
+                              "glo::isa_default::PELU<float> >(c10::BFloat16 const*, long)") == (fam, tmpl)
     assert sr._kernel_dtype("softmax_rows_backward_kernel", "float, c10::Half, 2") == "float16"
     assert sr._kernel_dtype("x", "double, double") == "float64"
 

@@ -31,7 +31,11 @@ for ours, twin in ((glo_kernels.relu, F.relu), (glo_kernels.silu, F.silu), (glo_
 torch.testing.assert_close(glo_kernels.softmax(x, -1, temperature=2.0), torch.softmax(x / 2.0, -1))
 m = glo_kernels.nn.replace_activations(torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU()))
 assert type(m[1]) is glo_kernels.nn.ReLU
-print("wheel ok:", here)
+# every CPU level the build machine compiled, each run here where this CPU has it
+for level in glo_kernels.cpu_capabilities():
+    with glo_kernels.use_cpu_capability(level):
+        torch.testing.assert_close(glo_kernels.silu(x), F.silu(x), rtol=1e-13, atol=1e-15)
+print("wheel ok:", here, "CPU levels:", glo_kernels.cpu_capabilities(), "running", glo_kernels.cpu_capability())
 """
 
 

@@ -9,14 +9,18 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstring>
+#include <string>
 #include <type_traits>
 #include <vector>
 #include "glo/cpu_convert.h"
 #include "glo/op_impls.h"
 #include "avx512_math.h"
+#include "cpu_dispatch.h"
 
 namespace glo {
+GLO_ISA_BEGIN
 namespace {
 
 using cpu::kChunk;
@@ -652,6 +656,119 @@ struct CpuKernels {
 };
 
 }  // namespace
+GLO_ISA_END
 }  // namespace glo
 
-TORCH_LIBRARY_IMPL(glo_kernels, CPU, m) { GLO_REGISTER_OPS(m, ::glo::CpuKernels); }
+// This level's operators, for the run-time dispatch of cpu/cpu_dispatch.h (entered only on CPUs that have the level).
+const glo::cpu_dispatch::AnyFn* glo::cpu_dispatch::GLO_THIS_LEVEL_TABLE(activation_table_)() {
+  using GloOps_ = ::glo::Ops<::glo::CpuKernels>;
+#define GLO_Y_ GLO_TABLE_ENTRY_
+  static const AnyFn table[] = {GLO_ACTIVATION_OP_NAMES};
+#undef GLO_Y_
+  static_assert(sizeof(table) / sizeof(table[0]) == ActivationFamily::kSlots, "one entry per slot");
+  return table;
+}
+
+#if !defined(GLO_CPU_ISA_AVX2) && !defined(GLO_CPU_ISA_AVX512)
+// The default level's file (compiled for the baseline, so safe on any CPU) holds the dispatch state, chooses the level
+// and registers the trampolines.
+namespace glo {
+namespace cpu_dispatch {
+namespace {
+
+constexpr const char* kLevelNames[kNumLevels] = {"default", "avx2", "avx512"};
+
+int best_level() {
+  for (int level = kNumLevels - 1; level > kDefault; --level) {
+    if (level_built(level) && level_supported(level)) return level;
+  }
+  return kDefault;
+}
+
+int level_from_name(const std::string& name) {
+  for (int level = 0; level < kNumLevels; ++level) {
+    if (name == kLevelNames[level]) return level;
+  }
+  return -1;
+}
+
+std::vector<std::string> runnable_levels() {
+  std::vector<std::string> out;
+  for (int level = 0; level < kNumLevels; ++level) {
+    if (level_built(level) && level_supported(level)) out.emplace_back(kLevelNames[level]);
+  }
+  return out;
+}
+
+}  // namespace
+
+const AnyFn* ActivationFamily::tables[kNumLevels] = {};
+std::atomic<int> g_level{best_level()};
+
+bool level_built(int level) {
+  switch (level) {
+    case kDefault:
+      return true;
+#if defined(GLO_CPU_BUILT_AVX2)
+    case kAvx2:
+      return true;
+#endif
+#if defined(GLO_CPU_BUILT_AVX512)
+    case kAvx512:
+      return true;
+#endif
+    default:
+      return false;
+  }
+}
+
+bool level_supported(int level) {
+  if (level == kDefault) return true;
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+  __builtin_cpu_init();  // checks the OS saves the AVX / AVX-512 state too
+  if (level == kAvx2) return __builtin_cpu_supports("x86-64-v3");
+  if (level == kAvx512) return __builtin_cpu_supports("x86-64-v4");
+#elif defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  const bool v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2");
+  if (level == kAvx2) return v3;
+  if (level == kAvx512) {
+    return v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512cd");
+  }
+#endif
+  return false;
+}
+
+}  // namespace cpu_dispatch
+}  // namespace glo
+
+TORCH_LIBRARY_IMPL(glo_kernels, CPU, m) {
+  using namespace ::glo::cpu_dispatch;
+  fill_tables<ActivationFamily>(&activation_table_isa_default, GLO_AVX2_TABLE_(activation_table_),
+                                GLO_AVX512_TABLE_(activation_table_));
+  using GloFamily_ = ActivationFamily;
+  using GloOps_ = ::glo::Ops<::glo::CpuKernels>;
+#define GLO_Y_ GLO_TRAMPOLINE_IMPL_
+  GLO_ACTIVATION_OP_NAMES
+#undef GLO_Y_
+}
+
+// The level the CPU operators run at (glo_kernels/backends.py wraps these).
+TORCH_LIBRARY_FRAGMENT(glo_kernels_debug, m) {
+  using namespace ::glo::cpu_dispatch;
+  m.def("cpu_capability() -> str", [] { return std::string(kLevelNames[g_level.load()]); });
+  m.def("cpu_capabilities() -> str[]", [] { return runnable_levels(); });
+  m.def("set_cpu_capability(str name) -> ()", [](const std::string& name) {
+    const int level = level_from_name(name);
+    TORCH_CHECK(level >= 0, "glo_kernels: unknown CPU capability '", name, "': the levels are default, avx2 and avx512");
+    TORCH_CHECK(level_built(level), "glo_kernels: CPU capability '", name,
+                "' was not compiled into this build (levels built for x86-64 only); this build runs: ",
+                c10::Join(", ", runnable_levels()));
+    TORCH_CHECK(level_supported(level), "glo_kernels: CPU capability '", name,
+                "' needs instructions this CPU lacks; it runs: ", c10::Join(", ", runnable_levels()));
+    g_level.store(level);
+  });
+}
+#endif  // the default level

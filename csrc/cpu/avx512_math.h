@@ -18,6 +18,8 @@
 // functor's (and from the AVX2 builds') in the last bits.
 #pragma once
 
+#include "glo/isa.h"
+
 #if defined(__AVX512F__) && !defined(__CUDA_ARCH__)
 #include <immintrin.h>
 
@@ -29,6 +31,7 @@
 #define GLO_CPU_AVX512 1
 
 namespace glo {
+GLO_ISA_BEGIN
 namespace avx512 {
 
 
@@ -893,6 +896,7 @@ struct GeluTanhValue {
 };
 
 }  // namespace avx512
+GLO_ISA_END
 }  // namespace glo
 
 #endif  // __AVX512F__

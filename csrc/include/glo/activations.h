@@ -9,6 +9,8 @@
 // This header includes no torch headers so that it stays cheap to compile and usable from plain C++ or CUDA.
 #pragma once
 
+#include "glo/isa.h"
+
 #include <cmath>
 #include <cstdint>
 
@@ -21,6 +23,7 @@
 #endif
 
 namespace glo {
+GLO_ISA_BEGIN
 
 // ---------------------------------------------------------------------------------------------------------------
 // Transcendentals in opmath, one overload per precision. Device code uses CUDA's built-ins; host code uses, for
@@ -89,7 +92,9 @@ GLO_HD float expm1_f32(float x) {
   const float em1 = exp_core(xc, n);
   const float h = bits_to_float((static_cast<int32_t>(n) + 126) << 23);  // 2^(n-1), n in [-126, 128]
   const float y = 2.0f * fma_f(h, em1, h - 0.5f);
-  return x == x ? y : x;
+  // expm1 keeps x's sign. Without an FMA unit (the default CPU level) a tiny negative x rounds h * em1 to -0.0 first,
+  // and -0.0 + (h - 0.5) = +0.0: the sign restores it (elu(-1e-45) = -0.0, as at the levels with FMA).
+  return x == x ? __builtin_copysignf(y, x) : x;
 }
 
 // tanh(x): Cephes' odd polynomial for |x| < 0.625, else sign(x) * (1 - 2 / (exp(2|x|) + 1)).
@@ -1095,4 +1100,5 @@ GLO_HD auto fast16_variant(const BiasAct<T, Act>& f) {
   return BiasAct<T, decltype(act)>{act};
 }
 
+GLO_ISA_END
 }  // namespace glo

@@ -3,6 +3,8 @@
 // opmath arrays in loops without conversions, which vectorize too.
 #pragma once
 
+#include "glo/isa.h"
+
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
@@ -13,7 +15,9 @@
 #endif
 #include <type_traits>
 
-namespace glo::cpu {
+namespace glo {
+GLO_ISA_BEGIN
+namespace cpu {
 
 constexpr int64_t kChunk = 4096;  // elements per chunk (a multiple of 32: whole mask words)
 
@@ -122,4 +126,6 @@ inline uint32_t pack_bits32(const uint8_t* flags) {
 #endif
 }
 
-}  // namespace glo::cpu
+}  // namespace cpu
+GLO_ISA_END
+}  // namespace glo

@@ -2,10 +2,13 @@
 // no CUDA header, so the plans that use it stay testable on the CPU.
 #pragma once
 
+#include "glo/isa.h"
+
 #include <algorithm>
 #include <cstdint>
 
 namespace glo {
+GLO_ISA_BEGIN
 
 constexpr int64_t kMaxGrid = int64_t{1} << 20;  // grid cap of grid-stride loops (any value is correct)
 
@@ -16,4 +19,5 @@ inline unsigned grid_cap(int64_t blocks) {
   return static_cast<unsigned>(std::max<int64_t>(1, std::min(blocks, kMaxGrid)));
 }
 
+GLO_ISA_END
 }  // namespace glo

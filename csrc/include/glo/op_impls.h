@@ -28,6 +28,8 @@
 // element function and `factory.scalars()` lists its scalar parameters (what the Triton kernel set hands to Python).
 #pragma once
 
+#include "glo/isa.h"
+
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
@@ -41,6 +43,7 @@
 #include "glo/op_list.h"
 
 namespace glo {
+GLO_ISA_BEGIN
 
 using at::Tensor;
 
@@ -670,4 +673,5 @@ struct Ops {
     GLO_BIAS_OPS(GLO_IMPL_BIAS_OP_)           \
   } while (false)
 
+GLO_ISA_END
 }  // namespace glo

@@ -7,11 +7,14 @@
 // to x itself, so huge logits (1e4) and tiny temperatures (1e-3) stay finite until the exponent.
 #pragma once
 
+#include "glo/isa.h"
+
 #include <cstdint>
 
 #include "glo/activations.h"
 
 namespace glo {
+GLO_ISA_BEGIN
 
 // x (contiguous) seen as [outer, size, inner] around the softmax dim; a row is `size` elements of stride `inner`.
 struct SoftmaxGeometry {
@@ -71,4 +74,5 @@ struct DistillRow {
   }
 };
 
+GLO_ISA_END
 }  // namespace glo

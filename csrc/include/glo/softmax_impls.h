@@ -15,6 +15,8 @@
 // backend keeps its own device copy (csrc/cuda/softmax.cu: cached per device and group list).
 #pragma once
 
+#include "glo/isa.h"
+
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
@@ -30,6 +32,7 @@
 #include "glo/softmax.h"
 
 namespace glo {
+GLO_ISA_BEGIN
 
 struct Temperature {
   double value;      // T (when tensor is undefined)
@@ -325,4 +328,5 @@ struct SoftmaxOps {
     GLO_SOFTMAX_OPS(GLO_IMPL_SOFTMAX_OP_)       \
   } while (false)
 
+GLO_ISA_END
 }  // namespace glo

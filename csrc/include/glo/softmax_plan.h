@@ -7,12 +7,15 @@
 // of a past launch. Two calls with the same arguments give the same plan, so the same summation tree and the same bits.
 #pragma once
 
+#include "glo/isa.h"
+
 #include <algorithm>
 #include <cstdint>
 
 #include "glo/launch.h"
 
 namespace glo {
+GLO_ISA_BEGIN
 namespace softmax_plan {
 
 constexpr int kThreads = 256;                   // block of the sub-warp / warp row groups
@@ -241,4 +244,5 @@ inline StridedPlan plan_strided(int64_t outer, int64_t size, int64_t inner, int 
 }
 
 }  // namespace softmax_plan
+GLO_ISA_END
 }  // namespace glo
