@@ -164,7 +164,8 @@ def main(argv=None) -> int:
     os.makedirs(out_dir, exist_ok=True)
 
     header = (f"glo_kernels {glo_kernels.__version__} report on {device_name(device)}; torch {torch.__version__}"
-              + (f", CUDA {torch.version.cuda}" if on_gpu else f", {torch.get_num_threads()} threads")
+              + (f", CUDA {torch.version.cuda}" if on_gpu else
+                 f", {torch.get_num_threads()} threads, CPU kernels at the {glo_kernels.cpu_capability()} level")
               + f"; {datetime.date.today().isoformat()}")
     print(header)
     print("backends:", ", ".join(f"{k}={'yes' if v.available else 'no'}" for k, v in glo_kernels.available_backends().items()))
