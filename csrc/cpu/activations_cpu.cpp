@@ -660,14 +660,9 @@ GLO_ISA_END
 }  // namespace glo
 
 // This level's operators, for the run-time dispatch of cpu/cpu_dispatch.h (entered only on CPUs that have the level).
-const glo::cpu_dispatch::AnyFn* glo::cpu_dispatch::GLO_THIS_LEVEL_TABLE(activation_table_)() {
-  using GloOps_ = ::glo::Ops<::glo::CpuKernels>;
 #define GLO_Y_ GLO_TABLE_ENTRY_
-  static const AnyFn table[] = {GLO_ACTIVATION_OP_NAMES};
+GLO_DEFINE_LEVEL_TABLE(activation_table_, ActivationFamily, ::glo::Ops<::glo::CpuKernels>, GLO_ACTIVATION_OP_NAMES)
 #undef GLO_Y_
-  static_assert(sizeof(table) / sizeof(table[0]) == ActivationFamily::kSlots, "one entry per slot");
-  return table;
-}
 
 #if !defined(GLO_CPU_ISA_AVX2) && !defined(GLO_CPU_ISA_AVX512)
 // The default level's file (compiled for the baseline, so safe on any CPU) holds the dispatch state, chooses the level
@@ -745,13 +740,8 @@ bool level_supported(int level) {
 }  // namespace glo
 
 TORCH_LIBRARY_IMPL(glo_kernels, CPU, m) {
-  using namespace ::glo::cpu_dispatch;
-  fill_tables<ActivationFamily>(&activation_table_isa_default, GLO_AVX2_TABLE_(activation_table_),
-                                GLO_AVX512_TABLE_(activation_table_));
-  using GloFamily_ = ActivationFamily;
-  using GloOps_ = ::glo::Ops<::glo::CpuKernels>;
 #define GLO_Y_ GLO_TRAMPOLINE_IMPL_
-  GLO_ACTIVATION_OP_NAMES
+  GLO_REGISTER_TRAMPOLINES(activation_table_, ActivationFamily, ::glo::Ops<::glo::CpuKernels>, GLO_ACTIVATION_OP_NAMES)
 #undef GLO_Y_
 }
 

@@ -93,12 +93,27 @@ struct Trampoline<Family, Slot, R (*)(A...)> {
 }  // namespace cpu_dispatch
 }  // namespace glo
 
-// In a level's kernel file: the table of its operators, `GLO_Y_` giving one entry (with GloOps_ the kernel set's
-// Ops / SoftmaxOps class in scope).
+// In each level's kernel file, after `#define GLO_Y_ GLO_TABLE_ENTRY_`: the function returning FAMILY's table at the
+// level being compiled (TABLE: its name prefix; OPS: the file's Ops / SoftmaxOps class; then the family's name list).
 #define GLO_TABLE_ENTRY_(NAME) reinterpret_cast<::glo::cpu_dispatch::AnyFn>(&GloOps_::NAME),
-// In the default level's file: registers Family's trampolines, GloOps_ giving each operator's signature.
+#define GLO_DEFINE_LEVEL_TABLE(TABLE, FAMILY, OPS, ...)                                      \
+  const ::glo::cpu_dispatch::AnyFn* glo::cpu_dispatch::GLO_THIS_LEVEL_TABLE(TABLE)() {       \
+    using GloOps_ = OPS;                                                                    \
+    static const AnyFn table[] = {__VA_ARGS__};                                             \
+    static_assert(sizeof(table) / sizeof(table[0]) == FAMILY::kSlots, "one entry per slot"); \
+    return table;                                                                           \
+  }
+// In the default level's file, inside TORCH_LIBRARY_IMPL(glo_kernels, CPU, m), after
+// `#define GLO_Y_ GLO_TRAMPOLINE_IMPL_`: fills FAMILY's tables for the levels this CPU runs and registers its
+// trampolines, OPS giving each operator's signature.
 #define GLO_TRAMPOLINE_IMPL_(NAME) \
   m.impl(#NAME, &::glo::cpu_dispatch::Trampoline<GloFamily_, GloFamily_::slot_##NAME, decltype(&GloOps_::NAME)>::call);
+#define GLO_REGISTER_TRAMPOLINES(TABLE, FAMILY, OPS, ...)                                                           \
+  ::glo::cpu_dispatch::fill_tables<::glo::cpu_dispatch::FAMILY>(&::glo::cpu_dispatch::TABLE##isa_default,           \
+                                                                GLO_AVX2_TABLE_(TABLE), GLO_AVX512_TABLE_(TABLE)); \
+  using GloFamily_ = ::glo::cpu_dispatch::FAMILY;                                                                   \
+  using GloOps_ = OPS;                                                                                              \
+  __VA_ARGS__
 
 // The levels compiled into this library, as table functions (nullptr: not built).
 #if defined(GLO_CPU_BUILT_AVX2)

@@ -524,26 +524,17 @@ GLO_ISA_END
 }  // namespace glo
 
 // This level's operators, for the run-time dispatch of cpu/cpu_dispatch.h (entered only on CPUs that have the level).
-const glo::cpu_dispatch::AnyFn* glo::cpu_dispatch::GLO_THIS_LEVEL_TABLE(softmax_table_)() {
-  using GloOps_ = ::glo::SoftmaxOps<::glo::CpuSoftmaxKernels>;
 #define GLO_Y_ GLO_TABLE_ENTRY_
-  static const AnyFn table[] = {GLO_SOFTMAX_OP_NAMES};
+GLO_DEFINE_LEVEL_TABLE(softmax_table_, SoftmaxFamily, ::glo::SoftmaxOps<::glo::CpuSoftmaxKernels>, GLO_SOFTMAX_OP_NAMES)
 #undef GLO_Y_
-  static_assert(sizeof(table) / sizeof(table[0]) == SoftmaxFamily::kSlots, "one entry per slot");
-  return table;
-}
 
 #if !defined(GLO_CPU_ISA_AVX2) && !defined(GLO_CPU_ISA_AVX512)
 const glo::cpu_dispatch::AnyFn* glo::cpu_dispatch::SoftmaxFamily::tables[kNumLevels] = {};
 
 TORCH_LIBRARY_IMPL(glo_kernels, CPU, m) {
-  using namespace ::glo::cpu_dispatch;
-  fill_tables<SoftmaxFamily>(&softmax_table_isa_default, GLO_AVX2_TABLE_(softmax_table_),
-                             GLO_AVX512_TABLE_(softmax_table_));
-  using GloFamily_ = SoftmaxFamily;
-  using GloOps_ = ::glo::SoftmaxOps<::glo::CpuSoftmaxKernels>;
 #define GLO_Y_ GLO_TRAMPOLINE_IMPL_
-  GLO_SOFTMAX_OP_NAMES
+  GLO_REGISTER_TRAMPOLINES(softmax_table_, SoftmaxFamily, ::glo::SoftmaxOps<::glo::CpuSoftmaxKernels>,
+                           GLO_SOFTMAX_OP_NAMES)
 #undef GLO_Y_
 }
 #endif  // the default level
